@@ -1,0 +1,33 @@
+// cozy/host/validate.hpp — every check a graph passes before anything runs.
+#pragma once
+
+#include <cozy/host/graph.hpp>
+#include <cozy/spec.hpp>
+
+#include <string>
+#include <vector>
+
+namespace cozy::host {
+
+/// Where the validator looks up node types (the host's registry; a fixed
+/// table in the fuzzer and in tests).
+class SpecSource {
+ public:
+  virtual ~SpecSource() = default;
+  virtual const NodeSpec* find_spec(const std::string& class_type) const = 0;
+  /// Every known class_type, sorted (for suggestions in messages).
+  virtual std::vector<std::string> class_types() const = 0;
+};
+
+/// Collects every error in one pass: unknown class_type, missing required
+/// input, unknown input name, link to a missing node or output index, type
+/// mismatch on an edge, literal of the wrong JSON type, out of range or not
+/// among the choices, cycles (naming the nodes on each), no output node.
+std::vector<Issue> validate(const Graph& graph, const SpecSource& specs);
+
+/// True when an output of type `from` may feed an input of type `to`.
+inline bool types_compatible(const std::string& from, const std::string& to) {
+  return from == to || from == types::ANY || to == types::ANY;
+}
+
+}  // namespace cozy::host

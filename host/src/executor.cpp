@@ -1,0 +1,498 @@
+#include <cozy/host/executor.hpp>
+
+#include <ATen/Parallel.h>
+
+#include <boost/graph/adjacency_list.hpp>
+#include <boost/graph/topological_sort.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+namespace cozy::host {
+
+// ---------------------------------------------------------------- the plan
+
+namespace {
+
+struct InputSource {
+  enum Kind : std::uint8_t { absent, literal, link } kind = absent;
+  std::uint32_t producer = 0;  // plan index, for links
+  std::uint32_t output = 0;
+  Value value;  // for literals
+};
+
+struct PlanNode {
+  std::string id;
+  std::string title;
+  const RegisteredNode* node = nullptr;
+  std::vector<InputSource> inputs;      // one per spec input
+  std::vector<std::uint32_t> producers;  // distinct plan indices
+  std::vector<std::uint32_t> consumers;  // distinct plan indices
+  std::uint64_t key = 0;
+  bool cacheable = false;  // pure, and every upstream node pure
+  std::uint32_t level = 0;
+};
+
+constexpr std::uint64_t kFnvOffset = 1469598103934665603ull;
+constexpr std::uint64_t kFnvPrime = 1099511628211ull;
+
+void hash_bytes(std::uint64_t& h, const void* data, std::size_t size) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (std::size_t i = 0; i < size; ++i) h = (h ^ p[i]) * kFnvPrime;
+}
+void hash_string(std::uint64_t& h, const std::string& s) {
+  hash_bytes(h, s.data(), s.size());
+  hash_bytes(h, "\0", 1);
+}
+template <class T>
+void hash_pod(std::uint64_t& h, T v) {
+  hash_bytes(h, &v, sizeof v);
+}
+
+Value literal_value(const nlohmann::json& j, const std::string& type) {
+  if (type == types::FLOAT && j.is_number()) return Value(j.get<double>());
+  switch (j.type()) {
+    case nlohmann::json::value_t::boolean: return Value(j.get<bool>());
+    case nlohmann::json::value_t::number_integer: return Value(j.get<std::int64_t>());
+    case nlohmann::json::value_t::number_unsigned: return Value(static_cast<std::int64_t>(j.get<std::uint64_t>()));
+    case nlohmann::json::value_t::number_float: return Value(j.get<double>());
+    case nlohmann::json::value_t::string: return Value(j.get<std::string>());
+    case nlohmann::json::value_t::array: {
+      List list;
+      list.reserve(j.size());
+      for (const auto& item : j) list.push_back(literal_value(item, types::ANY));
+      return Value(std::move(list));
+    }
+    default: return Value();
+  }
+}
+
+Value default_value(const Literal& literal) {
+  return std::visit(
+      [](const auto& v) -> Value {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, std::monostate>) return Value();
+        else return Value(v);
+      },
+      literal);
+}
+
+}  // namespace
+
+struct Plan::Impl {
+  std::vector<PlanNode> nodes;  // topological order
+  std::uint32_t width = 1;      // most nodes on one level: the useful parallelism
+};
+
+Plan::Plan() = default;
+Plan::~Plan() = default;
+Plan::Plan(Plan&&) noexcept = default;
+Plan& Plan::operator=(Plan&&) noexcept = default;
+std::size_t Plan::size() const { return impl ? impl->nodes.size() : 0; }
+
+Executor::Executor(std::shared_ptr<const Registry> registry) : registry_(std::move(registry)) {}
+Executor::~Executor() = default;
+
+Plan Executor::plan(const Graph& graph) const {
+  const std::size_t n = graph.nodes.size();
+  using Digraph = boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS>;
+  Digraph g(n);
+  std::vector<const RegisteredNode*> defs(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const GraphNode& node = graph.nodes[i];
+    defs[i] = registry_->find(node.class_type);
+    if (!defs[i]) throw Error("node " + node.id + ": unknown class_type " + node.class_type + " (validate first)");
+    for (const auto& [name, input] : node.inputs) {
+      if (!input.is_link) continue;
+      auto it = graph.index.find(input.link.node);
+      if (it == graph.index.end()) throw Error("node " + node.id + ": link to missing node " + input.link.node);
+      boost::add_edge(it->second, i, g);
+    }
+  }
+  std::vector<std::size_t> reverse_order;
+  reverse_order.reserve(n);
+  try {
+    boost::topological_sort(g, std::back_inserter(reverse_order));
+  } catch (const boost::not_a_dag&) {
+    throw Error("the graph has a cycle (validate first)");
+  }
+
+  // Walking from the sinks up: a node is needed if it is an output node or
+  // feeds a needed node.
+  std::vector<char> needed(n, 0);
+  for (std::size_t v : reverse_order) {
+    if (defs[v]->def.spec.output_node) needed[v] = 1;
+    if (!needed[v]) {
+      for (auto [e, end] = boost::out_edges(v, g); e != end; ++e)
+        if (needed[boost::target(*e, g)]) {
+          needed[v] = 1;
+          break;
+        }
+    }
+  }
+
+  Plan plan;
+  plan.impl = std::make_unique<Plan::Impl>();
+  auto& nodes = plan.impl->nodes;
+  std::vector<std::uint32_t> position(n, UINT32_MAX);
+  for (auto it = reverse_order.rbegin(); it != reverse_order.rend(); ++it) {
+    if (!needed[*it]) continue;
+    position[*it] = static_cast<std::uint32_t>(nodes.size());
+    nodes.emplace_back();
+  }
+  std::vector<std::uint32_t> level_count;
+  for (auto it = reverse_order.rbegin(); it != reverse_order.rend(); ++it) {
+    std::size_t v = *it;
+    if (!needed[v]) continue;
+    const GraphNode& source = graph.nodes[v];
+    const NodeSpec& spec = defs[v]->def.spec;
+    PlanNode& node = nodes[position[v]];
+    node.id = source.id;
+    node.title = source.title;
+    node.node = defs[v];
+    node.inputs.resize(spec.inputs.size());
+    node.cacheable = spec.pure;
+    std::uint64_t key = kFnvOffset;
+    hash_string(key, spec.class_type);
+    for (std::size_t k = 0; k < spec.inputs.size(); ++k) {
+      const InputSpec& in = spec.inputs[k];
+      InputSource& slot = node.inputs[k];
+      hash_string(key, in.name);
+      const InputValue* given = source.input(in.name);
+      if (given && given->is_link) {
+        std::uint32_t producer = position[graph.index.at(given->link.node)];
+        slot.kind = InputSource::link;
+        slot.producer = producer;
+        slot.output = static_cast<std::uint32_t>(given->link.output);
+        if (std::find(node.producers.begin(), node.producers.end(), producer) == node.producers.end())
+          node.producers.push_back(producer);
+        hash_pod(key, nodes[producer].key);
+        hash_pod(key, slot.output);
+        node.cacheable = node.cacheable && nodes[producer].cacheable;
+        node.level = std::max(node.level, nodes[producer].level + 1);
+      } else if (given) {
+        slot.kind = InputSource::literal;
+        slot.value = literal_value(given->literal, in.type);
+        hash_string(key, given->literal.dump());
+      } else if (has_value(in.default_value)) {
+        slot.kind = InputSource::literal;
+        slot.value = default_value(in.default_value);
+        hash_string(key, "default");
+      } else {
+        hash_string(key, "absent");
+      }
+    }
+    node.key = key;
+    for (std::uint32_t producer : node.producers) nodes[producer].consumers.push_back(position[v]);
+    if (level_count.size() <= node.level) level_count.resize(node.level + 1, 0);
+    ++level_count[node.level];
+  }
+  for (std::uint32_t c : level_count) plan.impl->width = std::max(plan.impl->width, c);
+  return plan;
+}
+
+std::pair<int, int> resolve_parallelism(int jobs, int threads) {
+  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (jobs <= 0) jobs = cores;
+  if (threads <= 0) threads = std::max(1, cores / jobs);
+  return {jobs, threads};
+}
+
+// ---------------------------------------------------------------- a run
+
+namespace {
+enum NodeState : std::uint8_t { waiting = 0, succeeded = 1, failed = 2, skipped = 3 };
+constexpr std::uint32_t kNone = UINT32_MAX;
+}  // namespace
+
+struct Executor::Run {
+  Run(Executor& e, const Plan::Impl& p, const RunOptions& o, RunReport& r)
+      : executor(e), plan(p), options(o), report(r) {}
+  Executor& executor;
+  const Plan::Impl& plan;
+  const RunOptions& options;
+  RunReport& report;
+  int threads = 1;
+  std::filesystem::path temp_dir;
+
+  std::vector<Outputs> values;      // by plan index; cleared after the last consumer
+  std::vector<Outputs> for_cache;   // outputs of cacheable nodes that ran
+  std::vector<char> needed, from_cache;
+  std::unique_ptr<std::atomic<int>[]> pending;    // producers not finished
+  std::unique_ptr<std::atomic<int>[]> uses_left;  // running consumers not finished
+  std::unique_ptr<std::atomic<std::uint8_t>[]> state;
+
+  std::mutex queue_mutex;
+  std::condition_variable queue_cv;
+  std::vector<std::uint32_t> ready;
+  int sleepers = 0;
+  std::atomic<std::size_t> remaining{0};
+  std::atomic<std::size_t> executed{0};
+  std::mutex report_mutex;
+
+  void emit(const char* type, nlohmann::json data) {
+    if (!options.events) return;
+    data["prompt_id"] = options.prompt_id;
+    options.events->emit(Event{type, std::move(data)});
+  }
+
+  class NodeContext;
+  void process(std::uint32_t index, std::vector<std::uint32_t>& now_ready);
+  void work();
+};
+
+class Executor::Run::NodeContext final : public Context {
+ public:
+  NodeContext(Run& run, const PlanNode& node) : run_(run), node_(node) {}
+  c10::Device device() const override { return run_.options.device; }
+  int threads() const override { return run_.threads; }
+  void progress(std::int64_t value, std::int64_t max, std::string_view text) override {
+    nlohmann::json data = {{"value", value}, {"max", max}, {"node", node_.id}};
+    if (!text.empty()) data["text"] = std::string(text);
+    run_.emit("progress", std::move(data));
+  }
+  bool cancelled() const override { return run_.executor.cancelled_.load(std::memory_order_relaxed); }
+  void log(LogLevel level, std::string_view message) override {
+    static const char* names[] = {"debug", "info", "warning", "error"};
+    if (run_.options.events) {
+      run_.emit("log", {{"node", node_.id}, {"level", names[static_cast<int>(level)]}, {"message", std::string(message)}});
+    } else if (level >= LogLevel::warning) {
+      std::lock_guard<std::mutex> lock(run_.report_mutex);
+      std::cerr << names[static_cast<int>(level)] << ": node " << node_.id << ": " << message << '\n';
+    }
+  }
+  const std::filesystem::path& input_dir() const override { return run_.options.input_dir; }
+  const std::filesystem::path& output_dir() const override { return run_.options.output_dir; }
+  const std::filesystem::path& model_dir() const override { return run_.options.model_dir; }
+  const std::filesystem::path& temp_dir() const override { return run_.temp_dir; }
+  void add_file(const std::filesystem::path& file, std::string_view kind) override {
+    files.push_back({{"filename", file.filename().string()}, {"path", file.string()}, {"type", std::string(kind)}});
+    std::lock_guard<std::mutex> lock(run_.report_mutex);
+    run_.report.files[node_.id].push_back(file);
+  }
+  const std::string& node_id() const override { return node_.id; }
+
+  nlohmann::json files = nlohmann::json::array();
+
+ private:
+  Run& run_;
+  const PlanNode& node_;
+};
+
+void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now_ready) {
+  const PlanNode& node = plan.nodes[index];
+  const NodeSpec& spec = node.node->def.spec;
+  NodeState outcome = succeeded;
+
+  if (!from_cache[index]) {
+    for (std::uint32_t p : node.producers)
+      if (state[p].load(std::memory_order_acquire) != succeeded) outcome = skipped;
+    if (outcome == succeeded && executor.cancelled_.load(std::memory_order_relaxed)) outcome = skipped;
+    if (outcome == skipped) {
+      std::lock_guard<std::mutex> lock(report_mutex);
+      report.skipped.push_back(node.id);
+    } else {
+      std::string error;
+      bool interrupted = false;
+      Outputs outputs;
+      {
+        std::vector<Value> arguments(node.inputs.size());
+        for (std::size_t k = 0; k < node.inputs.size(); ++k) {
+          const InputSource& in = node.inputs[k];
+          if (in.kind == InputSource::literal) arguments[k] = in.value;
+          else if (in.kind == InputSource::link) arguments[k] = values[in.producer][in.output];
+        }
+        if (options.events)
+          emit("executing", {{"node", node.id}, {"display_node", node.title.empty() ? spec.class_type : node.title}});
+        NodeContext context(*this, node);
+        try {
+          outputs = node.node->def.run(Inputs(spec, std::move(arguments)), context);
+          if (outputs.size() != spec.outputs.size())
+            error = "returned " + std::to_string(outputs.size()) + " outputs, but declares " +
+                    std::to_string(spec.outputs.size());
+        } catch (const Cancelled&) {
+          interrupted = true;
+          error = "cancelled";
+        } catch (const std::exception& e) {
+          error = e.what();
+          if (error.empty()) error = "failed without a message";
+        } catch (...) {
+          error = "threw an exception that is not a std::exception";
+        }
+        executed.fetch_add(1, std::memory_order_relaxed);
+        if (error.empty()) {
+          if (options.events)
+            emit("executed", {{"node", node.id}, {"display_node", node.title.empty() ? spec.class_type : node.title},
+                              {"output", {{"files", context.files}}}});
+        } else if (interrupted) {
+          std::lock_guard<std::mutex> lock(report_mutex);
+          report.skipped.push_back(node.id);
+        } else {
+          {
+            std::lock_guard<std::mutex> lock(report_mutex);
+            report.failures.push_back({node.id, spec.class_type, error});
+          }
+          emit("execution_error", {{"node_id", node.id}, {"node_type", spec.class_type},
+                                   {"exception_message", error}, {"exception_type", "cozy.Error"}});
+        }
+      }
+      if (error.empty()) {
+        values[index] = std::move(outputs);
+        if (options.use_cache && node.cacheable) for_cache[index] = values[index];
+      } else {
+        outcome = interrupted ? skipped : failed;
+      }
+    }
+    // This node has read its inputs: release what no one else will read.
+    for (std::uint32_t p : node.producers) {
+      if (uses_left[p].fetch_sub(1, std::memory_order_acq_rel) == 1 && !plan.nodes[p].node->def.spec.output_node)
+        Outputs().swap(values[p]);
+    }
+  }
+  state[index].store(outcome, std::memory_order_release);
+  for (std::uint32_t c : node.consumers) {
+    if (!needed[c] || from_cache[c]) continue;
+    if (pending[c].fetch_sub(1, std::memory_order_acq_rel) == 1) now_ready.push_back(c);
+  }
+}
+
+void Executor::Run::work() {
+  std::vector<std::uint32_t> now_ready;
+  std::uint32_t next = kNone;
+  for (;;) {
+    if (next == kNone) {
+      std::unique_lock<std::mutex> lock(queue_mutex);
+      while (ready.empty() && remaining.load(std::memory_order_acquire) != 0) {
+        ++sleepers;
+        queue_cv.wait(lock);
+        --sleepers;
+      }
+      if (ready.empty()) return;
+      next = ready.back();
+      ready.pop_back();
+    }
+    now_ready.clear();
+    process(next, now_ready);
+    next = kNone;
+    if (!now_ready.empty()) {
+      // Run one successor here, without a hand-off; share the rest.
+      next = now_ready.back();
+      now_ready.pop_back();
+      if (!now_ready.empty()) {
+        std::lock_guard<std::mutex> lock(queue_mutex);
+        ready.insert(ready.end(), now_ready.begin(), now_ready.end());
+        if (sleepers > 0) queue_cv.notify_all();
+      }
+    }
+    if (remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(queue_mutex);
+      queue_cv.notify_all();
+      return;
+    }
+  }
+}
+
+RunReport Executor::execute(const Plan& plan_in, const RunOptions& options) {
+  if (!plan_in.impl) throw Error("empty plan");
+  const Plan::Impl& plan = *plan_in.impl;
+  const std::size_t n = plan.nodes.size();
+  auto start = std::chrono::steady_clock::now();
+  cancelled_.store(false);
+
+  RunReport report;
+  Run run(*this, plan, options, report);
+  int jobs = options.jobs > 0 ? options.jobs : std::min<int>(resolve_parallelism(0, 0).first, static_cast<int>(plan.width));
+  std::tie(jobs, run.threads) = resolve_parallelism(jobs, options.threads);
+  report.jobs = jobs;
+  report.threads = run.threads;
+  if (at::get_num_threads() != run.threads) at::set_num_threads(run.threads);
+  run.temp_dir = options.temp_dir.empty() ? std::filesystem::temp_directory_path() / "cozy" : options.temp_dir;
+
+  run.values.resize(n);
+  run.for_cache.resize(n);
+  run.needed.assign(n, 0);
+  run.from_cache.assign(n, 0);
+  run.pending.reset(new std::atomic<int>[n]);
+  run.uses_left.reset(new std::atomic<int>[n]);
+  run.state.reset(new std::atomic<std::uint8_t>[n]);
+
+  // From the sinks up: a node runs if an output node needs it and its
+  // result is not in the cache; a cached result cuts off what lies above it.
+  std::vector<std::string> cached_ids;
+  for (std::size_t i = n; i-- > 0;) {
+    const PlanNode& node = plan.nodes[i];
+    bool need = node.node->def.spec.output_node;
+    for (std::uint32_t c : node.consumers)
+      if (run.needed[c] && !run.from_cache[c]) need = true;
+    run.needed[i] = need;
+    if (need && options.use_cache && node.cacheable) {
+      if (auto hit = cache_.find(node.key); hit != cache_.end()) {
+        run.from_cache[i] = 1;
+        run.values[i] = hit->second;
+        cached_ids.push_back(node.id);
+      }
+    }
+  }
+  std::size_t count = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    run.state[i].store(waiting, std::memory_order_relaxed);
+    int uses = 0;
+    for (std::uint32_t c : plan.nodes[i].consumers)
+      if (run.needed[c] && !run.from_cache[c]) ++uses;
+    run.uses_left[i].store(uses, std::memory_order_relaxed);
+    if (!run.needed[i]) continue;
+    ++count;
+    int producers = run.from_cache[i] ? 0 : static_cast<int>(plan.nodes[i].producers.size());
+    run.pending[i].store(producers, std::memory_order_relaxed);
+    if (producers == 0) run.ready.push_back(static_cast<std::uint32_t>(i));
+  }
+  std::reverse(run.ready.begin(), run.ready.end());  // the stack pops the first node first
+  run.remaining.store(count);
+
+  run.emit("execution_start", {{"nodes", count}});
+  if (!cached_ids.empty()) run.emit("execution_cached", {{"nodes", cached_ids}});
+  report.cached = std::move(cached_ids);
+
+  if (count > 0) {
+    jobs = std::max(1, std::min<int>(jobs, static_cast<int>(count)));
+    std::vector<std::thread> helpers;
+    for (int j = 1; j < jobs; ++j) helpers.emplace_back([&run] { run.work(); });
+    run.work();
+    for (auto& t : helpers) t.join();
+  }
+  report.executed = run.executed.load();
+
+  for (std::size_t i = 0; i < n; ++i) {
+    const PlanNode& node = plan.nodes[i];
+    if (node.node->def.spec.output_node && run.state[i].load() == succeeded) report.outputs[node.id] = run.values[i];
+  }
+  if (options.use_cache) {
+    std::unordered_map<std::uint64_t, Outputs> next;
+    for (std::size_t i = 0; i < n; ++i) {
+      const PlanNode& node = plan.nodes[i];
+      if (!node.cacheable) continue;
+      if (run.state[i].load() == succeeded && !run.from_cache[i]) {
+        next[node.key] = std::move(run.for_cache[i]);
+      } else if (auto old = cache_.find(node.key); old != cache_.end()) {
+        next[node.key] = old->second;
+      }
+    }
+    cache_ = std::move(next);
+  }
+
+  report.interrupted = cancelled_.load();
+  report.success = report.failures.empty() && report.skipped.empty() && !report.interrupted;
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (report.success) run.emit("execution_success", nlohmann::json::object());
+  else if (report.interrupted) run.emit("execution_interrupted", nlohmann::json::object());
+  return report;
+}
+
+void Executor::clear_cache() { cache_.clear(); }
+std::size_t Executor::cache_size() const { return cache_.size(); }
+
+}  // namespace cozy::host

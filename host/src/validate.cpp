@@ -1,0 +1,187 @@
+#include <cozy/host/validate.hpp>
+
+#include <boost/graph/adjacency_list.hpp>
+#include <boost/graph/strong_components.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <sstream>
+
+namespace cozy::host {
+namespace {
+
+std::string describe(const nlohmann::json& value) {
+  std::string text = value.dump();
+  if (text.size() > 60) text = text.substr(0, 57) + "...";
+  return text;
+}
+
+std::string join(const std::vector<std::string>& items, std::size_t limit = 40) {
+  std::string out;
+  for (std::size_t i = 0; i < items.size() && i < limit; ++i) out += (i ? ", " : "") + items[i];
+  if (items.size() > limit) out += ", ... (" + std::to_string(items.size() - limit) + " more)";
+  return out;
+}
+
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t above = row[j];
+      bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) == std::tolower(static_cast<unsigned char>(b[j - 1]));
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (same ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string number_text(double v) {
+  if (std::floor(v) == v && std::fabs(v) < 1e15) return std::to_string(static_cast<long long>(v));
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+// Checks one literal against the input it is given to; returns "" if fine.
+std::string check_literal(const InputSpec& spec, const nlohmann::json& value) {
+  const std::string& type = spec.type;
+  if (type == types::ANY) return {};
+  if (!types::is_primitive(type))
+    return "expects a link to a " + type + " output, got the literal " + describe(value);
+  if (type == types::BOOLEAN) {
+    if (!value.is_boolean()) return "expects BOOLEAN (true or false), got " + describe(value);
+    return {};
+  }
+  if (type == types::STRING) {
+    if (!value.is_string()) return "expects STRING, got " + describe(value);
+    if (!spec.choices.empty() &&
+        std::find(spec.choices.begin(), spec.choices.end(), value.get<std::string>()) == spec.choices.end())
+      return "'" + value.get<std::string>() + "' is not among the choices: " + join(spec.choices);
+    return {};
+  }
+  double number = 0;
+  if (type == types::INT) {
+    if (!value.is_number_integer()) return "expects INT, got " + describe(value);
+    number = value.is_number_unsigned() ? static_cast<double>(value.get<unsigned long long>())
+                                        : static_cast<double>(value.get<long long>());
+  } else {  // FLOAT
+    if (!value.is_number()) return "expects FLOAT, got " + describe(value);
+    number = value.get<double>();
+  }
+  if ((spec.min && number < *spec.min) || (spec.max && number > *spec.max)) {
+    return describe(value) + " is out of range [" + (spec.min ? number_text(*spec.min) : "-inf") + ", " +
+           (spec.max ? number_text(*spec.max) : "inf") + "]";
+  }
+  return {};
+}
+
+}  // namespace
+
+std::vector<Issue> validate(const Graph& graph, const SpecSource& specs) {
+  std::vector<Issue> errors;
+  std::vector<const NodeSpec*> spec_of(graph.nodes.size(), nullptr);
+  bool any_output = false;
+
+  for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
+    const GraphNode& node = graph.nodes[i];
+    auto error = [&](const std::string& input, std::string message) {
+      errors.push_back({node.id, node.class_type, input, std::move(message)});
+    };
+    const NodeSpec* spec = specs.find_spec(node.class_type);
+    if (!spec) {
+      std::vector<std::string> near;
+      for (const auto& known : specs.class_types())
+        if (edit_distance(known, node.class_type) <= std::max<std::size_t>(2, node.class_type.size() / 4))
+          near.push_back(known);
+      error("", "unknown class_type '" + node.class_type + "'" +
+                    (near.empty() ? std::string() : "; did you mean: " + join(near) + "?"));
+      continue;
+    }
+    spec_of[i] = spec;
+    any_output = any_output || spec->output_node;
+
+    for (const auto& [name, value] : node.inputs) {
+      int index = spec->input_index(name);
+      if (index < 0) {
+        std::vector<std::string> names;
+        for (const auto& in : spec->inputs) names.push_back(in.name);
+        error(name, "unknown input; " + (names.empty() ? std::string("this node takes no inputs")
+                                                       : "valid inputs: " + join(names)));
+        continue;
+      }
+      const InputSpec& in = spec->inputs[static_cast<std::size_t>(index)];
+      if (value.is_link) {
+        const GraphNode* from = graph.find(value.link.node);
+        if (!from) {
+          error(name, "links to node " + value.link.node + ", which is not in the graph");
+          continue;
+        }
+        const NodeSpec* from_spec = specs.find_spec(from->class_type);
+        if (!from_spec) continue;  // reported on that node
+        if (value.link.output >= static_cast<int>(from_spec->outputs.size())) {
+          error(name, "links to output " + std::to_string(value.link.output) + " of node " + from->id + " (" +
+                          from->class_type + "), which has " + std::to_string(from_spec->outputs.size()) +
+                          " output" + (from_spec->outputs.size() == 1 ? "" : "s"));
+          continue;
+        }
+        const OutputSpec& out = from_spec->outputs[static_cast<std::size_t>(value.link.output)];
+        if (!types_compatible(out.type, in.type))
+          error(name, "type mismatch: expects " + in.type + ", but output " + std::to_string(value.link.output) +
+                          " of node " + from->id + " (" + from->class_type + ") is " + out.type);
+      } else if (value.is_list) {
+        if (in.type != types::ANY) {
+          error(name, "takes a single " + in.type + ", not a list");
+        }
+      } else if (std::string problem = check_literal(in, value.literal); !problem.empty()) {
+        error(name, problem);
+      }
+    }
+    for (const auto& in : spec->inputs) {
+      if (in.required && !has_value(in.default_value) && !node.input(in.name))
+        error(in.name, "missing required input of type " + in.type);
+    }
+  }
+
+  // Cycles: every strongly connected component of more than one node, and
+  // every node that links to itself, lies on a cycle.
+  using Digraph = boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS>;
+  Digraph g(graph.nodes.size());
+  std::vector<bool> self_loop(graph.nodes.size(), false);
+  for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
+    for (const auto& [name, value] : graph.nodes[i].inputs) {
+      if (!value.is_link) continue;
+      auto it = graph.index.find(value.link.node);
+      if (it == graph.index.end()) continue;
+      if (it->second == i) self_loop[i] = true;
+      boost::add_edge(it->second, i, g);
+    }
+  }
+  std::vector<int> component(graph.nodes.size());
+  int count = graph.nodes.empty() ? 0 : boost::strong_components(g, component.data());
+  std::vector<std::vector<std::size_t>> members(static_cast<std::size_t>(count));
+  for (std::size_t i = 0; i < graph.nodes.size(); ++i) members[static_cast<std::size_t>(component[i])].push_back(i);
+  for (const auto& cycle : members) {
+    if (cycle.empty() || (cycle.size() == 1 && !self_loop[cycle.front()])) continue;
+    std::vector<std::string> ids;
+    for (std::size_t i : cycle) ids.push_back(graph.nodes[i].id);
+    std::sort(ids.begin(), ids.end());
+    const GraphNode& first = graph.nodes[cycle.front()];
+    errors.push_back({first.id, first.class_type, "", "cycle through nodes " + join(ids, 100)});
+  }
+
+  if (!any_output) {
+    std::vector<std::string> outputs;
+    for (const auto& type : specs.class_types())
+      if (const NodeSpec* s = specs.find_spec(type); s && s->output_node) outputs.push_back(type);
+    errors.push_back({"", "", "", "the graph has no output node, so nothing would run" +
+                                      (outputs.empty() ? std::string() : "; output nodes: " + join(outputs))});
+  }
+  return errors;
+}
+
+}  // namespace cozy::host

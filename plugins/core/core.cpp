@@ -1,0 +1,215 @@
+// The core plugin: primitives, image files in and out, batches and grids.
+#include <cozy/sdk.hpp>
+
+#include "image_io.hpp"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+namespace {
+
+using cozy::InputSpec;
+using cozy::NodeDef;
+using cozy::Outputs;
+namespace types = cozy::types;
+
+constexpr double kMaxInt = 9007199254740991.0;  // 2^53 - 1: exact in a double, as in JSON
+
+// Checks the IMAGE convention: float32 [B, C, H, W], C = 1 or 3.
+const at::Tensor& checked_image(const at::Tensor& image, const char* name) {
+  if (image.dim() != 4 || (image.size(1) != 1 && image.size(1) != 3) || image.scalar_type() != at::kFloat)
+    throw cozy::Error(std::string(name) + " is not an IMAGE: expected float32 [B, C, H, W] with C = 1 or 3");
+  return image;
+}
+
+NodeDef primitive(const char* type, InputSpec input, const char* description) {
+  NodeDef def;
+  def.spec.class_type = type;
+  def.spec.category = "utils/primitive";
+  def.spec.description = description;
+  def.spec.outputs = {{input.type, input.type}};
+  def.spec.inputs = {std::move(input)};
+  def.run = [](const cozy::Inputs& in, cozy::Context&) -> Outputs { return {in.at(0)}; };
+  return def;
+}
+
+NodeDef seed_node() {
+  NodeDef def = primitive("Seed", InputSpec::Int("seed", 0).range(0, kMaxInt).help("seed for random number generators"),
+                          "A seed for the nodes that draw random numbers.");
+  def.spec.outputs = {{"seed", types::INT}};
+  return def;
+}
+
+NodeDef empty_image() {
+  NodeDef def;
+  def.spec.class_type = "EmptyImage";
+  def.spec.display_name = "Empty Image";
+  def.spec.category = "image";
+  def.spec.description = "A batch of images of one colour, on the run's device.";
+  def.spec.inputs = {InputSpec::Int("width", 512).range(1, 16384).with_step(1),
+                     InputSpec::Int("height", 512).range(1, 16384).with_step(1),
+                     InputSpec::Int("batch_size", 1).range(1, 4096),
+                     InputSpec::Int("color", 0).range(0, 0xFFFFFF).help("0xRRGGBB")};
+  def.spec.outputs = {{"IMAGE", types::IMAGE}};
+  def.run = [](const cozy::Inputs& in, cozy::Context& ctx) -> Outputs {
+    const int64_t color = in.integer("color");
+    at::Tensor rgb = at::tensor({(color >> 16 & 0xFF) / 255.0f, (color >> 8 & 0xFF) / 255.0f, (color & 0xFF) / 255.0f});
+    at::Tensor image = rgb.to(ctx.device()).view({1, 3, 1, 1}).expand(
+        {in.integer("batch_size"), 3, in.integer("height"), in.integer("width")});
+    return {image.contiguous()};
+  };
+  return def;
+}
+
+NodeDef load_image() {
+  NodeDef def;
+  def.spec.class_type = "LoadImage";
+  def.spec.display_name = "Load Image";
+  def.spec.category = "image";
+  def.spec.description =
+      "Reads a PNG or JPEG (8 or 16 bit, grey or colour) with OpenCV. A relative name is looked up in the "
+      "input folder (--input-dir). Outputs the image on the run's device, and a MASK that is 1 where the file "
+      "is transparent (1 - alpha, as in ComfyUI; all 0 without alpha). Not cached: the file can change.";
+  def.spec.inputs = {InputSpec::String("image").help("file name in the input folder, or an absolute path")};
+  def.spec.outputs = {{"IMAGE", types::IMAGE}, {"MASK", types::MASK}};
+  def.spec.pure = false;
+  def.run = [](const cozy::Inputs& in, cozy::Context& ctx) -> Outputs {
+    std::filesystem::path file(in.string("image"));
+    if (file.is_relative()) file = ctx.input_dir() / file;
+    auto loaded = cozy::image_io::read_image(file);
+    at::Tensor mask = loaded.alpha ? 1.0 - *loaded.alpha
+                                   : at::zeros({1, 1, loaded.image.size(2), loaded.image.size(3)});
+    return {loaded.image.to(ctx.device()), mask.to(ctx.device())};
+  };
+  return def;
+}
+
+// Writes each image of a batch as `<folder>/<stem>_<NNNNN>.png`.
+void save_batch(const at::Tensor& images, const std::filesystem::path& folder, const std::string& stem, int bit_depth,
+                const char* kind, cozy::Context& ctx) {
+  at::Tensor cpu = images.detach().to(at::kCPU);
+  for (int64_t i = 0; i < cpu.size(0); ++i) {
+    ctx.check_cancelled();
+    at::Tensor one = cpu[i];
+    auto file = cozy::write_numbered_file(folder, stem, ".png", [&](const std::filesystem::path& temp) {
+      cozy::image_io::write_png(one, temp, bit_depth);
+    });
+    ctx.add_file(file, kind);
+  }
+}
+
+NodeDef save_image() {
+  NodeDef def;
+  def.spec.class_type = "SaveImage";
+  def.spec.display_name = "Save Image";
+  def.spec.category = "image";
+  def.spec.description =
+      "Writes one PNG per image of the batch as <prefix>_<counter>.png under the output folder. Each file is "
+      "written under a temporary name and then linked to a free name: never half-written, never replacing an "
+      "earlier file. The prefix may name a subfolder, but must stay inside the output folder.";
+  def.spec.inputs = {InputSpec::Link("images", types::IMAGE),
+                     InputSpec::String("filename_prefix", "cozy").help("may contain subfolders, e.g. run1/img"),
+                     InputSpec::Choice("bit_depth", {"8", "16"}).help("bits per channel of the PNG")};
+  def.spec.output_node = true;
+  def.run = [](const cozy::Inputs& in, cozy::Context& ctx) -> Outputs {
+    const at::Tensor& images = checked_image(in.tensor("images"), "images");
+    std::filesystem::path target = cozy::path_inside(ctx.output_dir(), in.string("filename_prefix"), "filename_prefix");
+    std::string stem = target.filename().string();
+    if (stem.empty() || stem == "." || stem == "..") throw cozy::Error("filename_prefix must end in a file name");
+    save_batch(images, target.parent_path(), stem, std::stoi(in.string("bit_depth")), "output", ctx);
+    return {};
+  };
+  return def;
+}
+
+NodeDef preview_image() {
+  NodeDef def;
+  def.spec.class_type = "PreviewImage";
+  def.spec.display_name = "Preview Image";
+  def.spec.category = "image";
+  def.spec.description =
+      "Writes the batch as 8-bit PNGs to the temporary folder and reports them in the `executed` event, like "
+      "ComfyUI's preview; the files are not results and may be removed.";
+  def.spec.inputs = {InputSpec::Link("images", types::IMAGE)};
+  def.spec.output_node = true;
+  def.spec.pure = false;  // a preview is wanted every time the graph runs
+  def.run = [](const cozy::Inputs& in, cozy::Context& ctx) -> Outputs {
+    save_batch(checked_image(in.tensor("images"), "images"), ctx.temp_dir(), "preview_" + ctx.node_id(), 8, "temp", ctx);
+    return {};
+  };
+  return def;
+}
+
+NodeDef image_grid() {
+  NodeDef def;
+  def.spec.class_type = "ImageGrid";
+  def.spec.display_name = "Image Grid";
+  def.spec.category = "image";
+  def.spec.description = "A contact sheet: the images of a batch laid out in rows, as one image.";
+  def.spec.inputs = {InputSpec::Link("images", types::IMAGE),
+                     InputSpec::Int("columns", 0).range(0, 1024).help("0: as square as possible"),
+                     InputSpec::Int("padding", 2).range(0, 256).help("pixels between and around images"),
+                     InputSpec::Float("background", 1.0).range(0, 1).with_step(0.01).help("grey level of the padding")};
+  def.spec.outputs = {{"IMAGE", types::IMAGE}};
+  def.run = [](const cozy::Inputs& in, cozy::Context&) -> Outputs {
+    const at::Tensor& images = checked_image(in.tensor("images"), "images");
+    const int64_t b = images.size(0), c = images.size(1), h = images.size(2), w = images.size(3);
+    const int64_t pad = in.integer("padding");
+    int64_t columns = in.integer("columns");
+    if (columns == 0) columns = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(b))));
+    columns = std::min(columns, b);
+    const int64_t rows = (b + columns - 1) / columns;
+    at::Tensor grid = at::full({1, c, rows * h + (rows + 1) * pad, columns * w + (columns + 1) * pad},
+                               in.number("background"), images.options());
+    for (int64_t i = 0; i < b; ++i) {
+      const int64_t y = pad + (i / columns) * (h + pad), x = pad + (i % columns) * (w + pad);
+      grid[0].narrow(1, y, h).narrow(2, x, w).copy_(images[i]);
+    }
+    return {grid};
+  };
+  return def;
+}
+
+NodeDef image_batch() {
+  NodeDef def;
+  def.spec.class_type = "ImageBatch";
+  def.spec.display_name = "Batch Images";
+  def.spec.category = "image";
+  def.spec.description =
+      "Joins two batches into one. image2 is resized (bilinear) to image1's size if they differ, and a grey "
+      "batch is repeated to three channels when the other is colour.";
+  def.spec.inputs = {InputSpec::Link("image1", types::IMAGE), InputSpec::Link("image2", types::IMAGE)};
+  def.spec.outputs = {{"IMAGE", types::IMAGE}};
+  def.run = [](const cozy::Inputs& in, cozy::Context&) -> Outputs {
+    at::Tensor a = checked_image(in.tensor("image1"), "image1");
+    at::Tensor b = checked_image(in.tensor("image2"), "image2");
+    if (a.device() != b.device()) b = b.to(a.device());
+    if (a.size(1) != b.size(1)) {
+      if (a.size(1) == 1) a = a.expand({-1, 3, -1, -1});
+      else b = b.expand({-1, 3, -1, -1});
+    }
+    if (a.size(2) != b.size(2) || a.size(3) != b.size(3))
+      b = at::upsample_bilinear2d(b.contiguous(), {a.size(2), a.size(3)}, /*align_corners=*/false).clamp(0, 1);
+    return {at::cat({a, b}, 0)};
+  };
+  return def;
+}
+
+void register_nodes(cozy::Registrar& r) {
+  r.add(primitive("Int", InputSpec::Int("value", 0).range(-kMaxInt, kMaxInt), "An integer."));
+  r.add(primitive("Float", InputSpec::Float("value", 0.0), "A floating-point number."));
+  r.add(primitive("String", InputSpec::String("value").multiline_text(), "A string."));
+  r.add(primitive("Boolean", InputSpec::Boolean("value", false), "true or false."));
+  r.add(seed_node());
+  r.add(empty_image());
+  r.add(load_image());
+  r.add(save_image());
+  r.add(preview_image());
+  r.add(image_grid());
+  r.add(image_batch());
+}
+
+}  // namespace
+
+COZY_PLUGIN("core", "0.1.0", register_nodes)

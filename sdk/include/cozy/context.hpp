@@ -1,0 +1,55 @@
+// cozy/context.hpp — what a running node may ask of the host.
+#pragma once
+
+#include <cozy/error.hpp>
+
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace cozy {
+
+enum class LogLevel { debug, info, warning, error };
+
+/// Handed to a node for the duration of one call. Implemented by the host;
+/// every method is safe to call from the node's thread.
+class Context {
+ public:
+  virtual ~Context() = default;
+
+  /// The device of this run. Put new tensors here; keep tensors here.
+  virtual c10::Device device() const = 0;
+  /// LibTorch intra-op threads the host set for this run.
+  virtual int threads() const = 0;
+
+  /// Report progress of a long node (sent as a `progress` event).
+  virtual void progress(std::int64_t value, std::int64_t max, std::string_view text = {}) = 0;
+  /// True once the user asked to stop. Long nodes poll it between steps.
+  virtual bool cancelled() const = 0;
+  /// Throws `cozy::Cancelled` if the run was cancelled.
+  void check_cancelled() const {
+    if (cancelled()) throw Cancelled();
+  }
+  virtual void log(LogLevel level, std::string_view message) = 0;
+
+  /// Where relative input file names are resolved (`--input-dir`).
+  virtual const std::filesystem::path& input_dir() const = 0;
+  /// Where output nodes write (`--output-dir`).
+  virtual const std::filesystem::path& output_dir() const = 0;
+  /// Where models are loaded from and saved to (`--models-dir`).
+  virtual const std::filesystem::path& model_dir() const = 0;
+  /// A scratch folder for previews; its files may be removed at any time.
+  virtual const std::filesystem::path& temp_dir() const = 0;
+
+  /// Tell the user (and the `executed` event) about a file this node wrote.
+  /// `kind` is "output" for results and "temp" for previews, as in ComfyUI.
+  virtual void add_file(const std::filesystem::path& file, std::string_view kind) = 0;
+
+  /// The id of the node being run, for messages.
+  virtual const std::string& node_id() const = 0;
+};
+
+}  // namespace cozy

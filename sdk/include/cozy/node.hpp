@@ -1,0 +1,68 @@
+// cozy/node.hpp — a node type: its spec and the function that runs it.
+//
+//     cozy::NodeDef def;
+//     def.spec.class_type = "Scale";
+//     def.spec.inputs = {cozy::InputSpec::Link("image", cozy::types::IMAGE),
+//                        cozy::InputSpec::Float("factor", 1.0).range(0, 10)};
+//     def.spec.outputs = {{"IMAGE", cozy::types::IMAGE}};
+//     def.run = [](const cozy::Inputs& in, cozy::Context&) -> cozy::Outputs {
+//       return {in.tensor("image") * in.number("factor")};
+//     };
+//
+// The host calls `run` only with inputs that passed validation: every required
+// input is present with the declared type, literals are in range and among
+// the choices. Optional inputs that were not given are empty Values.
+#pragma once
+
+#include <cozy/context.hpp>
+#include <cozy/spec.hpp>
+#include <cozy/value.hpp>
+
+#include <functional>
+#include <string_view>
+#include <vector>
+
+namespace cozy {
+
+/// The inputs of one call, in the order of the spec's inputs.
+class Inputs {
+ public:
+  Inputs(const NodeSpec& spec, std::vector<Value> values) : spec_(&spec), values_(std::move(values)) {}
+
+  const Value& operator[](std::string_view name) const { return values_[index(name)]; }
+  const Value& at(std::size_t i) const { return values_.at(i); }
+  std::size_t size() const { return values_.size(); }
+  /// False for an optional input that was not given.
+  bool has(std::string_view name) const { return !values_[index(name)].empty(); }
+
+  std::int64_t integer(std::string_view name) const { return (*this)[name].as_int(); }
+  double number(std::string_view name) const { return (*this)[name].as_float(); }
+  bool boolean(std::string_view name) const { return (*this)[name].as_bool(); }
+  const std::string& string(std::string_view name) const { return (*this)[name].as_string(); }
+  const at::Tensor& tensor(std::string_view name) const { return (*this)[name].as_tensor(); }
+  template <class T>
+  std::shared_ptr<T> object(std::string_view name) const { return (*this)[name].template as<T>(); }
+
+ private:
+  std::size_t index(std::string_view name) const {
+    for (std::size_t i = 0; i < spec_->inputs.size(); ++i)
+      if (spec_->inputs[i].name == name) return i;
+    throw Error("node " + spec_->class_type + " has no input '" + std::string(name) + "'");
+  }
+
+  const NodeSpec* spec_;
+  std::vector<Value> values_;
+};
+
+/// One value per declared output, in order.
+using Outputs = std::vector<Value>;
+
+using RunFunction = std::function<Outputs(const Inputs&, Context&)>;
+
+/// A node type as a plugin registers it.
+struct NodeDef {
+  NodeSpec spec;
+  RunFunction run;
+};
+
+}  // namespace cozy

@@ -1,0 +1,12 @@
+// cozy/sdk.hpp — everything a plugin needs, in one include.
+#pragma once
+
+#include <cozy/context.hpp>
+#include <cozy/error.hpp>
+#include <cozy/files.hpp>
+#include <cozy/literal.hpp>
+#include <cozy/node.hpp>
+#include <cozy/plugin.hpp>
+#include <cozy/spec.hpp>
+#include <cozy/value.hpp>
+#include <cozy/version.hpp>
