@@ -52,7 +52,7 @@ std::string check_literal(const InputSpec& spec, const nlohmann::json& value) {
   const std::string& type = spec.type;
   if (type == types::ANY) return {};
   if (!types::is_primitive(type))
-    return "expects a link to a " + type + " output, got the literal " + describe(value);
+    return "expects a link from an output of type " + type + ", got the literal " + describe(value);
   if (type == types::BOOLEAN) {
     if (!value.is_boolean()) return "expects BOOLEAN (true or false), got " + describe(value);
     return {};

@@ -34,6 +34,7 @@ inline std::filesystem::path path_inside(const std::filesystem::path& root, cons
   auto r = joined.lexically_relative(base);
   if (r.empty() || *r.begin() == "..")
     throw Error(what + " '" + relative + "' escapes the folder " + root.string());
+  if (r == ".") throw Error(what + " '" + relative + "' names the folder itself, not a file in it");
   return joined;
 }
 

@@ -1,0 +1,28 @@
+# Installs Cozy to a scratch prefix, builds examples/hello-plugin against the
+# installed SDK (find_package(Cozy)), and runs a graph that uses its node.
+file(REMOVE_RECURSE "${WORK_DIR}")
+function(run_step)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "failed (${rc}): ${ARGN}\n${out}\n${err}")
+  endif()
+  set(step_output "${out}" PARENT_SCOPE)
+endfunction()
+
+run_step(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${WORK_DIR}/prefix")
+run_step(${CMAKE_COMMAND} -S "${SOURCE_DIR}/examples/hello-plugin" -B "${WORK_DIR}/build" -G "${GENERATOR}"
+         -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_BUILD_TYPE=Release)
+run_step(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
+
+# The installed cozy finds its own plugins in ../lib/cozy/plugins.
+set(installed_cozy "${WORK_DIR}/prefix/bin/cozy")
+run_step(${installed_cozy} nodes HelloTint --plugins "${WORK_DIR}/build")
+if(NOT step_output MATCHES "HelloTint \\(Hello Tint\\)")
+  message(FATAL_ERROR "cozy nodes does not describe HelloTint:\n${step_output}")
+endif()
+run_step(${installed_cozy} run "${SOURCE_DIR}/examples/hello-plugin/hello.json" --plugins "${WORK_DIR}/build"
+         --output-dir "${WORK_DIR}/out" --progress none)
+if(NOT EXISTS "${WORK_DIR}/out/hello_00001.png")
+  message(FATAL_ERROR "the graph did not write hello_00001.png")
+endif()
+message(STATUS "out-of-tree plugin built, loaded and run")

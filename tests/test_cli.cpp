@@ -1,0 +1,250 @@
+// The `cozy` command line, end to end: exit codes, messages, outputs.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <sys/wait.h>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+Result cozy(const std::string& args) {
+  fs::path err_file = fs::temp_directory_path() / ("cozy_cli_err_" + std::to_string(::getpid()));
+  std::string command = std::string(COZY_BINARY) + " " + args + " 2>" + err_file.string();
+  Result r;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  char buffer[4096];
+  std::size_t n;
+  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) r.out.append(buffer, n);
+  int status = ::pclose(pipe);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.err = slurp(err_file);
+  fs::remove(err_file);
+  return r;
+}
+
+fs::path scratch(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("cozy_cli_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+fs::path write_graph(const fs::path& dir, const std::string& text) {
+  std::ofstream(dir / "graph.json") << text;
+  return dir / "graph.json";
+}
+
+const char* kSmallGraph = R"({
+  "1": {"class_type": "EmptyImage", "inputs": {"width": 5, "height": 3, "batch_size": 2}},
+  "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "small"}}})";
+
+// Width of a PNG from its IHDR chunk.
+uint32_t png_width(const fs::path& file) {
+  std::string bytes = slurp(file);
+  if (bytes.size() < 24) return 0;
+  auto b = [&](int i) { return static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])); };
+  return b(16) << 24 | b(17) << 16 | b(18) << 8 | b(19);
+}
+
+TEST(Cli, EverySubcommandHasHelp) {
+  for (const char* sub : {"", "run", "validate", "nodes", "plugins"}) {
+    Result r = cozy(std::string(sub) + " --help");
+    EXPECT_EQ(r.code, 0) << sub;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub << ": " << r.out;
+  }
+  EXPECT_NE(cozy("run --help").out.find("--set"), std::string::npos);
+  EXPECT_NE(cozy("run --help").out.find("--jobs"), std::string::npos);
+}
+
+TEST(Cli, UsageErrorsExitWith2) {
+  EXPECT_EQ(cozy("").code, 2);
+  EXPECT_EQ(cozy("frobnicate").code, 2);
+  EXPECT_EQ(cozy("run").code, 2);
+  EXPECT_EQ(cozy("run x.json --jobs -1").code, 2);
+  EXPECT_EQ(cozy("run x.json --progress loud").code, 2);
+  Result missing = cozy("run /nonexistent/graph.json");
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_NE(missing.err.find("cannot read graph file /nonexistent/graph.json"), std::string::npos) << missing.err;
+}
+
+TEST(Cli, ValidateSaysValidOrListsEveryError) {
+  fs::path dir = scratch("validate");
+  Result ok = cozy("validate " + write_graph(dir, kSmallGraph).string());
+  EXPECT_EQ(ok.code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("valid (2 nodes)"), std::string::npos);
+
+  Result bad = cozy("validate " + write_graph(dir, R"({
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 0}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "bit_depth": "12"}}})").string());
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("2 errors"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("node 1 (EmptyImage), input 'width': 0 is out of range [1, 16384]"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("node 2 (SaveImage), input 'bit_depth': '12' is not among the choices: 8, 16"),
+            std::string::npos) << bad.err;
+
+  Result malformed = cozy("validate " + write_graph(dir, "{\n  \"1\": }").string());
+  EXPECT_EQ(malformed.code, 2);
+  EXPECT_NE(malformed.err.find("malformed JSON at line 2, column 8"), std::string::npos) << malformed.err;
+}
+
+TEST(Cli, RunWritesImagesAndPrintsTheirPaths) {
+  fs::path dir = scratch("run");
+  Result r = cozy("run " + write_graph(dir, kSmallGraph).string() + " --output-dir " + (dir / "out").string() +
+                  " --progress none");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir / "out" / "small_00001.png"));
+  EXPECT_TRUE(fs::exists(dir / "out" / "small_00002.png"));
+  EXPECT_NE(r.out.find((dir / "out" / "small_00002.png").string()), std::string::npos) << r.out;
+  EXPECT_EQ(png_width(dir / "out" / "small_00001.png"), 5u);
+}
+
+TEST(Cli, SetOverridesALiteral) {
+  fs::path dir = scratch("set");
+  fs::path graph = write_graph(dir, kSmallGraph);
+  Result r = cozy("run " + graph.string() + " --set 1.width=7 --set 2.filename_prefix=wide --output-dir " +
+                  (dir / "out").string() + " --progress none");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(png_width(dir / "out" / "wide_00001.png"), 7u);
+
+  Result bad = cozy("run " + graph.string() + " --set 1.width=0 --output-dir " + (dir / "out2").string());
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("input 'width': 0 is out of range"), std::string::npos) << bad.err;
+  Result no_node = cozy("run " + graph.string() + " --set 9.width=3");
+  EXPECT_EQ(no_node.code, 2);
+  EXPECT_NE(no_node.err.find("--set 9.width=3: there is no node 9"), std::string::npos) << no_node.err;
+}
+
+TEST(Cli, AnInvalidGraphRunsNothingAndWritesNothing) {
+  fs::path dir = scratch("invalid");
+  Result r = cozy("run " + write_graph(dir, R"({
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 4, "height": 4}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}},
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["1", 1]}}})").string() +
+                  " --output-dir " + (dir / "out").string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+TEST(Cli, AFailingNodeExitsWith1AndNamesTheNode) {
+  fs::path dir = scratch("failing");
+  Result r = cozy("run " + write_graph(dir, R"({
+    "1": {"class_type": "LoadImage", "inputs": {"image": "missing.png"}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}},
+    "3": {"class_type": "EmptyImage", "inputs": {"width": 4, "height": 4}},
+    "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "independent"}}})").string() +
+                  " --input-dir " + dir.string() + " --output-dir " + (dir / "out").string() + " --progress none");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("error: node 1 (LoadImage): image file not found: " + (dir / "missing.png").string()),
+            std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("1 node(s) skipped"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(dir / "out" / "independent_00001.png")) << "the independent branch finished";
+}
+
+TEST(Cli, ProgressJsonIsOneEventPerLine) {
+  fs::path dir = scratch("json");
+  Result r = cozy("run " + write_graph(dir, kSmallGraph).string() + " --output-dir " + (dir / "out").string() +
+                  " --progress json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  std::vector<std::string> types;
+  while (std::getline(lines, line)) types.push_back(nlohmann::json::parse(line).at("type"));
+  ASSERT_FALSE(types.empty());
+  EXPECT_EQ(types.front(), "execution_start");
+  EXPECT_EQ(types.back(), "execution_success");
+  EXPECT_NE(std::find(types.begin(), types.end(), "executing"), types.end());
+  EXPECT_NE(std::find(types.begin(), types.end(), "executed"), types.end());
+}
+
+TEST(Cli, UnknownDeviceIsAUsageError) {
+  fs::path dir = scratch("device");
+  fs::path graph = write_graph(dir, kSmallGraph);
+  Result r = cozy("run " + graph.string() + " --device tpu");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--device must be auto, cpu, cuda or cuda:N"), std::string::npos) << r.err;
+  EXPECT_EQ(cozy("run " + graph.string() + " --device cpu --output-dir " + (dir / "o").string()).code, 0);
+}
+
+TEST(Cli, NodesJsonHasTheShapeOfObjectInfo) {
+  Result r = cozy("nodes --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  nlohmann::json info = nlohmann::json::parse(r.out);
+  const auto& save = info.at("SaveImage");
+  EXPECT_EQ(save["input"]["required"]["images"], nlohmann::json::array({"IMAGE"}));
+  EXPECT_EQ(save["input"]["required"]["bit_depth"][0], nlohmann::json::array({"8", "16"}));
+  EXPECT_EQ(save["input_order"]["required"], nlohmann::json::array({"images", "filename_prefix", "bit_depth"}));
+  EXPECT_EQ(save["output_node"], true);
+  EXPECT_EQ(save["category"], "image");
+  EXPECT_EQ(info.at("LoadImage")["output"], nlohmann::json::array({"IMAGE", "MASK"}));
+  EXPECT_EQ(info.at("LoadImage")["output_name"], nlohmann::json::array({"IMAGE", "MASK"}));
+
+  Result one = cozy("nodes ImageGrid --json");
+  EXPECT_EQ(nlohmann::json::parse(one.out).size(), 1u);
+}
+
+TEST(Cli, NodesDescribesOneNodeOrRefusesAnUnknownOne) {
+  Result r = cozy("nodes ImageGrid");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("columns: INT = 0 in [0"), std::string::npos) << r.out;
+  Result list = cozy("nodes");
+  EXPECT_NE(list.out.find("SaveImage"), std::string::npos);
+  Result unknown = cozy("nodes Nope");
+  EXPECT_EQ(unknown.code, 2);
+  EXPECT_NE(unknown.err.find("unknown node type Nope"), std::string::npos);
+}
+
+TEST(Cli, PluginsListsLoadedAndFailedWithReasons) {
+  Result r = cozy(std::string("plugins --plugins ") + COZY_TEST_PLUGIN_DIR + "/throws");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("loaded:\n  core 0.1.0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" ms "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("failed:\n  " + std::string(COZY_TEST_PLUGIN_DIR) + "/throws/libcozy_test_throws.so"),
+            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("threw while registering its nodes"), std::string::npos) << r.out;
+
+  // A broken plugin does not stop the host from running graphs.
+  fs::path dir = scratch("broken_plugin");
+  Result run = cozy("run " + write_graph(dir, kSmallGraph).string() + " --plugins " + COZY_TEST_PLUGIN_DIR +
+                    "/throws --output-dir " + (dir / "out").string());
+  EXPECT_EQ(run.code, 0);
+  EXPECT_NE(run.err.find("warning: plugin"), std::string::npos);
+
+  Result env = cozy(std::string("plugins --json"));
+  EXPECT_EQ(nlohmann::json::parse(env.out)[0]["name"], "core");
+}
+
+TEST(Cli, PluginPathComesFromTheEnvironmentToo) {
+  Result r = cozy(std::string("plugins"));
+  EXPECT_EQ(r.out.find("test-plugin-objects"), std::string::npos);
+  setenv("COZY_PLUGIN_PATH", (std::string(COZY_TEST_PLUGIN_DIR) + "/objects").c_str(), 1);
+  Result with_env = cozy("plugins");
+  unsetenv("COZY_PLUGIN_PATH");
+  EXPECT_NE(with_env.out.find("test-plugin-objects"), std::string::npos) << with_env.out;
+}
+
+TEST(Cli, ShippedMainGraphRuns) {
+  fs::path dir = scratch("main_graph");
+  Result r = cozy(std::string("run ") + COZY_SOURCE_DIR + "/graphs/contact_sheet.json --input-dir " + COZY_SOURCE_DIR +
+                  "/input --output-dir " + (dir / "out").string() + " --progress none");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir / "out" / "contact_sheet_00001.png"));
+}
+
+}  // namespace

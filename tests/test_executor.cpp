@@ -1,0 +1,341 @@
+#include "test_nodes.hpp"
+
+#include <cozy/host/validate.hpp>
+
+#include <gtest/gtest.h>
+
+namespace cozy::host {
+namespace {
+
+using testing::recorder;
+
+Graph graph_of(const std::string& text, const Registry& registry) {
+  ParseResult parsed = parse_graph(text);
+  EXPECT_TRUE(parsed.errors.empty()) << parsed.errors.front().to_string();
+  std::vector<Issue> errors = validate(*parsed.graph, registry);
+  EXPECT_TRUE(errors.empty()) << errors.front().to_string();
+  return *parsed.graph;
+}
+
+class ExecutorTest : public ::testing::Test {
+ protected:
+  void SetUp() override { recorder().reset(); }
+  std::shared_ptr<Registry> registry = testing::test_registry();
+  Executor executor{registry};
+  RunOptions options;
+};
+
+TEST_F(ExecutorTest, RunsProducersBeforeConsumersAndOnlyWhatOutputsNeed) {
+  Graph g = graph_of(R"({
+    "1": {"class_type": "Const", "inputs": {"value": 2}},
+    "2": {"class_type": "Const", "inputs": {"value": 3}},
+    "3": {"class_type": "Add", "inputs": {"a": ["1", 0], "b": ["2", 0]}},
+    "4": {"class_type": "Add", "inputs": {"a": ["3", 0], "b": ["1", 0]}},
+    "5": {"class_type": "Sink", "inputs": {"value": ["4", 0]}},
+    "6": {"class_type": "Const", "inputs": {"value": 9}},
+    "7": {"class_type": "Add", "inputs": {"a": ["6", 0]}}})",
+                     *registry);
+  for (int jobs : {1, 2}) {
+    recorder().reset();
+    options.jobs = jobs;
+    options.use_cache = false;
+    RunReport report = executor.run(g, options);
+    ASSERT_TRUE(report.success);
+    EXPECT_EQ(report.executed, 5u);
+    EXPECT_EQ(report.outputs.at("5").at(0).as_int(), 7);
+    auto& rec = recorder();
+    EXPECT_LT(rec.position("run:1"), rec.position("run:3"));
+    EXPECT_LT(rec.position("run:2"), rec.position("run:3"));
+    EXPECT_LT(rec.position("run:3"), rec.position("run:4"));
+    EXPECT_LT(rec.position("run:4"), rec.position("run:5"));
+    // 6 and 7 feed no output node: they never run.
+    EXPECT_EQ(rec.calls.count("6"), 0u);
+    EXPECT_EQ(rec.calls.count("7"), 0u);
+  }
+}
+
+TEST_F(ExecutorTest, IndependentBranchesOverlapWithTwoJobs) {
+  Graph g = graph_of(R"({
+    "1": {"class_type": "Sleep", "inputs": {"ms": 300}},
+    "2": {"class_type": "Sleep", "inputs": {"ms": 300}},
+    "3": {"class_type": "Add", "inputs": {"a": ["1", 0], "b": ["2", 0]}},
+    "4": {"class_type": "Sink", "inputs": {"value": ["3", 0]}}})",
+                     *registry);
+  options.use_cache = false;
+  options.jobs = 2;
+  RunReport report = executor.run(g, options);
+  ASSERT_TRUE(report.success);
+  auto a = recorder().intervals.at("1"), b = recorder().intervals.at("2");
+  EXPECT_LT(a.first, b.second) << "branch 1 started after branch 2 ended";
+  EXPECT_LT(b.first, a.second) << "branch 2 started after branch 1 ended";
+
+  recorder().reset();
+  options.jobs = 1;
+  report = executor.run(g, options);
+  ASSERT_TRUE(report.success);
+  a = recorder().intervals.at("1"), b = recorder().intervals.at("2");
+  EXPECT_TRUE(a.second <= b.first || b.second <= a.first) << "one job ran two nodes at once";
+}
+
+TEST_F(ExecutorTest, DefaultParallelismFollowsTheGraphWidth) {
+  Graph chain = graph_of(R"({"1": {"class_type": "Const"}, "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}})",
+                         *registry);
+  RunReport report = executor.run(chain, options);
+  EXPECT_EQ(report.jobs, 1);
+  EXPECT_EQ(report.threads, resolve_parallelism(1, 0).second);
+  options.jobs = 3;
+  options.threads = 2;
+  report = executor.run(chain, options);
+  EXPECT_EQ(report.jobs, 3);
+  EXPECT_EQ(report.threads, 2);
+}
+
+TEST_F(ExecutorTest, ReleasesAValueAfterItsLastConsumer) {
+  Graph g = graph_of(R"({
+    "1": {"class_type": "MakeTracked"},
+    "2": {"class_type": "Pass", "inputs": {"in": ["1", 0]}},
+    "3": {"class_type": "Const", "inputs": {"value": 1}},
+    "4": {"class_type": "Add", "inputs": {"a": ["3", 0]}},
+    "5": {"class_type": "Sink", "inputs": {"value": ["4", 0]}},
+    "6": {"class_type": "Sink", "inputs": {"value": ["2", 0]}}})",
+                     *registry);
+  options.use_cache = false;
+  options.jobs = 1;
+  {
+    RunReport report = executor.run(g, options);
+    ASSERT_TRUE(report.success);
+    // The object goes on to Sink 6, whose output is kept in the report, so
+    // only the report frees it.
+    EXPECT_EQ(recorder().position("freed:1"), SIZE_MAX);
+  }
+  EXPECT_NE(recorder().position("freed:1"), SIZE_MAX);
+
+  // Without a consumer that keeps it: freed once its last reader (11) has
+  // run, before the nodes after it, while the run is still going on.
+  recorder().reset();
+  Graph g2 = graph_of(R"({
+    "1": {"class_type": "MakeTracked"},
+    "2": {"class_type": "Pass", "inputs": {"in": ["1", 0]}},
+    "10": {"class_type": "Drop", "inputs": {"in": ["2", 0]}},
+    "11": {"class_type": "Drop", "inputs": {"in": ["2", 0]}},
+    "12": {"class_type": "Add", "inputs": {"a": ["10", 0], "b": ["11", 0]}},
+    "13": {"class_type": "Pass", "inputs": {"in": ["12", 0]}},
+    "14": {"class_type": "Sink", "inputs": {"value": ["13", 0]}}})",
+                      *registry);
+  RunReport report = executor.run(g2, options);
+  ASSERT_TRUE(report.success);
+  auto& rec = recorder();
+  std::size_t freed = rec.position("freed:1");
+  ASSERT_NE(freed, SIZE_MAX) << "the object outlived its last consumer";
+  EXPECT_GT(freed, rec.position("run:10"));
+  EXPECT_GT(freed, rec.position("run:11"));
+  EXPECT_LT(freed, rec.position("run:12"));
+  EXPECT_LT(freed, rec.position("run:14"));
+}
+
+TEST_F(ExecutorTest, CacheKeepsValuesUntilCleared) {
+  Graph g = graph_of(R"({
+    "1": {"class_type": "MakeTracked"},
+    "2": {"class_type": "Pass", "inputs": {"in": ["1", 0]}},
+    "3": {"class_type": "Sink", "inputs": {"value": ["2", 0]}}})",
+                     *registry);
+  executor.run(g, options);
+  EXPECT_EQ(recorder().position("freed:1"), SIZE_MAX);
+  EXPECT_EQ(executor.cache_size(), 3u);
+  executor.clear_cache();
+  EXPECT_NE(recorder().position("freed:1"), SIZE_MAX);
+}
+
+TEST_F(ExecutorTest, ChangingOneInputRerunsOnlyThatNodeAndItsDescendants) {
+  const char* text = R"({
+    "1": {"class_type": "Const", "inputs": {"value": 1}},
+    "2": {"class_type": "Const", "inputs": {"value": 2}},
+    "3": {"class_type": "Add", "inputs": {"a": ["1", 0], "b": ["2", 0]}},
+    "4": {"class_type": "Sink", "inputs": {"value": ["3", 0]}},
+    "5": {"class_type": "Const", "inputs": {"value": 5}},
+    "6": {"class_type": "Add", "inputs": {"a": ["5", 0], "b": ["1", 0]}},
+    "7": {"class_type": "Sink", "inputs": {"value": ["6", 0]}}})";
+  Graph g = graph_of(text, *registry);
+  CollectingSink events;
+  options.events = &events;
+  RunReport first = executor.run(g, options);
+  ASSERT_TRUE(first.success);
+  EXPECT_EQ(first.executed, 7u);
+
+  recorder().reset();
+  RunReport second = executor.run(g, options);
+  ASSERT_TRUE(second.success);
+  EXPECT_EQ(second.executed, 0u);
+  EXPECT_TRUE(recorder().calls.empty());
+  EXPECT_EQ(second.outputs.at("4").at(0).as_int(), 3);  // outputs of cached output nodes are there too
+
+  recorder().reset();
+  std::string error = apply_override(g, "2.value=10");
+  ASSERT_EQ(error, "");
+  RunReport third = executor.run(g, options);
+  ASSERT_TRUE(third.success);
+  EXPECT_EQ(third.outputs.at("4").at(0).as_int(), 11);
+  std::map<std::string, int> expected = {{"2", 1}, {"3", 1}, {"4", 1}};
+  EXPECT_EQ(recorder().calls, expected);
+  std::vector<std::string> cached = third.cached;
+  std::sort(cached.begin(), cached.end());
+  EXPECT_EQ(cached, (std::vector<std::string>{"1", "7"}));
+
+  // execution_cached names the nodes served from the cache, as ComfyUI does.
+  bool saw_cached = false;
+  for (const auto& e : events.events())
+    if (e.type == "execution_cached" && e.data["nodes"].size() == 2) saw_cached = true;
+  EXPECT_TRUE(saw_cached);
+}
+
+TEST_F(ExecutorTest, ImpureNodesAndTheirDescendantsAlwaysRerun) {
+  Graph g = graph_of(R"({
+    "1": {"class_type": "Impure", "inputs": {"value": 1}},
+    "2": {"class_type": "Add", "inputs": {"a": ["1", 0]}},
+    "3": {"class_type": "Sink", "inputs": {"value": ["2", 0]}},
+    "4": {"class_type": "Const", "inputs": {"value": 1}},
+    "5": {"class_type": "Sink", "inputs": {"value": ["4", 0]}}})",
+                     *registry);
+  executor.run(g, options);
+  recorder().reset();
+  RunReport again = executor.run(g, options);
+  std::map<std::string, int> expected = {{"1", 1}, {"2", 1}, {"3", 1}};
+  EXPECT_EQ(recorder().calls, expected);
+  EXPECT_EQ(again.executed, 3u);
+}
+
+TEST_F(ExecutorTest, AFailureSkipsDependentsAndIndependentBranchesFinish) {
+  Graph g = graph_of(R"({
+    "1": {"class_type": "Fail"},
+    "2": {"class_type": "Add", "inputs": {"a": ["1", 0]}},
+    "3": {"class_type": "Sink", "inputs": {"value": ["2", 0]}},
+    "4": {"class_type": "Const", "inputs": {"value": 4}},
+    "5": {"class_type": "Sink", "inputs": {"value": ["4", 0]}}})",
+                     *registry);
+  for (int jobs : {1, 2}) {
+    recorder().reset();
+    options.jobs = jobs;
+    CollectingSink events;
+    options.events = &events;
+    RunReport report = executor.run(g, options);
+    EXPECT_FALSE(report.success);
+    ASSERT_EQ(report.failures.size(), 1u);
+    EXPECT_EQ(report.failures[0].node_id, "1");
+    EXPECT_EQ(report.failures[0].class_type, "Fail");
+    EXPECT_EQ(report.failures[0].message, "boom");
+    std::vector<std::string> skipped = report.skipped;
+    std::sort(skipped.begin(), skipped.end());
+    EXPECT_EQ(skipped, (std::vector<std::string>{"2", "3"}));
+    EXPECT_EQ(report.outputs.count("5"), 1u);
+    EXPECT_EQ(recorder().calls.count("2"), 0u);
+    bool error_event = false;
+    for (const auto& e : events.events())
+      if (e.type == "execution_error" && e.data["node_id"] == "1" && e.data["exception_message"] == "boom")
+        error_event = true;
+    EXPECT_TRUE(error_event);
+    executor.clear_cache();
+  }
+}
+
+TEST_F(ExecutorTest, AFailedNodeIsNotCached) {
+  Graph g = graph_of(R"({"1": {"class_type": "Fail"}, "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}})",
+                     *registry);
+  executor.run(g, options);
+  executor.run(g, options);
+  EXPECT_EQ(recorder().calls["1"], 2);
+}
+
+TEST_F(ExecutorTest, WrongNumberOfOutputsIsAFailure) {
+  Graph g = graph_of(R"({"1": {"class_type": "WrongArity"}, "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}})",
+                     *registry);
+  RunReport report = executor.run(g, options);
+  ASSERT_EQ(report.failures.size(), 1u);
+  EXPECT_EQ(report.failures[0].message, "returned 2 outputs, but declares 1");
+}
+
+TEST_F(ExecutorTest, CancellationStopsTheRunAndSkipsTheRest) {
+  testing::executor_to_cancel() = &executor;
+  Graph g = graph_of(R"({
+    "1": {"class_type": "Const", "inputs": {"value": 1}},
+    "2": {"class_type": "Cancel", "inputs": {"in": ["1", 0]}},
+    "3": {"class_type": "Add", "inputs": {"a": ["2", 0]}},
+    "4": {"class_type": "Sink", "inputs": {"value": ["3", 0]}}})",
+                     *registry);
+  CollectingSink events;
+  options.events = &events;
+  options.jobs = 1;
+  RunReport report = executor.run(g, options);
+  EXPECT_TRUE(report.interrupted);
+  EXPECT_FALSE(report.success);
+  EXPECT_TRUE(report.failures.empty()) << "a cancelled node is not a failure";
+  EXPECT_EQ(recorder().calls.count("3"), 0u);
+  EXPECT_EQ(events.events().back().type, "execution_interrupted");
+  // The next run starts afresh.
+  Graph ok = graph_of(R"({"1": {"class_type": "Const"}, "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}})",
+                      *registry);
+  EXPECT_TRUE(executor.run(ok, options).success);
+}
+
+TEST_F(ExecutorTest, EventsFollowComfyUINames) {
+  Graph g = graph_of(R"({"1": {"class_type": "Progress"}, "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}})",
+                     *registry);
+  CollectingSink events;
+  options.events = &events;
+  options.prompt_id = "p1";
+  executor.run(g, options);
+  std::vector<std::string> types;
+  for (const auto& e : events.events()) {
+    types.push_back(e.type);
+    EXPECT_EQ(e.data["prompt_id"], "p1");
+  }
+  EXPECT_EQ(types, (std::vector<std::string>{"execution_start", "executing", "progress", "progress", "progress",
+                                             "executed", "executing", "executed", "execution_success"}));
+  EXPECT_EQ(events.events()[2].data["max"], 3);
+  EXPECT_EQ(events.events()[2].data["node"], "1");
+}
+
+TEST_F(ExecutorTest, LiteralsDefaultsAndListsReachTheNode) {
+  Graph g = graph_of(R"({"1": {"class_type": "Echo", "inputs": {"value": {"__value__": [1, "two", 3.5]}, "number": 2}}})",
+                     *registry);
+  RunReport report = executor.run(g, options);
+  ASSERT_TRUE(report.success);
+  const Outputs& out = report.outputs.at("1");
+  const List& list = out[0].as_list();
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[0].as_int(), 1);
+  EXPECT_EQ(list[1].as_string(), "two");
+  EXPECT_DOUBLE_EQ(list[2].as_float(), 3.5);
+  EXPECT_TRUE(out[1].is_float()) << "an INT literal given to a FLOAT input arrives as FLOAT";
+  EXPECT_DOUBLE_EQ(out[1].as_float(), 2.0);
+  EXPECT_EQ(out[2].as_string(), "default");
+}
+
+TEST_F(ExecutorTest, PlanRefusesAnInvalidGraph) {
+  ParseResult parsed = parse_graph(R"({"1": {"class_type": "Nope"}})");
+  EXPECT_THROW(executor.plan(*parsed.graph), Error);
+}
+
+TEST(ValueTest, AccessorsNameWhatWasExpected) {
+  Value v(std::int64_t{3});
+  EXPECT_EQ(v.as_int(), 3);
+  EXPECT_DOUBLE_EQ(v.as_float(), 3.0);
+  try {
+    (void)v.as_string();
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "expected STRING, got INT");
+  }
+  Value object(std::make_shared<testing::Tracked>("x"));
+  struct Other : Object {
+    std::string type_name() const override { return "OTHER"; }
+  };
+  try {
+    (void)object.as<Other>();
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "object of type TRACKED does not have the expected interface");
+  }
+}
+
+}  // namespace
+}  // namespace cozy::host

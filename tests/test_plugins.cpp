@@ -1,0 +1,204 @@
+#include <cozy/host/executor.hpp>
+#include <cozy/host/registry.hpp>
+#include <cozy/version.hpp>
+
+#include <torch/version.h>
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+namespace cozy::host {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path test_plugin(const std::string& kind) {
+  return fs::path(COZY_TEST_PLUGIN_DIR) / kind / ("libcozy_test_" + kind + ".so");
+}
+
+std::string load_error(const std::string& kind, Registry& registry) {
+  const PluginRecord& record = registry.load_plugin(test_plugin(kind));
+  EXPECT_FALSE(record.loaded);
+  EXPECT_EQ(record.file, test_plugin(kind));
+  return record.error;
+}
+
+bool mapped(const std::string& library_name) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line))
+    if (line.find(library_name) != std::string::npos) return true;
+  return false;
+}
+
+TEST(PluginLoading, TheCorePluginLoadsWithItsNodes) {
+  Registry registry;
+  registry.load_folder(COZY_PLUGIN_DIR);
+  ASSERT_EQ(registry.plugins().size(), 1u);
+  const PluginRecord& core = registry.plugins()[0];
+  EXPECT_TRUE(core.loaded) << core.error;
+  EXPECT_EQ(core.name, "core");
+  EXPECT_GT(core.load_ms, 0.0);
+  for (const char* type : {"Int", "Float", "String", "Boolean", "Seed", "LoadImage", "SaveImage", "PreviewImage",
+                           "ImageGrid", "ImageBatch", "EmptyImage"})
+    EXPECT_NE(registry.find(type), nullptr) << type;
+}
+
+TEST(PluginLoading, AFileThatIsNotALibrary) {
+  fs::path dir = fs::temp_directory_path() / "cozy_not_a_plugin";
+  fs::create_directories(dir);
+  fs::path fake = dir / "libfake.so";
+  std::ofstream(fake) << "this is not a shared library\n";
+  Registry registry;
+  const PluginRecord& record = registry.load_plugin(fake);
+  EXPECT_FALSE(record.loaded);
+  EXPECT_EQ(record.file, fake);
+  EXPECT_NE(record.error.find("not a loadable shared library"), std::string::npos) << record.error;
+}
+
+TEST(PluginLoading, AMissingFile) {
+  Registry registry;
+  const PluginRecord& record = registry.load_plugin("/nonexistent/libcozy_nothing.so");
+  EXPECT_FALSE(record.loaded);
+  EXPECT_NE(record.error.find("not a loadable shared library"), std::string::npos) << record.error;
+}
+
+TEST(PluginLoading, ALibraryWithoutTheEntryPoint) {
+  Registry registry;
+  EXPECT_EQ(load_error("missing_entry", registry), "not a Cozy plugin: it exports no entry point 'cozy_plugin'");
+}
+
+TEST(PluginLoading, AnotherSdkMajorVersion) {
+  Registry registry;
+  EXPECT_EQ(load_error("abi_major", registry),
+            "built for SDK ABI 2.0, but the host has SDK ABI 1.0 (major versions differ)");
+}
+
+TEST(PluginLoading, ANewerSdkMinorVersion) {
+  Registry registry;
+  EXPECT_EQ(load_error("abi_minor", registry), "built for SDK ABI 1.1, newer than the host's SDK ABI 1.0");
+}
+
+TEST(PluginLoading, AnotherLibTorchVersion) {
+  Registry registry;
+  EXPECT_EQ(load_error("torch_version", registry),
+            std::string("built against LibTorch 0.0.1, but the host runs LibTorch ") + TORCH_VERSION);
+}
+
+TEST(PluginLoading, AnotherCompilerAbi) {
+  Registry registry;
+  EXPECT_EQ(load_error("compiler_abi", registry),
+            std::string("built with compiler ABI some-other-compiler, but the host has ") + COZY_COMPILER_ABI);
+}
+
+TEST(PluginLoading, AnExceptionWhileRegistering) {
+  Registry registry;
+  EXPECT_EQ(load_error("throws", registry), "threw while registering its nodes: the test plugin refuses to register");
+}
+
+TEST(PluginLoading, ANodeTypeAnotherPluginRegisteredAddsNothing) {
+  Registry registry;
+  ASSERT_TRUE(registry.load_plugin(test_plugin("objects")).loaded);
+  EXPECT_EQ(load_error("duplicate", registry),
+            "registers node type TestObjectSource, which plugin 'test-plugin-objects' already registered");
+  EXPECT_EQ(registry.find("TestUnique"), nullptr) << "a plugin that clashes adds none of its nodes";
+}
+
+TEST(PluginLoading, TheSamePluginTwiceIsRefusedTheSecondTime) {
+  Registry registry;
+  ASSERT_TRUE(registry.load_plugin(test_plugin("objects")).loaded);
+  fs::path copy = fs::temp_directory_path() / "cozy_plugin_copy" / "libcozy_test_objects_copy.so";
+  fs::create_directories(copy.parent_path());
+  fs::copy_file(test_plugin("objects"), copy, fs::copy_options::overwrite_existing);
+  const PluginRecord& second = registry.load_plugin(copy);
+  EXPECT_FALSE(second.loaded);
+  EXPECT_EQ(second.error, "plugin 'test-plugin-objects' is already loaded from " + test_plugin("objects").string());
+}
+
+TEST(PluginLoading, TheHostGoesOnAfterFailures) {
+  fs::path dir = fs::temp_directory_path() / "cozy_mixed_plugins";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const char* kind : {"abi_major", "throws", "missing_entry", "objects", "torch_version"})
+    fs::copy_file(test_plugin(kind), dir / test_plugin(kind).filename());
+  std::ofstream(dir / "libgarbage.so") << "garbage";
+  std::ofstream(dir / "README.txt") << "not a library name: ignored";
+  Registry registry;
+  registry.load_folder(dir);
+  ASSERT_EQ(registry.plugins().size(), 6u);
+  int loaded = 0;
+  for (const auto& p : registry.plugins()) {
+    loaded += p.loaded;
+    if (!p.loaded) {
+      EXPECT_FALSE(p.error.empty()) << p.file;
+    }
+  }
+  EXPECT_EQ(loaded, 1);
+  EXPECT_NE(registry.find("TestObjectSource"), nullptr);
+}
+
+TEST(PluginLoading, AMissingFolderIsReported) {
+  Registry registry;
+  registry.load_folder("/nonexistent/cozy/plugins");
+  ASSERT_EQ(registry.plugins().size(), 1u);
+  EXPECT_EQ(registry.plugins()[0].error, "plugin folder does not exist");
+}
+
+TEST(PluginLoading, AnObjectKeepsItsPluginLoaded) {
+  ObjectPtr object;
+  {
+    auto registry = std::make_shared<Registry>();
+    ASSERT_TRUE(registry->load_plugin(test_plugin("objects")).loaded);
+    Executor executor(registry);
+    ParseResult parsed = parse_graph(R"({"1": {"class_type": "TestObjectSource"}})");
+    RunOptions options;
+    options.use_cache = false;
+    RunReport report = executor.run(*parsed.graph, options);
+    ASSERT_TRUE(report.success);
+    object = report.outputs.at("1").at(0).as_object();
+  }
+  // Registry and executor are gone; the object's code is still there.
+  EXPECT_TRUE(mapped("libcozy_test_objects.so"));
+  EXPECT_EQ(object->type_name(), "GREETER");
+  object.reset();
+  EXPECT_FALSE(mapped("libcozy_test_objects.so")) << "the plugin stays loaded after its last object is gone";
+}
+
+TEST(PluginLoading, SearchPathTakesEnvironmentThenExtraFoldersOnce) {
+  setenv("COZY_PLUGIN_PATH", "/tmp/a:/tmp/b::/tmp/a", 1);
+  auto folders = plugin_search_path({"/tmp/c", "/tmp/b"});
+  unsetenv("COZY_PLUGIN_PATH");
+  std::vector<fs::path> tail(folders.end() - 3, folders.end());
+  EXPECT_EQ(tail, (std::vector<fs::path>{"/tmp/a", "/tmp/b", "/tmp/c"}));
+}
+
+TEST(ObjectInfo, HasTheShapeOfComfyUIsObjectInfo) {
+  NodeSpec spec;
+  spec.class_type = "Blur";
+  spec.display_name = "Gaussian Blur";
+  spec.category = "image/filter";
+  spec.description = "blurs";
+  spec.inputs = {InputSpec::Link("image", types::IMAGE), InputSpec::Float("sigma", 1.0).range(0, 100).with_step(0.1),
+                 InputSpec::Choice("mode", {"reflect", "zero"}), InputSpec::Link("mask", types::MASK).optional()};
+  spec.outputs = {{"IMAGE", types::IMAGE}};
+  nlohmann::json info = object_info(spec);
+  EXPECT_EQ(info["input"]["required"]["image"], nlohmann::json::array({"IMAGE"}));
+  EXPECT_EQ(info["input"]["required"]["sigma"][0], "FLOAT");
+  EXPECT_EQ(info["input"]["required"]["sigma"][1]["default"], 1.0);
+  EXPECT_EQ(info["input"]["required"]["sigma"][1]["max"], 100.0);
+  EXPECT_EQ(info["input"]["required"]["mode"][0], nlohmann::json::array({"reflect", "zero"}));
+  EXPECT_EQ(info["input"]["optional"]["mask"][0], "MASK");
+  EXPECT_EQ(info["input_order"]["required"], nlohmann::json::array({"image", "sigma", "mode"}));
+  EXPECT_EQ(info["input_order"]["optional"], nlohmann::json::array({"mask"}));
+  EXPECT_EQ(info["output"], nlohmann::json::array({"IMAGE"}));
+  EXPECT_EQ(info["output_name"], nlohmann::json::array({"IMAGE"}));
+  EXPECT_EQ(info["name"], "Blur");
+  EXPECT_EQ(info["display_name"], "Gaussian Blur");
+  EXPECT_EQ(info["category"], "image/filter");
+  EXPECT_EQ(info["description"], "blurs");
+  EXPECT_EQ(info["output_node"], false);
+}
+
+}  // namespace
+}  // namespace cozy::host

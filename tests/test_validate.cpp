@@ -1,0 +1,157 @@
+#include <cozy/host/validate.hpp>
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace cozy::host {
+namespace {
+
+// A fixed table of specs: validation needs nothing else.
+class Specs : public SpecSource {
+ public:
+  Specs() {
+    NodeSpec source;
+    source.class_type = "Source";
+    source.inputs = {InputSpec::Int("count", 4).range(1, 64), InputSpec::Float("scale", 1.0).range(0, 2),
+                     InputSpec::Choice("mode", {"fast", "good"}), InputSpec::Boolean("flag", false),
+                     InputSpec::String("name").help("no default given: empty string")};
+    source.outputs = {{"IMAGE", types::IMAGE}, {"count", types::INT}};
+    add(source);
+    NodeSpec filter;
+    filter.class_type = "Filter";
+    filter.inputs = {InputSpec::Link("image", types::IMAGE), InputSpec::Link("mask", types::MASK).optional(),
+                     InputSpec::Link("anything", types::ANY).optional()};
+    filter.outputs = {{"IMAGE", types::IMAGE}};
+    add(filter);
+    NodeSpec save;
+    save.class_type = "Save";
+    save.output_node = true;
+    save.inputs = {InputSpec::Link("images", types::IMAGE), InputSpec::Int("required_int", 0)};
+    save.inputs[1].default_value = Literal{};  // required, no default
+    add(save);
+    NodeSpec any;
+    any.class_type = "AnyOut";
+    any.outputs = {{"value", types::ANY}};
+    add(any);
+  }
+  const NodeSpec* find_spec(const std::string& type) const override {
+    auto it = specs_.find(type);
+    return it == specs_.end() ? nullptr : &it->second;
+  }
+  std::vector<std::string> class_types() const override {
+    std::vector<std::string> out;
+    for (const auto& [k, v] : specs_) out.push_back(k);
+    return out;
+  }
+
+ private:
+  void add(NodeSpec s) { specs_[s.class_type] = s; }
+  std::map<std::string, NodeSpec> specs_;
+};
+
+std::vector<std::string> errors_of(const std::string& text) {
+  ParseResult parsed = parse_graph(text);
+  EXPECT_TRUE(parsed.errors.empty()) << parsed.errors[0].to_string();
+  std::vector<std::string> out;
+  if (!parsed.graph) return out;
+  for (const auto& e : validate(*parsed.graph, Specs())) out.push_back(e.to_string());
+  return out;
+}
+
+TEST(Validate, AValidGraphHasNoErrors) {
+  EXPECT_EQ(errors_of(R"({
+    "1": {"class_type": "Source", "inputs": {"count": 64, "scale": 0, "mode": "good", "flag": true, "name": "n"}},
+    "2": {"class_type": "Filter", "inputs": {"image": ["1", 0], "anything": ["1", 1]}},
+    "3": {"class_type": "Save", "inputs": {"images": ["2", 0], "required_int": -5}}})"),
+            std::vector<std::string>{});
+}
+
+TEST(Validate, UnknownClassTypeSuggestsNearNames) {
+  auto errors = errors_of(R"({"1": {"class_type": "Sourec"}, "2": {"class_type": "Zzzzzzzzzz"},
+                              "3": {"class_type": "Save", "inputs": {"images": ["1", 0], "required_int": 1}}})");
+  EXPECT_EQ(errors, (std::vector<std::string>{"node 1 (Sourec): unknown class_type 'Sourec'; did you mean: Source?",
+                                              "node 2 (Zzzzzzzzzz): unknown class_type 'Zzzzzzzzzz'"}));
+}
+
+TEST(Validate, MissingRequiredInput) {
+  EXPECT_EQ(errors_of(R"({"1": {"class_type": "Save"}})"),
+            (std::vector<std::string>{"node 1 (Save), input 'images': missing required input of type IMAGE",
+                                      "node 1 (Save), input 'required_int': missing required input of type INT"}));
+}
+
+TEST(Validate, UnknownInputNameListsTheValidOnes) {
+  EXPECT_EQ(errors_of(R"({"1": {"class_type": "Source", "inputs": {"cuont": 3}},
+                          "2": {"class_type": "AnyOut", "inputs": {"x": 1}},
+                          "3": {"class_type": "Save", "inputs": {"images": ["1", 0], "required_int": 1}}})"),
+            (std::vector<std::string>{
+                "node 1 (Source), input 'cuont': unknown input; valid inputs: count, scale, mode, flag, name",
+                "node 2 (AnyOut), input 'x': unknown input; this node takes no inputs"}));
+}
+
+TEST(Validate, LinksToMissingNodesAndOutputs) {
+  EXPECT_EQ(errors_of(R"({"1": {"class_type": "Source"},
+                          "2": {"class_type": "Filter", "inputs": {"image": ["9", 0]}},
+                          "3": {"class_type": "Save", "inputs": {"images": ["1", 2], "required_int": 1}}})"),
+            (std::vector<std::string>{
+                "node 2 (Filter), input 'image': links to node 9, which is not in the graph",
+                "node 3 (Save), input 'images': links to output 2 of node 1 (Source), which has 2 outputs"}));
+}
+
+TEST(Validate, TypeMismatchOnAnEdgeButAnyMatchesAll) {
+  EXPECT_EQ(errors_of(R"({"1": {"class_type": "Source"},
+                          "2": {"class_type": "Filter", "inputs": {"image": ["1", 1], "mask": ["1", 0]}},
+                          "4": {"class_type": "AnyOut"},
+                          "3": {"class_type": "Save", "inputs": {"images": ["4", 0], "required_int": 1}}})"),
+            (std::vector<std::string>{
+                "node 2 (Filter), input 'image': type mismatch: expects IMAGE, but output 1 of node 1 (Source) is INT",
+                "node 2 (Filter), input 'mask': type mismatch: expects MASK, but output 0 of node 1 (Source) is IMAGE"}));
+}
+
+TEST(Validate, LiteralsOfTheWrongTypeOutOfRangeOrNotAChoice) {
+  EXPECT_EQ(errors_of(R"({"1": {"class_type": "Source", "inputs": {"count": 2.5, "scale": "big", "mode": "slow",
+                                                                  "flag": 1, "name": 3}},
+                          "2": {"class_type": "Source", "inputs": {"count": 65, "scale": -0.5, "mode": 1}},
+                          "3": {"class_type": "Save", "inputs": {"images": ["1", 0], "required_int": "x"}},
+                          "4": {"class_type": "Filter", "inputs": {"image": "picture.png", "anything": 3}},
+                          "5": {"class_type": "Source", "inputs": {"count": {"__value__": [1, 2]}}}})"),
+            (std::vector<std::string>{
+                "node 1 (Source), input 'count': expects INT, got 2.5",
+                "node 1 (Source), input 'flag': expects BOOLEAN (true or false), got 1",
+                "node 1 (Source), input 'mode': 'slow' is not among the choices: fast, good",
+                "node 1 (Source), input 'name': expects STRING, got 3",
+                "node 1 (Source), input 'scale': expects FLOAT, got \"big\"",
+                "node 2 (Source), input 'count': 65 is out of range [1, 64]",
+                "node 2 (Source), input 'mode': expects STRING, got 1",
+                "node 2 (Source), input 'scale': -0.5 is out of range [0, 2]",
+                "node 3 (Save), input 'required_int': expects INT, got \"x\"",
+                "node 4 (Filter), input 'image': expects a link from an output of type IMAGE, got the literal \"picture.png\"",
+                "node 5 (Source), input 'count': takes a single INT, not a list"}));
+}
+
+TEST(Validate, CyclesNameEveryNodeOnThem) {
+  auto errors = errors_of(R"({"1": {"class_type": "Filter", "inputs": {"image": ["3", 0]}},
+                              "2": {"class_type": "Filter", "inputs": {"image": ["1", 0]}},
+                              "3": {"class_type": "Filter", "inputs": {"image": ["2", 0]}},
+                              "4": {"class_type": "Filter", "inputs": {"image": ["4", 0]}},
+                              "5": {"class_type": "Save", "inputs": {"images": ["3", 0], "required_int": 1}}})");
+  std::sort(errors.begin(), errors.end());
+  EXPECT_EQ(errors, (std::vector<std::string>{"node 1 (Filter): cycle through nodes 1, 2, 3",
+                                              "node 4 (Filter): cycle through nodes 4"}));
+}
+
+TEST(Validate, AGraphWithoutOutputNodeListsTheOutputNodeTypes) {
+  EXPECT_EQ(errors_of(R"({"1": {"class_type": "Source"}})"),
+            (std::vector<std::string>{"the graph has no output node, so nothing would run; output nodes: Save"}));
+  EXPECT_EQ(errors_of("{}"),
+            (std::vector<std::string>{"the graph has no output node, so nothing would run; output nodes: Save"}));
+}
+
+TEST(Validate, CollectsEveryErrorInOnePass) {
+  auto errors = errors_of(R"({"1": {"class_type": "Nope"}, "2": {"class_type": "Source", "inputs": {"count": 0}},
+                              "3": {"class_type": "Filter", "inputs": {"image": ["8", 0]}}})");
+  EXPECT_EQ(errors.size(), 4u);
+}
+
+}  // namespace
+}  // namespace cozy::host
