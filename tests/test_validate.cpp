@@ -117,13 +117,13 @@ TEST(Validate, LiteralsOfTheWrongTypeOutOfRangeOrNotAChoice) {
                           "5": {"class_type": "Source", "inputs": {"count": {"__value__": [1, 2]}}}})"),
             (std::vector<std::string>{
                 "node 1 (Source), input 'count': expects INT, got 2.5",
-                "node 1 (Source), input 'flag': expects BOOLEAN (true or false), got 1",
-                "node 1 (Source), input 'mode': 'slow' is not among the choices: fast, good",
-                "node 1 (Source), input 'name': expects STRING, got 3",
                 "node 1 (Source), input 'scale': expects FLOAT, got \"big\"",
+                "node 1 (Source), input 'mode': 'slow' is not among the choices: fast, good",
+                "node 1 (Source), input 'flag': expects BOOLEAN (true or false), got 1",
+                "node 1 (Source), input 'name': expects STRING, got 3",
                 "node 2 (Source), input 'count': 65 is out of range [1, 64]",
-                "node 2 (Source), input 'mode': expects STRING, got 1",
                 "node 2 (Source), input 'scale': -0.5 is out of range [0, 2]",
+                "node 2 (Source), input 'mode': expects STRING, got 1",
                 "node 3 (Save), input 'required_int': expects INT, got \"x\"",
                 "node 4 (Filter), input 'image': expects a link from an output of type IMAGE, got the literal \"picture.png\"",
                 "node 5 (Source), input 'count': takes a single INT, not a list"}));

@@ -1,4 +1,5 @@
 #include <cozy/host/executor.hpp>
+#include <cozy/host/validate.hpp>
 
 #include <ATen/Parallel.h>
 
@@ -158,11 +159,12 @@ Plan Executor::plan(const Graph& graph) const {
     node.cacheable = spec.pure;
     std::uint64_t key = kFnvOffset;
     hash_string(key, spec.class_type);
+    std::vector<const InputValue*> given_inputs = match_inputs(source, spec);
     for (std::size_t k = 0; k < spec.inputs.size(); ++k) {
       const InputSpec& in = spec.inputs[k];
       InputSource& slot = node.inputs[k];
       hash_string(key, in.name);
-      const InputValue* given = source.input(in.name);
+      const InputValue* given = given_inputs[k];
       if (given && given->is_link) {
         std::uint32_t producer = position[graph.index.at(given->link.node)];
         slot.kind = InputSource::link;
@@ -270,13 +272,14 @@ class Executor::Run::NodeContext final : public Context {
   const std::filesystem::path& model_dir() const override { return run_.options.model_dir; }
   const std::filesystem::path& temp_dir() const override { return run_.temp_dir; }
   void add_file(const std::filesystem::path& file, std::string_view kind) override {
+    if (files.is_null()) files = nlohmann::json::array();
     files.push_back({{"filename", file.filename().string()}, {"path", file.string()}, {"type", std::string(kind)}});
     std::lock_guard<std::mutex> lock(run_.report_mutex);
     run_.report.files[node_.id].push_back(file);
   }
   const std::string& node_id() const override { return node_.id; }
 
-  nlohmann::json files = nlohmann::json::array();
+  nlohmann::json files;  // null until a file is added: most nodes write none
 
  private:
   Run& run_;
@@ -300,17 +303,28 @@ void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now
       bool interrupted = false;
       Outputs outputs;
       {
-        std::vector<Value> arguments(node.inputs.size());
+        // One argument buffer per worker, reused from node to node (taken out
+        // of its slot while in use, so a node that runs a graph itself is safe).
+        thread_local std::vector<Value> spare;
+        std::vector<Value> arguments = std::move(spare);
+        arguments.resize(node.inputs.size());
         for (std::size_t k = 0; k < node.inputs.size(); ++k) {
           const InputSource& in = node.inputs[k];
           if (in.kind == InputSource::literal) arguments[k] = in.value;
           else if (in.kind == InputSource::link) arguments[k] = values[in.producer][in.output];
         }
+        struct GiveBack {  // drop our references to the inputs, also on error
+          std::vector<Value>& arguments;
+          ~GiveBack() {
+            for (auto& v : arguments) v = Value();
+            spare = std::move(arguments);
+          }
+        } give_back{arguments};
         if (options.events)
           emit("executing", {{"node", node.id}, {"display_node", node.title.empty() ? spec.class_type : node.title}});
         NodeContext context(*this, node);
         try {
-          outputs = node.node->def.run(Inputs(spec, std::move(arguments)), context);
+          outputs = node.node->def.run(Inputs(spec, arguments.data(), node.inputs.size()), context);
           if (outputs.size() != spec.outputs.size())
             error = "returned " + std::to_string(outputs.size()) + " outputs, but declares " +
                     std::to_string(spec.outputs.size());
@@ -327,7 +341,7 @@ void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now
         if (error.empty()) {
           if (options.events)
             emit("executed", {{"node", node.id}, {"display_node", node.title.empty() ? spec.class_type : node.title},
-                              {"output", {{"files", context.files}}}});
+                              {"output", {{"files", context.files.is_null() ? nlohmann::json::array() : context.files}}}});
         } else if (interrupted) {
           std::lock_guard<std::mutex> lock(report_mutex);
           report.skipped.push_back(node.id);

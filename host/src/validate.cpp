@@ -7,6 +7,8 @@
 #include <cmath>
 #include <map>
 #include <sstream>
+#include <string_view>
+#include <unordered_map>
 
 namespace cozy::host {
 namespace {
@@ -82,6 +84,29 @@ std::string check_literal(const InputSpec& spec, const nlohmann::json& value) {
 
 }  // namespace
 
+std::vector<const InputValue*> match_inputs(const GraphNode& node, const NodeSpec& spec,
+                                            std::vector<std::string>* unknown) {
+  std::vector<const InputValue*> given(spec.inputs.size(), nullptr);
+  constexpr std::size_t kLinearLimit = 16;
+  std::unordered_map<std::string_view, std::size_t> index;
+  if (spec.inputs.size() > kLinearLimit) {
+    index.reserve(spec.inputs.size());
+    for (std::size_t i = 0; i < spec.inputs.size(); ++i) index.emplace(spec.inputs[i].name, i);
+  }
+  for (const auto& [name, value] : node.inputs) {
+    std::size_t position = spec.inputs.size();
+    if (spec.inputs.size() > kLinearLimit) {
+      if (auto it = index.find(name); it != index.end()) position = it->second;
+    } else {
+      for (std::size_t i = 0; i < spec.inputs.size(); ++i)
+        if (spec.inputs[i].name == name) position = i;
+    }
+    if (position < spec.inputs.size()) given[position] = &value;
+    else if (unknown) unknown->push_back(name);
+  }
+  return given;
+}
+
 std::vector<Issue> validate(const Graph& graph, const SpecSource& specs) {
   std::vector<Issue> errors;
   std::vector<const NodeSpec*> spec_of(graph.nodes.size(), nullptr);
@@ -105,45 +130,45 @@ std::vector<Issue> validate(const Graph& graph, const SpecSource& specs) {
     spec_of[i] = spec;
     any_output = any_output || spec->output_node;
 
-    for (const auto& [name, value] : node.inputs) {
-      int index = spec->input_index(name);
-      if (index < 0) {
-        std::vector<std::string> names;
-        for (const auto& in : spec->inputs) names.push_back(in.name);
-        error(name, "unknown input; " + (names.empty() ? std::string("this node takes no inputs")
-                                                       : "valid inputs: " + join(names)));
+    std::vector<std::string> unknown;
+    std::vector<const InputValue*> given = match_inputs(node, *spec, &unknown);
+    for (const auto& name : unknown) {
+      std::vector<std::string> names;
+      for (const auto& in : spec->inputs) names.push_back(in.name);
+      error(name, "unknown input; " + (names.empty() ? std::string("this node takes no inputs")
+                                                     : "valid inputs: " + join(names)));
+    }
+    for (std::size_t k = 0; k < spec->inputs.size(); ++k) {
+      const InputSpec& in = spec->inputs[k];
+      const InputValue* value = given[k];
+      const std::string& name = in.name;
+      if (!value) {
+        if (in.required && !has_value(in.default_value)) error(name, "missing required input of type " + in.type);
         continue;
       }
-      const InputSpec& in = spec->inputs[static_cast<std::size_t>(index)];
-      if (value.is_link) {
-        const GraphNode* from = graph.find(value.link.node);
+      if (value->is_link) {
+        const GraphNode* from = graph.find(value->link.node);
         if (!from) {
-          error(name, "links to node " + value.link.node + ", which is not in the graph");
+          error(name, "links to node " + value->link.node + ", which is not in the graph");
           continue;
         }
         const NodeSpec* from_spec = specs.find_spec(from->class_type);
         if (!from_spec) continue;  // reported on that node
-        if (value.link.output >= static_cast<int>(from_spec->outputs.size())) {
-          error(name, "links to output " + std::to_string(value.link.output) + " of node " + from->id + " (" +
+        if (value->link.output >= static_cast<int>(from_spec->outputs.size())) {
+          error(name, "links to output " + std::to_string(value->link.output) + " of node " + from->id + " (" +
                           from->class_type + "), which has " + std::to_string(from_spec->outputs.size()) +
                           " output" + (from_spec->outputs.size() == 1 ? "" : "s"));
           continue;
         }
-        const OutputSpec& out = from_spec->outputs[static_cast<std::size_t>(value.link.output)];
+        const OutputSpec& out = from_spec->outputs[static_cast<std::size_t>(value->link.output)];
         if (!types_compatible(out.type, in.type))
-          error(name, "type mismatch: expects " + in.type + ", but output " + std::to_string(value.link.output) +
+          error(name, "type mismatch: expects " + in.type + ", but output " + std::to_string(value->link.output) +
                           " of node " + from->id + " (" + from->class_type + ") is " + out.type);
-      } else if (value.is_list) {
-        if (in.type != types::ANY) {
-          error(name, "takes a single " + in.type + ", not a list");
-        }
-      } else if (std::string problem = check_literal(in, value.literal); !problem.empty()) {
+      } else if (value->is_list) {
+        if (in.type != types::ANY) error(name, "takes a single " + in.type + ", not a list");
+      } else if (std::string problem = check_literal(in, value->literal); !problem.empty()) {
         error(name, problem);
       }
-    }
-    for (const auto& in : spec->inputs) {
-      if (in.required && !has_value(in.default_value) && !node.input(in.name))
-        error(in.name, "missing required input of type " + in.type);
     }
   }
 

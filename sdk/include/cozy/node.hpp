@@ -24,14 +24,19 @@
 
 namespace cozy {
 
-/// The inputs of one call, in the order of the spec's inputs.
+/// The inputs of one call, in the order of the spec's inputs. A view: it is
+/// valid during the call only (copy the Values you want to keep).
 class Inputs {
  public:
-  Inputs(const NodeSpec& spec, std::vector<Value> values) : spec_(&spec), values_(std::move(values)) {}
+  Inputs(const NodeSpec& spec, const Value* values, std::size_t count) : spec_(&spec), values_(values), size_(count) {}
+  explicit Inputs(const NodeSpec& spec, const std::vector<Value>& values) : Inputs(spec, values.data(), values.size()) {}
 
   const Value& operator[](std::string_view name) const { return values_[index(name)]; }
-  const Value& at(std::size_t i) const { return values_.at(i); }
-  std::size_t size() const { return values_.size(); }
+  const Value& at(std::size_t i) const {
+    if (i >= size_) throw Error("input index out of range");
+    return values_[i];
+  }
+  std::size_t size() const { return size_; }
   /// False for an optional input that was not given.
   bool has(std::string_view name) const { return !values_[index(name)].empty(); }
 
@@ -45,13 +50,14 @@ class Inputs {
 
  private:
   std::size_t index(std::string_view name) const {
-    for (std::size_t i = 0; i < spec_->inputs.size(); ++i)
+    for (std::size_t i = 0; i < spec_->inputs.size() && i < size_; ++i)
       if (spec_->inputs[i].name == name) return i;
     throw Error("node " + spec_->class_type + " has no input '" + std::string(name) + "'");
   }
 
   const NodeSpec* spec_;
-  std::vector<Value> values_;
+  const Value* values_;
+  std::size_t size_;
 };
 
 /// One value per declared output, in order.
