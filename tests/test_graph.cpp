@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 namespace cozy::host {
 namespace {
 
@@ -48,6 +51,32 @@ TEST(ParseGraph, ReportsMalformedJsonWithLineAndColumn) {
   ASSERT_EQ(truncated.errors.size(), 1u);
   EXPECT_EQ(truncated.errors[0].message.rfind("malformed JSON at line 1, column 7", 0), 0u)
       << truncated.errors[0].message;
+}
+
+TEST(ParseGraph, ReportsANumberTooLargeForADouble) {
+  ParseResult r = parse_graph(R"({"1": {"class_type": "A", "inputs": {"x": -2e308}}})");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].message, "malformed JSON: number overflow parsing '-2e308'");
+}
+
+TEST(ParseGraph, RefusesListLiteralsNestedTooDeeply) {
+  std::string deep = std::string(40, '[') + "1" + std::string(40, ']');
+  ParseResult r = parse_graph(R"({"1": {"class_type": "A", "inputs": {"x": {"__value__": )" + deep + "}}}}");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].to_string(), "node 1 (A), input 'x': list literal nested more than 32 deep");
+}
+
+// Every input the fuzzer found a problem with is replayed here.
+TEST(ParseGraph, FuzzerFindingsStayFixed) {
+  std::size_t replayed = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(COZY_FUZZ_REGRESSIONS)) {
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ParseResult r = parse_graph(text);
+    EXPECT_NE(r.graph.has_value(), !r.errors.empty()) << entry.path();
+    ++replayed;
+  }
+  EXPECT_GE(replayed, 3u);
 }
 
 TEST(ParseGraph, ReportsEveryShapeErrorAtOnce) {

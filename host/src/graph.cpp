@@ -1,5 +1,7 @@
 #include <cozy/host/graph.hpp>
 
+#include <algorithm>
+
 namespace cozy::host {
 
 std::string Issue::to_string() const {
@@ -50,6 +52,15 @@ bool parse_link(const nlohmann::json& value, Link& link) {
   return true;
 }
 
+// List literals may nest, but not without bound: later stages recurse.
+constexpr int kMaxListDepth = 32;
+int nesting(const nlohmann::json& value, int depth = 0) {
+  if (depth > kMaxListDepth || !value.is_array()) return depth;
+  int deepest = depth;
+  for (const auto& item : value) deepest = std::max(deepest, nesting(item, depth + 1));
+  return deepest;
+}
+
 }  // namespace
 
 ParseResult parse_graph(std::string_view text) {
@@ -66,6 +77,14 @@ ParseResult parse_graph(std::string_view text) {
     ParseResult result;
     result.errors.push_back({"", "", "", "malformed JSON at line " + std::to_string(line) + ", column " +
                                              std::to_string(column) + ": " + what});
+    return result;
+  } catch (const nlohmann::json::exception& e) {
+    // A number too large for a double is reported without a position.
+    std::string what = e.what();
+    auto bracket = what.find("] ");
+    if (bracket != std::string::npos) what = what.substr(bracket + 2);
+    ParseResult result;
+    result.errors.push_back({"", "", "", "malformed JSON: " + what});
     return result;
   }
   return parse_graph_json(document);
@@ -124,6 +143,11 @@ ParseResult parse_graph_json(const nlohmann::json& document_in) {
           auto list = value.find("__value__");
           if (value.size() != 1 || list == value.end() || !list->is_array()) {
             fail(id, name, "an object literal must be {\"__value__\": [...]}", node.class_type);
+            ok = false;
+            continue;
+          }
+          if (nesting(*list) > kMaxListDepth) {
+            fail(id, name, "list literal nested more than " + std::to_string(kMaxListDepth) + " deep", node.class_type);
             ok = false;
             continue;
           }

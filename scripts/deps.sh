@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Cozy needs, if any is missing (Debian 12, as root
+# or with sudo). Safe to run again: it does nothing when all are there.
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build ccache pkg-config
+  libtorch-dev libopenblas0-openmp
+  libopencv-dev libboost-dev libboost-graph-dev nlohmann-json3-dev libcli11-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libtbb-dev
+  clang libclang-rt-14-dev
+  dataset-fashion-mnist python3-torch
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "cozy: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

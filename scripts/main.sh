@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job: install what is missing, build, and run the shipped graph.
+# Images are written to output/ (the paths are printed at the end).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+cmake --preset default >/dev/null
+cmake --build --preset default
+build/cozy run graphs/contact_sheet.json --input-dir input --output-dir output "$@"

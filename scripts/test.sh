@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The tests: install what is missing, build, and run
+#   1. the whole suite (ctest),
+#   2. the whole suite again under AddressSanitizer + UBSan (preset asan),
+#   3. the graph parser/validator fuzzer for a bounded time (FUZZ_SECONDS, 60).
+# `scripts/test.sh --quick` runs step 1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+cmake --preset default >/dev/null
+cmake --build --preset default
+ctest --preset default
+
+if ((quick)); then exit 0; fi
+
+echo "== sanitizers (ASan + UBSan) =="
+cmake --preset asan >/dev/null
+cmake --build --preset asan
+ctest --preset asan
+
+echo "== fuzzing graph parsing and validation for ${FUZZ_SECONDS:-60} s =="
+cmake -S fuzz -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+cmake --build build-fuzz
+mkdir -p build-fuzz/corpus build-fuzz/artifacts
+build-fuzz/fuzz_graph -max_total_time="${FUZZ_SECONDS:-60}" -max_len=4096 -print_final_stats=1 \
+  -artifact_prefix=build-fuzz/artifacts/ build-fuzz/corpus graphs tests/data fuzz/regressions examples/hello-plugin \
+  2>build-fuzz/fuzz.log || {
+  tail -40 build-fuzz/fuzz.log
+  echo "the fuzzer found a crash: see build-fuzz/artifacts/ and add it to fuzz/regressions/"
+  exit 1
+}
+grep -E "stat::number_of_executed_units" build-fuzz/fuzz.log || true
+echo "fuzzer: no crash"
+
+# The closing line CI reads: the sanitizer suite's ctest summary above, and:
+echo "all: passed"
