@@ -1,0 +1,293 @@
+// Post-process filters against OpenCV doing the same operation on the same
+// data, in the same run: a batch of 16 RGB images of 512 x 512, CPU.
+//
+//   build/bench/bench_filters [repeats]
+//
+// Cozy runs each node once on the [16, 3, 512, 512] batch; OpenCV runs its
+// functions on 16 interleaved 512 x 512 x 3 float images (its own layout).
+// Images per second are medians of the repeats; ratio = Cozy / OpenCV.
+#include <cozy/host/registry.hpp>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <opencv2/core.hpp>
+#include <opencv2/core/utility.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <map>
+
+namespace {
+
+using namespace cozy;
+using Clock = std::chrono::steady_clock;
+
+class BenchContext : public Context {
+ public:
+  explicit BenchContext(int threads) : threads_(threads) {}
+  c10::Device device() const override { return c10::Device(c10::kCPU); }
+  int threads() const override { return threads_; }
+  void progress(std::int64_t, std::int64_t, std::string_view) override {}
+  bool cancelled() const override { return false; }
+  void log(LogLevel, std::string_view) override {}
+  const std::filesystem::path& input_dir() const override { return dir_; }
+  const std::filesystem::path& output_dir() const override { return dir_; }
+  const std::filesystem::path& model_dir() const override { return dir_; }
+  const std::filesystem::path& temp_dir() const override { return dir_; }
+  void add_file(const std::filesystem::path&, std::string_view) override {}
+  const std::string& node_id() const override { return id_; }
+
+ private:
+  int threads_;
+  std::filesystem::path dir_ = "/tmp";
+  std::string id_ = "bench";
+};
+
+cv::Mat clamp01(const cv::Mat& m) {
+  cv::Mat out;
+  cv::min(m, 1.0, out);
+  cv::max(out, 0.0, out);
+  return out;
+}
+
+struct Case {
+  const char* label;
+  const char* type;
+  std::map<std::string, Value> params;
+  std::function<cv::Mat(const cv::Mat&)> opencv;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int repeats = argc > 1 ? std::atoi(argv[1]) : 3;
+  host::Registry registry;
+  registry.load_folder(COZY_PLUGIN_DIR);
+  const int64_t batch = 16, size = 512;
+  at::manual_seed(0);
+  at::Tensor images = at::rand({batch, 3, size, size});
+  at::Tensor layer = images.flip({3}).contiguous();
+  std::vector<cv::Mat> mats;
+  at::Tensor hwc = images.permute({0, 2, 3, 1}).contiguous();
+  for (int64_t b = 0; b < batch; ++b)
+    mats.emplace_back(cv::Mat(size, size, CV_32FC3, hwc[b].data_ptr<float>()).clone());
+
+  const cv::Matx33f sepia(0.393f, 0.769f, 0.189f, 0.349f, 0.686f, 0.168f, 0.272f, 0.534f, 0.131f);
+  std::vector<Case> cases = {
+      {"Brightness 1.5", "Brightness", {{"factor", 1.5}}, [](const cv::Mat& m) { return clamp01(m * 1.5); }},
+      {"Contrast 1.5", "Contrast", {{"factor", 1.5}},
+       [](const cv::Mat& m) {
+         cv::Mat grey;
+         cv::cvtColor(m, grey, cv::COLOR_RGB2GRAY);
+         double mean = cv::mean(grey)[0];
+         cv::Mat out;
+         m.convertTo(out, -1, 1.5, -0.5 * mean);
+         return clamp01(out);
+       }},
+      {"Saturation 1.5", "Saturation", {{"factor", 1.5}},
+       [](const cv::Mat& m) {
+         cv::Mat grey, grey3, out;
+         cv::cvtColor(m, grey, cv::COLOR_RGB2GRAY);
+         cv::cvtColor(grey, grey3, cv::COLOR_GRAY2RGB);
+         cv::addWeighted(m, 1.5, grey3, -0.5, 0, out);
+         return clamp01(out);
+       }},
+      {"Gamma 2.2", "Gamma", {{"gamma", 2.2}},
+       [](const cv::Mat& m) {
+         cv::Mat out;
+         cv::pow(m, 1 / 2.2, out);
+         return out;
+       }},
+      {"Levels .1 .9 1.2", "Levels", {{"black", 0.1}, {"white", 0.9}, {"gamma", 1.2}},
+       [](const cv::Mat& m) {
+         cv::Mat out;
+         m.convertTo(out, -1, 1 / 0.8, -0.1 / 0.8);
+         out = clamp01(out);
+         cv::pow(out, 1 / 1.2, out);
+         return out;
+       }},
+      {"HueShift 90", "HueShift", {{"degrees", 90.0}},
+       [](const cv::Mat& m) {
+         cv::Mat hsv, out;
+         cv::cvtColor(m, hsv, cv::COLOR_RGB2HSV);
+         for (int y = 0; y < hsv.rows; ++y) {
+           auto* p = hsv.ptr<cv::Vec3f>(y);
+           for (int x = 0; x < hsv.cols; ++x) p[x][0] = std::fmod(p[x][0] + 90.f, 360.f);
+         }
+         cv::cvtColor(hsv, out, cv::COLOR_HSV2RGB);
+         return out;
+       }},
+      {"ColorBalance", "ColorBalance", {{"red", 1.2}, {"green", 0.9}, {"blue", 1.1}},
+       [](const cv::Mat& m) { return clamp01(m.mul(cv::Scalar(1.2, 0.9, 1.1))); }},
+      {"Invert", "Invert", {}, [](const cv::Mat& m) { return cv::Mat(cv::Scalar::all(1.0) - m); }},
+      {"Grayscale", "Grayscale", {},
+       [](const cv::Mat& m) {
+         cv::Mat out;
+         cv::cvtColor(m, out, cv::COLOR_RGB2GRAY);
+         return out;
+       }},
+      {"Threshold .5", "Threshold", {{"threshold", 0.5}},
+       [](const cv::Mat& m) {
+         cv::Mat out;
+         cv::threshold(m, out, 0.5, 1.0, cv::THRESH_BINARY);
+         return out;
+       }},
+      {"Sepia", "Sepia", {{"strength", 1.0}},
+       [&](const cv::Mat& m) {
+         cv::Mat out;
+         cv::transform(m, out, sepia);
+         return clamp01(out);
+       }},
+      {"GaussianBlur 2", "GaussianBlur", {{"sigma", 2.0}},
+       [](const cv::Mat& m) {
+         cv::Mat out;
+         cv::GaussianBlur(m, out, cv::Size(0, 0), 2.0);
+         return out;
+       }},
+      {"Sharpen 1 r2", "Sharpen", {{"amount", 1.0}, {"radius", 2.0}},
+       [](const cv::Mat& m) {
+         cv::Mat blurred, out;
+         cv::GaussianBlur(m, blurred, cv::Size(0, 0), 2.0);
+         cv::addWeighted(m, 2.0, blurred, -1.0, 0, out);
+         return clamp01(out);
+       }},
+      {"MedianDenoise 5", "MedianDenoise", {{"size", std::string("5")}},
+       [](const cv::Mat& m) {
+         cv::Mat out;
+         cv::medianBlur(m, out, 5);
+         return out;
+       }},
+      {"BilateralDenoise 5", "BilateralDenoise", {{"diameter", 5}, {"sigma_color", 0.1}, {"sigma_space", 3.0}},
+       [](const cv::Mat& m) {
+         cv::Mat out;
+         cv::bilateralFilter(m, out, 5, 0.1, 3.0);
+         return out;
+       }},
+      {"CLAHE", "CLAHE", {{"clip_limit", 2.0}, {"tiles", 8}},
+       [](const cv::Mat& m) {
+         auto clahe = cv::createCLAHE(2.0, cv::Size(8, 8));
+         cv::Mat lab, deep, equalised, out;
+         cv::cvtColor(clamp01(m), lab, cv::COLOR_RGB2Lab);
+         std::vector<cv::Mat> parts;
+         cv::split(lab, parts);
+         parts[0].convertTo(deep, CV_16U, 65535.0 / 100);
+         clahe->apply(deep, equalised);
+         equalised.convertTo(parts[0], CV_32F, 100 / 65535.0);
+         cv::merge(parts, lab);
+         cv::cvtColor(lab, out, cv::COLOR_Lab2RGB);
+         return clamp01(out);
+       }},
+      {"EdgeDetect sobel", "EdgeDetect", {{"method", std::string("sobel")}},
+       [](const cv::Mat& m) {
+         cv::Mat grey, dx, dy, out;
+         cv::cvtColor(m, grey, cv::COLOR_RGB2GRAY);
+         cv::Sobel(grey, dx, CV_32F, 1, 0, 3);
+         cv::Sobel(grey, dy, CV_32F, 0, 1, 3);
+         cv::magnitude(dx, dy, out);
+         return clamp01(out * 0.25);
+       }},
+      {"EdgeDetect canny", "EdgeDetect", {{"method", std::string("canny")}},
+       [](const cv::Mat& m) {
+         cv::Mat grey, bytes, edges, out;
+         cv::cvtColor(m, grey, cv::COLOR_RGB2GRAY);
+         grey.convertTo(bytes, CV_8U, 255);
+         cv::Canny(bytes, edges, 0.1 * 255, 0.3 * 255);
+         edges.convertTo(out, CV_32F, 1 / 255.0);
+         return out;
+       }},
+  };
+  for (auto [method, interpolation] : {std::pair{"nearest", cv::INTER_NEAREST}, std::pair{"bilinear", cv::INTER_LINEAR},
+                                       std::pair{"bicubic", cv::INTER_CUBIC}, std::pair{"area", cv::INTER_AREA},
+                                       std::pair{"lanczos", cv::INTER_LANCZOS4}}) {
+    static std::vector<std::string> labels;
+    labels.push_back(std::string("Resize 256 ") + method);
+    int inter = interpolation;
+    cases.push_back({labels.back().c_str(), "Resize", {{"width", 256}, {"height", 256}, {"method", std::string(method)}},
+                     [inter](const cv::Mat& m) {
+                       cv::Mat out;
+                       cv::resize(m, out, cv::Size(256, 256), 0, 0, inter);
+                       return inter == cv::INTER_CUBIC || inter == cv::INTER_LANCZOS4 ? clamp01(out) : out;
+                     }});
+  }
+  cases.push_back({"Crop 256", "Crop", {{"x", 64}, {"y", 64}, {"width", 256}, {"height", 256}},
+                   [](const cv::Mat& m) { return m(cv::Rect(64, 64, 256, 256)).clone(); }});
+  cases.push_back({"Pad 16 reflect", "Pad", {{"left", 16}, {"top", 16}, {"right", 16}, {"bottom", 16}, {"mode", std::string("reflect")}},
+                   [](const cv::Mat& m) {
+                     cv::Mat out;
+                     cv::copyMakeBorder(m, out, 16, 16, 16, 16, cv::BORDER_REFLECT_101);
+                     return out;
+                   }});
+  cases.push_back({"Rotate 30", "Rotate", {{"degrees", 30.0}},
+                   [](const cv::Mat& m) {
+                     cv::Mat out, matrix = cv::getRotationMatrix2D(cv::Point2f(255.5f, 255.5f), 30, 1);
+                     cv::warpAffine(m, out, matrix, m.size(), cv::INTER_LINEAR, cv::BORDER_CONSTANT);
+                     return out;
+                   }});
+  cases.push_back({"Flip horizontal", "Flip", {{"direction", std::string("horizontal")}},
+                   [](const cv::Mat& m) {
+                     cv::Mat out;
+                     cv::flip(m, out, 1);
+                     return out;
+                   }});
+  cases.push_back({"ImageToMask red", "ImageToMask", {{"channel", std::string("red")}},
+                   [](const cv::Mat& m) {
+                     cv::Mat out;
+                     cv::extractChannel(m, out, 0);
+                     return out;
+                   }});
+
+  std::printf("batch of %lld RGB images %lldx%lld, float32, CPU; images/s, median of %d\n", (long long)batch,
+              (long long)size, (long long)size, repeats);
+  std::printf("%-22s %3s | %10s %10s | %6s\n", "filter", "thr", "cozy", "opencv", "ratio");
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    cv::setNumThreads(threads);
+    BenchContext context(threads);
+    for (const Case& c : cases) {
+      const host::RegisteredNode* node = registry.find(c.type);
+      if (!node) {
+        std::printf("%-22s missing node %s\n", c.label, c.type);
+        continue;
+      }
+      const NodeSpec& spec = node->def.spec;
+      std::vector<Value> values(spec.inputs.size());
+      for (std::size_t i = 0; i < spec.inputs.size(); ++i) {
+        const InputSpec& in = spec.inputs[i];
+        if (in.name == "image") values[i] = images;
+        else if (auto it = c.params.find(in.name); it != c.params.end()) values[i] = it->second;
+        else
+          values[i] = std::visit(
+              [](const auto& v) -> Value {
+                using T = std::decay_t<decltype(v)>;
+                if constexpr (std::is_same_v<T, std::monostate>) return Value();
+                else return Value(v);
+              },
+              in.default_value);
+      }
+      std::vector<double> ours, theirs;
+      for (int r = 0; r < repeats; ++r) {
+        auto start = Clock::now();
+        Outputs out = node->def.run(Inputs(spec, values), context);
+        ours.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+        start = Clock::now();
+        for (const cv::Mat& m : mats) {
+          cv::Mat result = c.opencv(m);
+          (void)result;
+        }
+        theirs.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+      }
+      double cozy_rate = batch / median(ours), cv_rate = batch / median(theirs);
+      std::printf("%-22s %3d | %10.1f %10.1f | %6.2f\n", c.label, threads, cozy_rate, cv_rate, cozy_rate / cv_rate);
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}

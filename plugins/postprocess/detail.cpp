@@ -1,0 +1,164 @@
+// Detail: blur and sharpen as tensor ops on the device; median, bilateral,
+// CLAHE and Canny with OpenCV on the CPU.
+#include "common.hpp"
+
+#include <opencv2/imgproc.hpp>
+
+#include <cmath>
+
+namespace cozy::postprocess {
+namespace {
+
+// OpenCV's kernel size for a float image and a sigma (cv::GaussianBlur with
+// ksize (0, 0)): round(8 sigma + 1), made odd.
+int gaussian_ksize(double sigma) { return (static_cast<int>(std::lround(sigma * 8 + 1))) | 1; }
+
+// Separable Gaussian blur with OpenCV's kernel and its default border,
+// BORDER_REFLECT_101 (torch's "reflect" padding).
+at::Tensor gaussian_blur(const at::Tensor& image, double sigma, int threads) {
+  if (sigma <= 0) return image;
+  const int ksize = gaussian_ksize(sigma);
+  const int64_t radius = ksize / 2;
+  if (radius >= image.size(2) || radius >= image.size(3)) {
+    // Reflection wider than the image: OpenCV folds it again; let it.
+    return per_plane(image, image.size(2), image.size(3), threads, [&](const cv::Mat& in, cv::Mat& out) {
+      cv::GaussianBlur(in, out, cv::Size(ksize, ksize), sigma, sigma, cv::BORDER_REFLECT_101);
+    });
+  }
+  at::Tensor x = at::arange(ksize, image.options()) - static_cast<double>(radius);
+  at::Tensor kernel = at::exp(-(x * x) / (2 * sigma * sigma));
+  kernel = kernel / kernel.sum();
+  const int64_t b = image.size(0), c = image.size(1), h = image.size(2), w = image.size(3);
+  at::Tensor planes = image.reshape({b * c, 1, h, w});
+  planes = at::reflection_pad2d(planes, {radius, radius, radius, radius});
+  planes = at::conv2d(planes, kernel.view({1, 1, 1, ksize}));
+  planes = at::conv2d(planes, kernel.view({1, 1, ksize, 1}));
+  return planes.reshape({b, c, h, w});
+}
+
+}  // namespace
+
+// Also used by Sharpen's reference test through the node.
+void register_detail(Registrar& r) {
+  {
+    NodeDef d = filter("GaussianBlur", "Gaussian Blur", "detail",
+                       "Separable Gaussian blur with OpenCV's kernel (size round(8 sigma + 1), odd) and border "
+                       "(reflect-101), as tensor operations on the device. sigma 0 returns the input.");
+    d.spec.inputs.push_back(InputSpec::Float("sigma", 1.0).range(0, 64).with_step(0.1));
+    d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+      return {gaussian_blur(image_input(in, "image"), in.number("sigma"), ctx.threads())};
+    };
+    r.add(std::move(d));
+  }
+  {
+    NodeDef d = filter("Sharpen", "Sharpen (Unsharp Mask)", "detail",
+                       "Unsharp mask: d = image - GaussianBlur(image, radius); out = image + amount d where |d| >= "
+                       "threshold, clamped. amount 0 returns the input.");
+    d.spec.inputs.push_back(InputSpec::Float("amount", 1.0).range(0, 10).with_step(0.05));
+    d.spec.inputs.push_back(InputSpec::Float("radius", 1.0).range(0.1, 32).with_step(0.1).help("sigma of the blur"));
+    d.spec.inputs.push_back(InputSpec::Float("threshold", 0.0).range(0, 1).with_step(0.005));
+    d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+      at::Tensor image = image_input(in, "image");
+      double amount = in.number("amount");
+      if (amount == 0) return {image};
+      at::Tensor detail = image - gaussian_blur(image, in.number("radius"), ctx.threads());
+      double threshold = in.number("threshold");
+      if (threshold > 0) detail = detail * detail.abs().ge(threshold);
+      return {(image + amount * detail).clamp(0, 1)};
+    };
+    r.add(std::move(d));
+  }
+  {
+    NodeDef d = filter("MedianDenoise", "Median Denoise", "detail",
+                       "OpenCV's medianBlur on each channel, on the CPU (planes of a contiguous CPU tensor are "
+                       "used in place, without copies). Float images allow sizes 3 and 5.");
+    d.spec.inputs.push_back(InputSpec::Choice("size", {"3", "5"}));
+    d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+      at::Tensor image = image_input(in, "image");
+      int size = std::stoi(in.string("size"));
+      return {per_plane(image, image.size(2), image.size(3), ctx.threads(),
+                        [&](const cv::Mat& src, cv::Mat& dst) { cv::medianBlur(src, dst, size); })};
+    };
+    r.add(std::move(d));
+  }
+  {
+    NodeDef d = filter("BilateralDenoise", "Bilateral Denoise", "detail",
+                       "OpenCV's bilateralFilter (edge-preserving smoothing) on the CPU. sigma_color is in units of "
+                       "the [0, 1] value range.");
+    d.spec.inputs.push_back(InputSpec::Int("diameter", 5).range(1, 25));
+    d.spec.inputs.push_back(InputSpec::Float("sigma_color", 0.1).range(0.001, 1).with_step(0.005));
+    d.spec.inputs.push_back(InputSpec::Float("sigma_space", 3.0).range(0.1, 50).with_step(0.1));
+    d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+      int diameter = static_cast<int>(in.integer("diameter"));
+      double sc = in.number("sigma_color"), ss = in.number("sigma_space");
+      return {per_image(image_input(in, "image"), ctx.threads(), [&](const cv::Mat& src, cv::Mat& dst) {
+        cv::bilateralFilter(src, dst, diameter, sc, ss);
+      })};
+    };
+    r.add(std::move(d));
+  }
+  {
+    NodeDef d = filter("CLAHE", "CLAHE", "detail",
+                       "Contrast-limited adaptive histogram equalisation (OpenCV) on the CPU: on the L channel of "
+                       "CIE Lab for colour images, on the image itself for grey ones, at 16 bits.");
+    d.spec.inputs.push_back(InputSpec::Float("clip_limit", 2.0).range(0.1, 40).with_step(0.1));
+    d.spec.inputs.push_back(InputSpec::Int("tiles", 8).range(1, 64).help("tiles per side"));
+    d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+      auto clahe = cv::createCLAHE(in.number("clip_limit"),
+                                   cv::Size(static_cast<int>(in.integer("tiles")), static_cast<int>(in.integer("tiles"))));
+      return {per_image(image_input(in, "image"), ctx.threads(), [&](const cv::Mat& src, cv::Mat& dst) {
+        if (src.channels() == 1) {
+          cv::Mat deep, equalised;
+          src.convertTo(deep, CV_16U, 65535.0);
+          clahe->apply(deep, equalised);
+          equalised.convertTo(dst, CV_32F, 1.0 / 65535.0);
+          return;
+        }
+        cv::Mat lab, deep, equalised, clipped;
+        cv::min(cv::max(src, 0.0), 1.0, clipped);
+        cv::cvtColor(clipped, lab, cv::COLOR_RGB2Lab);
+        std::vector<cv::Mat> parts;
+        cv::split(lab, parts);
+        parts[0].convertTo(deep, CV_16U, 65535.0 / 100.0);
+        clahe->apply(deep, equalised);
+        equalised.convertTo(parts[0], CV_32F, 100.0 / 65535.0);
+        cv::merge(parts, lab);
+        cv::Mat rgb;
+        cv::cvtColor(lab, rgb, cv::COLOR_Lab2RGB);
+        cv::min(cv::max(rgb, 0.0), 1.0, dst);
+      })};
+    };
+    r.add(std::move(d));
+  }
+  {
+    NodeDef d = filter("EdgeDetect", "Edge Detect", "detail",
+                       "Edges of the luma, one channel out. sobel: |(Sobel x, Sobel y)| / 4 (a unit step gives 1), "
+                       "3x3, reflect-101 border, as tensor operations on the device. canny: OpenCV's Canny on the "
+                       "8-bit luma on the CPU, thresholds in [0, 1], edges 1.");
+    d.spec.inputs.push_back(InputSpec::Choice("method", {"sobel", "canny"}));
+    d.spec.inputs.push_back(InputSpec::Float("low", 0.1).range(0, 1).with_step(0.01).help("canny only"));
+    d.spec.inputs.push_back(InputSpec::Float("high", 0.3).range(0, 1).with_step(0.01).help("canny only"));
+    d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+      at::Tensor grey = luma(image_input(in, "image"));
+      if (in.string("method") == "canny") {
+        double low = in.number("low") * 255, high = in.number("high") * 255;
+        return {per_plane(grey, grey.size(2), grey.size(3), ctx.threads(), [&](const cv::Mat& src, cv::Mat& dst) {
+          cv::Mat bytes, edges;
+          src.convertTo(bytes, CV_8U, 255.0);
+          cv::Canny(bytes, edges, low, high, 3, false);
+          edges.convertTo(dst, CV_32F, 1.0 / 255.0);
+        })};
+      }
+      if (grey.size(2) < 2 || grey.size(3) < 2) throw Error("EdgeDetect needs an image of at least 2 x 2 pixels");
+      at::Tensor kx = at::tensor({-1.f, 0.f, 1.f, -2.f, 0.f, 2.f, -1.f, 0.f, 1.f}, grey.options()).view({1, 1, 3, 3});
+      at::Tensor ky = kx.transpose(2, 3).contiguous();
+      at::Tensor padded = at::reflection_pad2d(grey, {1, 1, 1, 1});
+      // conv2d is a correlation, as cv::Sobel's filter is.
+      at::Tensor dx = at::conv2d(padded, kx), dy = at::conv2d(padded, ky);
+      return {(at::sqrt(dx * dx + dy * dy) / 4.0).clamp(0, 1)};
+    };
+    r.add(std::move(d));
+  }
+}
+
+}  // namespace cozy::postprocess

@@ -1,0 +1,605 @@
+// Every post-process filter against the reference library on the same input:
+// OpenCV, or PIL's definitions written here from their formulas with OpenCV
+// arithmetic. On 1 and 3 channels, on a batch of 2, with stated tolerances.
+#include "test_nodes.hpp"
+
+#include <cozy/host/validate.hpp>
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <opencv2/imgcodecs.hpp>
+
+namespace cozy::host {
+namespace {
+
+using Reference = std::function<cv::Mat(const cv::Mat&)>;  // H x W x C float (RGB) -> same
+
+cv::Mat to_mat(const at::Tensor& chw) {
+  at::Tensor hwc = chw.permute({1, 2, 0}).contiguous();
+  cv::Mat view(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), CV_32FC(static_cast<int>(hwc.size(2))),
+               hwc.data_ptr<float>());
+  return view.clone();
+}
+
+cv::Mat clamp01(const cv::Mat& m) {
+  cv::Mat out;
+  cv::min(cv::max(m, 0.0), 1.0, out);
+  return out;
+}
+
+cv::Mat luma_of(const cv::Mat& m) {
+  if (m.channels() == 1) return m.clone();
+  cv::Mat grey;
+  cv::cvtColor(m, grey, cv::COLOR_RGB2GRAY);
+  return grey;
+}
+
+// Replicates a one-channel Mat to `channels`.
+cv::Mat widen(const cv::Mat& grey, int channels) {
+  if (channels == 1) return grey;
+  cv::Mat out;
+  cv::merge(std::vector<cv::Mat>(static_cast<std::size_t>(channels), grey), out);
+  return out;
+}
+
+class Filters : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    registry->load_folder(COZY_PLUGIN_DIR);
+    registry->add(testing::make("Given", {InputSpec::Int("slot", 0)}, {{"IMAGE", types::IMAGE}},
+                                [this](const Inputs& in, Context&) -> Outputs { return {given[in.integer("slot")]}; }));
+    registry->add(testing::make("GivenMask", {}, {{"MASK", types::MASK}},
+                                [this](const Inputs&, Context&) -> Outputs { return {given_mask}; }));
+    options.use_cache = false;
+    at::manual_seed(7);
+  }
+
+  // A batch of two different images, with some pixels at exactly 0 and 1.
+  at::Tensor random_batch(int64_t channels, int64_t h = 23, int64_t w = 17) {
+    at::Tensor t = at::rand({2, channels, h, w});
+    t[0][0][0][0] = 0.f;
+    t[1][0][1][1] = 1.f;
+    return t;
+  }
+
+  at::Tensor run(const std::string& type, const nlohmann::json& inputs, const at::Tensor& image,
+                 const std::string& image_input = "image") {
+    given[0] = image;
+    nlohmann::json node_inputs = inputs;
+    node_inputs[image_input] = {"1", 0};
+    nlohmann::json graph = {{"1", {{"class_type", "Given"}}},
+                            {"2", {{"class_type", type}, {"inputs", node_inputs}}},
+                            {"3", {{"class_type", "Sink"}, {"inputs", {{"value", {"2", 0}}}}}}};
+    return run_graph(graph);
+  }
+
+  at::Tensor run_graph(const nlohmann::json& graph) {
+    ParseResult parsed = parse_graph_json(graph);
+    EXPECT_TRUE(parsed.errors.empty());
+    std::vector<Issue> errors = validate(*parsed.graph, *registry);
+    EXPECT_TRUE(errors.empty()) << errors.front().to_string();
+    RunReport report = executor.run(*parsed.graph, options);
+    if (!report.failures.empty()) last_error = report.failures[0].message;
+    if (!report.success) return {};
+    return report.outputs.at("3")[0].as_tensor();
+  }
+
+  // Runs the filter on 1- and 3-channel batches and compares every image
+  // with `reference` within `tolerance` (largest absolute difference).
+  void check(const std::string& type, const nlohmann::json& inputs, const Reference& reference, double tolerance,
+             std::vector<int64_t> channel_counts = {1, 3}) {
+    for (int64_t channels : channel_counts) {
+      at::Tensor batch = random_batch(channels);
+      at::Tensor out = run(type, inputs, batch);
+      ASSERT_TRUE(out.defined()) << type << ": " << last_error;
+      EXPECT_GE(out.min().item<float>(), 0.f) << type;
+      EXPECT_LE(out.max().item<float>(), 1.f) << type;
+      ASSERT_EQ(out.size(0), 2) << type;
+      for (int64_t b = 0; b < 2; ++b) {
+        cv::Mat expected = reference(to_mat(batch[b]));
+        cv::Mat actual = to_mat(out[b]);
+        ASSERT_EQ(actual.size(), expected.size()) << type << " channels " << channels;
+        ASSERT_EQ(actual.channels(), expected.channels()) << type << " channels " << channels;
+        double difference = cv::norm(actual, expected, cv::NORM_INF);
+        EXPECT_LE(difference, tolerance) << type << " " << inputs.dump() << " channels " << channels << " image " << b;
+      }
+    }
+  }
+
+  // Identity settings return the input unchanged.
+  void check_identity(const std::string& type, const nlohmann::json& inputs, const std::string& image_input = "image") {
+    for (int64_t channels : {1, 3}) {
+      at::Tensor batch = random_batch(channels);
+      at::Tensor out = run(type, inputs, batch, image_input);
+      ASSERT_TRUE(out.defined()) << type << ": " << last_error;
+      EXPECT_TRUE(at::equal(out, batch)) << type << " " << inputs.dump() << " channels " << channels;
+    }
+  }
+
+  std::string invalid(const std::string& type, const nlohmann::json& inputs) {
+    nlohmann::json node_inputs = inputs;
+    node_inputs["image"] = {"1", 0};
+    nlohmann::json graph = {{"1", {{"class_type", "Given"}}},
+                            {"2", {{"class_type", type}, {"inputs", node_inputs}}},
+                            {"3", {{"class_type", "Sink"}, {"inputs", {{"value", {"2", 0}}}}}}};
+    ParseResult parsed = parse_graph_json(graph);
+    std::vector<Issue> errors = validate(*parsed.graph, *registry);
+    return errors.empty() ? "" : errors[0].to_string();
+  }
+
+  std::shared_ptr<Registry> registry = testing::test_registry();
+  Executor executor{registry};
+  RunOptions options;
+  at::Tensor given[2];
+  at::Tensor given_mask;
+  std::string last_error;
+};
+
+// ---------------------------------------------------------------- tone
+
+TEST_F(Filters, BrightnessIsPilsBlendWithBlack) {
+  check("Brightness", {{"factor", 1.7}}, [](const cv::Mat& m) { return clamp01(m * 1.7); }, 1e-6);
+  check("Brightness", {{"factor", 0.3}}, [](const cv::Mat& m) { return clamp01(m * 0.3); }, 1e-6);
+}
+
+TEST_F(Filters, ContrastIsPilsBlendWithTheMeanGrey) {
+  check("Contrast", {{"factor", 0.6}}, [](const cv::Mat& m) {
+    double mean = cv::mean(luma_of(m))[0];
+    return clamp01((m - cv::Scalar::all(mean)) * 0.6 + cv::Scalar::all(mean));
+  }, 1e-5);
+}
+
+TEST_F(Filters, SaturationIsPilsBlendWithGrey) {
+  check("Saturation", {{"factor", 1.8}}, [](const cv::Mat& m) {
+    cv::Mat grey = widen(luma_of(m), m.channels());
+    return clamp01(grey + (m - grey) * 1.8);
+  }, 1e-5);
+}
+
+TEST_F(Filters, Gamma) {
+  check("Gamma", {{"gamma", 2.2}}, [](const cv::Mat& m) {
+    cv::Mat out;
+    cv::pow(m, 1 / 2.2, out);
+    return out;
+  }, 1e-5);
+}
+
+TEST_F(Filters, LevelsWithGivenPoints) {
+  check("Levels", {{"black", 0.1}, {"white", 0.8}, {"gamma", 1.5}}, [](const cv::Mat& m) {
+    cv::Mat out = clamp01((m - cv::Scalar::all(0.1)) / 0.7);
+    cv::pow(out, 1 / 1.5, out);
+    return out;
+  }, 1e-5);
+}
+
+TEST_F(Filters, LevelsAutoUsesPercentilesOfTheLuma) {
+  check("Levels", {{"auto", true}, {"low_percentile", 5.0}, {"high_percentile", 90.0}}, [](const cv::Mat& m) {
+    cv::Mat grey = luma_of(m).reshape(1, 1);
+    std::vector<float> values(grey.begin<float>(), grey.end<float>());
+    std::sort(values.begin(), values.end());
+    auto percentile = [&](double p) {  // linear interpolation, as numpy and torch
+      double position = p * (values.size() - 1);
+      std::size_t below = static_cast<std::size_t>(std::floor(position));
+      std::size_t above = std::min(below + 1, values.size() - 1);
+      return values[below] + (position - below) * (values[above] - values[below]);
+    };
+    double black = percentile(0.05), white = percentile(0.90);
+    return clamp01((m - cv::Scalar::all(black)) / (white - black));
+  }, 1e-4);
+}
+
+TEST_F(Filters, HueShiftRotatesOpenCVsHue) {
+  check("HueShift", {{"degrees", 75.0}}, [](const cv::Mat& m) {
+    cv::Mat hsv, out;
+    cv::cvtColor(m, hsv, cv::COLOR_RGB2HSV);
+    for (auto it = hsv.begin<cv::Vec3f>(); it != hsv.end<cv::Vec3f>(); ++it) (*it)[0] = std::fmod((*it)[0] + 75.f, 360.f);
+    cv::cvtColor(hsv, out, cv::COLOR_HSV2RGB);
+    return clamp01(out);
+  }, 1e-4, {3});
+  check("HueShift", {{"degrees", 75.0}}, [](const cv::Mat& m) { return m.clone(); }, 0, {1});
+}
+
+TEST_F(Filters, ColorBalanceMultipliesEachChannel) {
+  check("ColorBalance", {{"red", 1.2}, {"green", 0.8}, {"blue", 1.5}},
+        [](const cv::Mat& m) { return clamp01(m.mul(cv::Scalar(1.2, 0.8, 1.5))); }, 1e-6, {3});
+  check("ColorBalance", {{"red", 1.2}, {"green", 0.8}, {"blue", 1.5}},
+        [](const cv::Mat& m) { return clamp01(m * ((1.2 + 0.8 + 1.5) / 3)); }, 1e-6, {1});
+}
+
+TEST_F(Filters, Invert) {
+  check("Invert", nlohmann::json::object(), [](const cv::Mat& m) { return cv::Mat(cv::Scalar::all(1.0) - m); }, 1e-7);
+}
+
+TEST_F(Filters, GrayscaleIsOpenCVsRgb2Gray) {
+  check("Grayscale", nlohmann::json::object(), [](const cv::Mat& m) { return luma_of(m); }, 1e-6);
+  check("Grayscale", {{"keep_channels", true}}, [](const cv::Mat& m) { return widen(luma_of(m), 3); }, 1e-6, {3});
+}
+
+TEST_F(Filters, ThresholdIsOpenCVsBinaryThreshold) {
+  check("Threshold", {{"threshold", 0.4}}, [](const cv::Mat& m) {
+    cv::Mat out;
+    cv::threshold(m, out, 0.4, 1.0, cv::THRESH_BINARY);
+    return out;
+  }, 0);
+}
+
+TEST_F(Filters, SepiaIsTheSepiaMatrix) {
+  check("Sepia", {{"strength", 0.7}}, [](const cv::Mat& m) {
+    cv::Mat rgb = m.channels() == 1 ? widen(m, 3) : m.clone(), sepia;
+    cv::Matx33f matrix(0.393f, 0.769f, 0.189f, 0.349f, 0.686f, 0.168f, 0.272f, 0.534f, 0.131f);
+    cv::transform(rgb, sepia, matrix);
+    sepia = clamp01(sepia);
+    return clamp01(rgb + (sepia - rgb) * 0.7);
+  }, 1e-5);
+}
+
+// ---------------------------------------------------------------- detail
+
+TEST_F(Filters, GaussianBlurMatchesOpenCV) {
+  for (double sigma : {0.8, 1.5, 2.5}) {
+    check("GaussianBlur", {{"sigma", sigma}}, [sigma](const cv::Mat& m) {
+      cv::Mat out;
+      cv::GaussianBlur(m, out, cv::Size(0, 0), sigma);
+      return out;
+    }, 2e-6);
+  }
+  // A kernel wider than the image.
+  check("GaussianBlur", {{"sigma", 6.0}}, [](const cv::Mat& m) {
+    cv::Mat out;
+    cv::GaussianBlur(m, out, cv::Size(0, 0), 6.0);
+    return out;
+  }, 2e-6);
+}
+
+TEST_F(Filters, SharpenIsAnUnsharpMask) {
+  check("Sharpen", {{"amount", 1.5}, {"radius", 2.0}, {"threshold", 0.05}}, [](const cv::Mat& m) {
+    cv::Mat blurred, detail, mask;
+    cv::GaussianBlur(m, blurred, cv::Size(0, 0), 2.0);
+    detail = m - blurred;
+    cv::Mat magnitude = cv::abs(detail);
+    cv::threshold(magnitude, mask, 0.05 - 1e-9, 1.0, cv::THRESH_BINARY);  // |d| >= threshold
+    return clamp01(m + detail.mul(mask) * 1.5);
+  }, 1e-5);
+}
+
+TEST_F(Filters, MedianDenoiseIsOpenCVsMedianBlur) {
+  for (const char* size : {"3", "5"}) {
+    check("MedianDenoise", {{"size", size}}, [size](const cv::Mat& m) {
+      cv::Mat out;
+      cv::medianBlur(m, out, std::stoi(size));
+      return out;
+    }, 0);
+  }
+}
+
+TEST_F(Filters, BilateralDenoiseIsOpenCVsBilateralFilter) {
+  check("BilateralDenoise", {{"diameter", 5}, {"sigma_color", 0.2}, {"sigma_space", 2.0}}, [](const cv::Mat& m) {
+    cv::Mat out;
+    cv::bilateralFilter(m, out, 5, 0.2, 2.0);
+    return out;
+  }, 1e-6);
+}
+
+TEST_F(Filters, ClaheIsOpenCVsClaheOnLightness) {
+  check("CLAHE", {{"clip_limit", 3.0}, {"tiles", 4}}, [](const cv::Mat& m) {
+    auto clahe = cv::createCLAHE(3.0, cv::Size(4, 4));
+    cv::Mat deep, equalised, out;
+    if (m.channels() == 1) {
+      m.convertTo(deep, CV_16U, 65535.0);
+      clahe->apply(deep, equalised);
+      equalised.convertTo(out, CV_32F, 1 / 65535.0);
+      return out;
+    }
+    cv::Mat lab;
+    cv::cvtColor(m, lab, cv::COLOR_RGB2Lab);
+    std::vector<cv::Mat> parts;
+    cv::split(lab, parts);
+    parts[0].convertTo(deep, CV_16U, 65535.0 / 100);
+    clahe->apply(deep, equalised);
+    equalised.convertTo(parts[0], CV_32F, 100 / 65535.0);
+    cv::merge(parts, lab);
+    cv::cvtColor(lab, out, cv::COLOR_Lab2RGB);
+    return clamp01(out);
+  }, 1e-5);
+}
+
+TEST_F(Filters, SobelEdgesMatchOpenCVsSobel) {
+  check("EdgeDetect", {{"method", "sobel"}}, [](const cv::Mat& m) {
+    cv::Mat grey = luma_of(m), dx, dy, magnitude;
+    cv::Sobel(grey, dx, CV_32F, 1, 0, 3);
+    cv::Sobel(grey, dy, CV_32F, 0, 1, 3);
+    cv::magnitude(dx, dy, magnitude);
+    return clamp01(magnitude / 4);
+  }, 1e-5);
+}
+
+TEST_F(Filters, CannyEdgesAreOpenCVsCanny) {
+  check("EdgeDetect", {{"method", "canny"}, {"low", 0.2}, {"high", 0.5}}, [](const cv::Mat& m) {
+    cv::Mat bytes, edges, out;
+    luma_of(m).convertTo(bytes, CV_8U, 255.0);
+    cv::Canny(bytes, edges, 0.2 * 255, 0.5 * 255, 3, false);
+    edges.convertTo(out, CV_32F, 1 / 255.0);
+    return out;
+  }, 0);
+}
+
+// ---------------------------------------------------------------- geometry
+
+cv::Mat cv_resize(const cv::Mat& m, int w, int h, int interpolation) {
+  cv::Mat out;
+  cv::resize(m, out, cv::Size(w, h), 0, 0, interpolation);
+  return clamp01(out);
+}
+
+TEST_F(Filters, ResizeMatchesOpenCV) {
+  struct Case {
+    const char* method;
+    int interpolation;
+    double tolerance;
+  };
+  // OpenCV computes bicubic and lanczos weights in single precision and, for
+  // bicubic, treats the border differently: a few 1e-3 at the edge.
+  for (Case c : {Case{"nearest", cv::INTER_NEAREST, 0}, Case{"bilinear", cv::INTER_LINEAR, 2e-6},
+                 Case{"bicubic", cv::INTER_CUBIC, 5e-2}, Case{"lanczos", cv::INTER_LANCZOS4, 1e-6},
+                 Case{"area", cv::INTER_AREA, 1e-6}}) {
+    for (auto [w, h] : {std::pair{31, 40}, std::pair{11, 9}}) {
+      check("Resize", {{"width", w}, {"height", h}, {"method", c.method}},
+            [&](const cv::Mat& m) { return cv_resize(m, w, h, c.interpolation); }, c.tolerance);
+    }
+  }
+}
+
+TEST_F(Filters, BicubicMatchesOpenCVAwayFromTheBorder) {
+  at::Tensor batch = random_batch(3, 24, 20);
+  at::Tensor out = run("Resize", {{"width", 50}, {"height", 60}, {"method", "bicubic"}}, batch);
+  cv::Mat expected = cv_resize(to_mat(batch[0]), 50, 60, cv::INTER_CUBIC);
+  cv::Mat actual = to_mat(out[0]);
+  cv::Rect inside(6, 6, 38, 48);
+  EXPECT_LE(cv::norm(actual(inside), expected(inside), cv::NORM_INF), 1e-5);
+}
+
+TEST_F(Filters, AreaByAWholeFactorIsTheBlockMean) {
+  at::Tensor batch = random_batch(3, 24, 16);
+  at::Tensor out = run("Resize", {{"width", 8}, {"height", 12}, {"method", "area"}}, batch);
+  EXPECT_LE(cv::norm(to_mat(out[1]), cv_resize(to_mat(batch[1]), 8, 12, cv::INTER_AREA), cv::NORM_INF), 1e-6);
+}
+
+TEST_F(Filters, ResizeKeepsTheAspectWhenOneSideIs0) {
+  at::Tensor out = run("Resize", {{"width", 34}, {"height", 0}}, random_batch(1, 23, 17));
+  EXPECT_EQ(out.sizes(), (at::IntArrayRef{2, 1, 46, 34}));
+  EXPECT_EQ(invalid("Resize", {{"width", -1}}), "node 2 (Resize), input 'width': -1 is out of range [0, 16384]");
+  EXPECT_FALSE(run("Resize", {{"width", 0}, {"height", 0}}, random_batch(1)).defined());
+  EXPECT_EQ(last_error, "width and height cannot both be 0");
+}
+
+TEST_F(Filters, UpscaleByAFactor) {
+  check("Upscale", {{"factor", 2.0}, {"method", "bilinear"}},
+        [](const cv::Mat& m) { return cv_resize(m, m.cols * 2, m.rows * 2, cv::INTER_LINEAR); }, 2e-6);
+  check("Upscale", {{"factor", 1.5}, {"method", "lanczos"}},
+        [](const cv::Mat& m) { return cv_resize(m, 26, 35, cv::INTER_LANCZOS4); }, 1e-6);
+}
+
+TEST_F(Filters, CropIsARegionOfInterest) {
+  check("Crop", {{"x", 3}, {"y", 5}, {"width", 10}, {"height", 7}},
+        [](const cv::Mat& m) { return m(cv::Rect(3, 5, 10, 7)).clone(); }, 0);
+  EXPECT_FALSE(run("Crop", {{"x", 10}, {"y", 0}, {"width", 10}, {"height", 5}}, random_batch(3)).defined());
+  EXPECT_EQ(last_error, "x + width = 20 exceeds the image width 17");
+  EXPECT_FALSE(run("Crop", {{"x", 0}, {"y", 20}, {"width", 5}, {"height", 5}}, random_batch(3)).defined());
+  EXPECT_EQ(last_error, "y + height = 25 exceeds the image height 23");
+}
+
+TEST_F(Filters, PadIsOpenCVsCopyMakeBorder) {
+  struct Case {
+    const char* mode;
+    int border;
+  };
+  for (Case c : {Case{"constant", cv::BORDER_CONSTANT}, Case{"reflect", cv::BORDER_REFLECT_101},
+                 Case{"replicate", cv::BORDER_REPLICATE}}) {
+    check("Pad", {{"left", 3}, {"top", 1}, {"right", 0}, {"bottom", 5}, {"mode", c.mode}, {"value", 0.25}},
+          [&](const cv::Mat& m) {
+            cv::Mat out;
+            cv::copyMakeBorder(m, out, 1, 5, 3, 0, c.border, cv::Scalar::all(0.25));
+            return out;
+          }, 0);
+  }
+  EXPECT_FALSE(run("Pad", {{"left", 17}, {"mode", "reflect"}}, random_batch(1)).defined());
+  EXPECT_EQ(last_error, "reflect padding must be narrower than the image (17 x 23)");
+}
+
+cv::Mat cv_rotate(const cv::Mat& m, double degrees, bool expand, double fill) {
+  const double a = degrees * M_PI / 180;
+  int w = m.cols, h = m.rows, out_w = w, out_h = h;
+  if (expand) {
+    out_w = static_cast<int>(std::ceil(std::abs(w * std::cos(a)) + std::abs(h * std::sin(a)) - 1e-9));
+    out_h = static_cast<int>(std::ceil(std::abs(w * std::sin(a)) + std::abs(h * std::cos(a)) - 1e-9));
+  }
+  cv::Mat matrix = cv::getRotationMatrix2D(cv::Point2f((w - 1) / 2.f, (h - 1) / 2.f), degrees, 1.0);
+  matrix.at<double>(0, 2) += (out_w - 1) / 2.0 - (w - 1) / 2.0;
+  matrix.at<double>(1, 2) += (out_h - 1) / 2.0 - (h - 1) / 2.0;
+  cv::Mat out;
+  cv::warpAffine(m, out, matrix, cv::Size(out_w, out_h), cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar::all(fill));
+  return out;
+}
+
+TEST_F(Filters, RotateMatchesOpenCVsWarpAffine) {
+  // warpAffine interpolates with 5-bit fixed-point weights (1/32 steps).
+  for (bool expand : {false, true})
+    check("Rotate", {{"degrees", 30.0}, {"expand", expand}, {"fill", 0.5}},
+          [&](const cv::Mat& m) { return cv_rotate(m, 30.0, expand, 0.5); }, 3.5e-2);
+  at::Tensor batch = random_batch(3);
+  at::Tensor out = run("Rotate", {{"degrees", -20.0}}, batch);
+  cv::Mat difference;
+  cv::absdiff(to_mat(out[0]), cv_rotate(to_mat(batch[0]), -20.0, false, 0.0), difference);
+  EXPECT_LE(cv::mean(difference)[0], 4e-3) << "mean difference";
+}
+
+TEST_F(Filters, RotateByQuarterTurnsIsExact) {
+  check("Rotate", {{"degrees", 90.0}, {"expand", true}}, [](const cv::Mat& m) {
+    cv::Mat out;
+    cv::rotate(m, out, cv::ROTATE_90_COUNTERCLOCKWISE);
+    return out;
+  }, 0);
+  check("Rotate", {{"degrees", -180.0}}, [](const cv::Mat& m) {
+    cv::Mat out;
+    cv::rotate(m, out, cv::ROTATE_180);
+    return out;
+  }, 0);
+}
+
+TEST_F(Filters, FlipIsOpenCVsFlip) {
+  for (auto [direction, code] : {std::pair{"horizontal", 1}, std::pair{"vertical", 0}, std::pair{"both", -1}}) {
+    check("Flip", {{"direction", direction}}, [code = code](const cv::Mat& m) {
+      cv::Mat out;
+      cv::flip(m, out, code);
+      return out;
+    }, 0);
+  }
+}
+
+TEST_F(Filters, BlendModesWithOpacityAndMask) {
+  for (int64_t channels : {1, 3}) {
+    at::Tensor base = random_batch(channels), layer = random_batch(channels);
+    given_mask = at::rand({2, 1, 23, 17});
+    given[1] = layer;
+    for (const char* mode : {"normal", "multiply", "screen", "overlay"}) {
+      for (bool with_mask : {false, true}) {
+        nlohmann::json inputs = {{"mode", mode}, {"opacity", 0.6}, {"layer", {"4", 0}}};
+        if (with_mask) inputs["mask"] = {"5", 0};
+        given[0] = base;
+        nlohmann::json graph = {{"1", {{"class_type", "Given"}}},
+                                {"4", {{"class_type", "Given"}, {"inputs", {{"slot", 1}}}}},
+                                {"5", {{"class_type", "GivenMask"}}},
+                                {"2", {{"class_type", "Blend"}, {"inputs", inputs}}},
+                                {"3", {{"class_type", "Sink"}, {"inputs", {{"value", {"2", 0}}}}}}};
+        graph["2"]["inputs"]["base"] = {"1", 0};
+        at::Tensor out = run_graph(graph);
+        ASSERT_TRUE(out.defined()) << last_error;
+        for (int64_t b = 0; b < 2; ++b) {
+          cv::Mat B = to_mat(base[b]), L = to_mat(layer[b]), blended;
+          cv::Mat ones(B.size(), B.type(), cv::Scalar::all(1.0));
+          std::string m = mode;
+          if (m == "normal") blended = L;
+          else if (m == "multiply") blended = B.mul(L);
+          else if (m == "screen") blended = ones - (ones - B).mul(ones - L);
+          else {
+            cv::Mat low = 2 * B.mul(L), high = ones - 2 * (ones - B).mul(ones - L), dark;
+            cv::compare(B, cv::Scalar::all(0.5), dark, cv::CMP_LT);
+            blended = high.clone();
+            low.copyTo(blended, dark);
+          }
+          cv::Mat alpha(B.size(), B.type(), cv::Scalar::all(0.6));
+          if (with_mask) alpha = widen(to_mat(given_mask[b]), B.channels()) * 0.6;
+          cv::Mat expected = clamp01(B + alpha.mul(blended - B));
+          EXPECT_LE(cv::norm(to_mat(out[b]), expected, cv::NORM_INF), 1e-5) << mode << " mask " << with_mask;
+        }
+      }
+    }
+  }
+}
+
+TEST_F(Filters, ImageToMaskAndBack) {
+  for (auto [channel, index] : {std::pair{"red", 0}, std::pair{"green", 1}, std::pair{"blue", 2}}) {
+    check("ImageToMask", {{"channel", channel}}, [index = index](const cv::Mat& m) {
+      cv::Mat out;
+      cv::extractChannel(m, out, m.channels() == 1 ? 0 : index);
+      return out;
+    }, 0);
+  }
+  check("ImageToMask", {{"channel", "luma"}}, [](const cv::Mat& m) { return luma_of(m); }, 1e-6);
+  given_mask = at::rand({2, 1, 23, 17});
+  nlohmann::json graph = {{"1", {{"class_type", "GivenMask"}}},
+                          {"2", {{"class_type", "MaskToImage"}, {"inputs", {{"mask", {"1", 0}}}}}},
+                          {"3", {{"class_type", "Sink"}, {"inputs", {{"value", {"2", 0}}}}}}};
+  at::Tensor image = run_graph(graph);
+  ASSERT_EQ(image.sizes(), (at::IntArrayRef{2, 3, 23, 17}));
+  EXPECT_TRUE(at::equal(image.select(1, 2), given_mask.select(1, 0)));
+}
+
+// ---------------------------------------------------------------- contract
+
+TEST_F(Filters, IdentitySettingsReturnTheInputUnchanged) {
+  check_identity("Brightness", {{"factor", 1.0}});
+  check_identity("Contrast", {{"factor", 1.0}});
+  check_identity("Saturation", {{"factor", 1.0}});
+  check_identity("Gamma", {{"gamma", 1.0}});
+  check_identity("HueShift", {{"degrees", 0.0}});
+  check_identity("GaussianBlur", {{"sigma", 0.0}});
+  check_identity("Sharpen", {{"amount", 0.0}});
+  check_identity("Resize", {{"width", 17}, {"height", 23}, {"method", "bicubic"}});
+  check_identity("Upscale", {{"factor", 1.0}, {"method", "lanczos"}});
+  check_identity("Rotate", {{"degrees", 0.0}});
+  check_identity("Rotate", {{"degrees", 360.0}});
+  check_identity("Pad", nlohmann::json::object());
+  check_identity("Crop", {{"width", 17}, {"height", 23}});
+  check_identity("Blend", {{"opacity", 0.0}, {"layer", {"1", 0}}}, "base");
+}
+
+TEST_F(Filters, LevelsAndColorBalanceIdentityWithinRounding) {
+  check("Levels", nlohmann::json::object(), [](const cv::Mat& m) { return m.clone(); }, 1e-6);
+  check("ColorBalance", nlohmann::json::object(), [](const cv::Mat& m) { return m.clone(); }, 0);
+}
+
+TEST_F(Filters, OutOfRangeParametersAreValidationErrors) {
+  EXPECT_EQ(invalid("Brightness", {{"factor", -0.5}}),
+            "node 2 (Brightness), input 'factor': -0.5 is out of range [0, 10]");
+  EXPECT_EQ(invalid("GaussianBlur", {{"sigma", 100}}), "node 2 (GaussianBlur), input 'sigma': 100 is out of range [0, 64]");
+  EXPECT_EQ(invalid("MedianDenoise", {{"size", "7"}}),
+            "node 2 (MedianDenoise), input 'size': '7' is not among the choices: 3, 5");
+  EXPECT_EQ(invalid("Resize", {{"method", "cubic"}}),
+            "node 2 (Resize), input 'method': 'cubic' is not among the choices: bilinear, nearest, bicubic, area, "
+            "lanczos");
+  EXPECT_EQ(invalid("Gamma", {{"gamma", 0}}), "node 2 (Gamma), input 'gamma': 0 is out of range [0.01, 10]");
+}
+
+TEST_F(Filters, EveryFilterKeepsValuesInRangeOnExtremeInput) {
+  at::Tensor extreme = (at::rand({2, 3, 23, 17}) > 0.5).to(at::kFloat);  // only 0 and 1: worst overshoot
+  for (const auto& [type, inputs] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"Brightness", {{"factor", 10.0}}}, {"Contrast", {{"factor", 10.0}}}, {"Saturation", {{"factor", 10.0}}},
+           {"Sharpen", {{"amount", 10.0}}}, {"Resize", {{"width", 40}, {"height", 40}, {"method", "bicubic"}}},
+           {"Resize", {{"width", 40}, {"height", 40}, {"method", "lanczos"}}}, {"CLAHE", {{"clip_limit", 40.0}}},
+           {"Levels", {{"black", 0.4}, {"white", 0.5}}}, {"Rotate", {{"degrees", 13.0}, {"fill", 1.0}}},
+           {"Sepia", nlohmann::json::object()}, {"HueShift", {{"degrees", 123.0}}}}) {
+    at::Tensor out = run(type, inputs, extreme);
+    ASSERT_TRUE(out.defined()) << type << ": " << last_error;
+    EXPECT_GE(out.min().item<float>(), 0.f) << type;
+    EXPECT_LE(out.max().item<float>(), 1.f) << type;
+  }
+}
+
+// docs/filters.md shows what graphs/filter_gallery.json makes: run it and
+// compare with the pictures committed in docs/images/filters.
+TEST_F(Filters, GalleryIsCurrent) {
+  namespace fs = std::filesystem;
+  fs::path out = fs::temp_directory_path() / "cozy_gallery";
+  fs::remove_all(out);
+  options.input_dir = fs::path(COZY_SOURCE_DIR) / "input";
+  options.output_dir = out;
+  std::ifstream in(fs::path(COZY_SOURCE_DIR) / "graphs" / "filter_gallery.json");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ParseResult parsed = parse_graph(text);
+  ASSERT_TRUE(parsed.graph);
+  ASSERT_TRUE(validate(*parsed.graph, *registry).empty());
+  RunReport report = executor.run(*parsed.graph, options);
+  ASSERT_TRUE(report.success);
+  std::size_t compared = 0;
+  for (const auto& entry : fs::directory_iterator(out / "filters")) {
+    fs::path committed = fs::path(COZY_SOURCE_DIR) / "docs" / "images" / "filters" / entry.path().filename();
+    ASSERT_TRUE(fs::exists(committed)) << committed << " is missing: regenerate the gallery (docs/filters.md)";
+    cv::Mat made = cv::imread(entry.path().string(), cv::IMREAD_UNCHANGED);
+    cv::Mat kept = cv::imread(committed.string(), cv::IMREAD_UNCHANGED);
+    ASSERT_EQ(made.size(), kept.size()) << committed;
+    ASSERT_EQ(made.type(), kept.type()) << committed;
+    EXPECT_LE(cv::norm(made, kept, cv::NORM_INF), 2) << committed << " differs: regenerate the gallery";
+    ++compared;
+  }
+  EXPECT_EQ(compared, 28u);
+}
+
+}  // namespace
+}  // namespace cozy::host
