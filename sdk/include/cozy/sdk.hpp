@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cozy/context.hpp>
+#include <cozy/dataset.hpp>
 #include <cozy/error.hpp>
 #include <cozy/files.hpp>
 #include <cozy/literal.hpp>
