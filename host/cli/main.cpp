@@ -244,6 +244,7 @@ int main(int argc, char** argv) {
     return kExitInvalid;
   }
 
+  keep_freed_memory();
   std::shared_ptr<Registry> registry = load_registry(plugin_dirs);
 
   if (*plugins_cmd) {

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <iostream>
+#include <malloc.h>
 #include <mutex>
 #include <thread>
 
@@ -195,6 +196,13 @@ Plan Executor::plan(const Graph& graph) const {
   }
   for (std::uint32_t c : level_count) plan.impl->width = std::max(plan.impl->width, c);
   return plan;
+}
+
+void keep_freed_memory() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_MAX, 0);                // large blocks from the heap, reusable
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);  // keep up to 256 MiB of free heap
+#endif
 }
 
 std::pair<int, int> resolve_parallelism(int jobs, int threads) {

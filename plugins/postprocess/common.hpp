@@ -5,8 +5,11 @@
 #include <cozy/sdk.hpp>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <opencv2/core.hpp>
 
+#include <algorithm>
+#include <cstdlib>
 #include <functional>
 
 namespace cozy::postprocess {
@@ -50,6 +53,47 @@ at::Tensor per_plane(const at::Tensor& image, int64_t out_h, int64_t out_w, int 
 /// Runs `fn(src, dst)` on each image as an interleaved H x W x C cv::Mat
 /// (RGB order), for filters that look at all channels at once.
 at::Tensor per_image(const at::Tensor& image, int threads, const std::function<void(const cv::Mat&, cv::Mat&)>& fn);
+
+/// True when a filter should take its CPU path: fused loops and OpenCV on
+/// the tensor's memory. On other devices, filters run as tensor operations.
+/// COZY_POSTPROCESS_TENSOR_OPS=1 forces tensor operations on the CPU too (the
+/// tests run both paths).
+inline bool cpu_kernels(const at::Tensor& t) {
+  static const bool forced = std::getenv("COZY_POSTPROCESS_TENSOR_OPS") != nullptr;
+  return t.is_cpu() && !forced;
+}
+
+/// One pass over the pixels of a CPU batch, in parallel chunks:
+/// `fn(in, out, count)` gets three input plane pointers (a grey image gives
+/// its one plane three times) and `out_channels` output plane pointers (the
+/// last repeated up to three), `count` pixels each. Loops written in `fn`
+/// over plain floats vectorise, so one pass does what tensor expressions do
+/// in several.
+template <class Fn>
+at::Tensor map_pixels(const at::Tensor& image, int64_t out_channels, const Fn& fn) {
+  at::Tensor src = image.contiguous();
+  const int64_t batch = src.size(0), channels = src.size(1), hw = src.size(2) * src.size(3);
+  at::Tensor dst = at::empty({batch, out_channels, src.size(2), src.size(3)}, src.options());
+  const float* s = src.data_ptr<float>();
+  float* d = dst.data_ptr<float>();
+  constexpr int64_t kChunk = 1 << 15;
+  const int64_t chunks = (hw + kChunk - 1) / kChunk;
+  at::parallel_for(0, batch * chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t b = k / chunks, start = (k % chunks) * kChunk, count = std::min(kChunk, hw - start);
+      const float* in[3];
+      float* out[3];
+      for (int64_t c = 0; c < 3; ++c) {
+        in[c] = s + (b * channels + std::min(c, channels - 1)) * hw + start;
+        out[c] = d + (b * out_channels + std::min(c, out_channels - 1)) * hw + start;
+      }
+      fn(in, out, count);
+    }
+  });
+  return dst;
+}
+
+inline float clamp01f(float v) { return std::min(1.f, std::max(0.f, v)); }
 
 /// RGB [B, 3, H, W] in [0, 1] to HSV with H in [0, 360), S, V in [0, 1]
 /// (OpenCV's float convention), and back.

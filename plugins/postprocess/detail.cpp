@@ -19,8 +19,9 @@ at::Tensor gaussian_blur(const at::Tensor& image, double sigma, int threads) {
   if (sigma <= 0) return image;
   const int ksize = gaussian_ksize(sigma);
   const int64_t radius = ksize / 2;
-  if (radius >= image.size(2) || radius >= image.size(3)) {
-    // Reflection wider than the image: OpenCV folds it again; let it.
+  if (cpu_kernels(image) || radius >= image.size(2) || radius >= image.size(3)) {
+    // On the CPU OpenCV's blur is the fastest there is; on other devices, it
+    // also covers reflections wider than the image (OpenCV folds them again).
     return per_plane(image, image.size(2), image.size(3), threads, [&](const cv::Mat& in, cv::Mat& out) {
       cv::GaussianBlur(in, out, cv::Size(ksize, ksize), sigma, sigma, cv::BORDER_REFLECT_101);
     });
@@ -61,8 +62,25 @@ void register_detail(Registrar& r) {
       at::Tensor image = image_input(in, "image");
       double amount = in.number("amount");
       if (amount == 0) return {image};
-      at::Tensor detail = image - gaussian_blur(image, in.number("radius"), ctx.threads());
       double threshold = in.number("threshold");
+      if (cpu_kernels(image)) {
+        const double radius = in.number("radius");
+        const float a = static_cast<float>(amount), t = static_cast<float>(threshold);
+        return {per_plane(image, image.size(2), image.size(3), ctx.threads(), [&](const cv::Mat& src, cv::Mat& dst) {
+          cv::Mat blurred;
+          cv::GaussianBlur(src, blurred, cv::Size(gaussian_ksize(radius), gaussian_ksize(radius)), radius, radius,
+                           cv::BORDER_REFLECT_101);
+          const int64_t n = static_cast<int64_t>(src.total());
+          const float* x = src.ptr<float>();
+          const float* bl = blurred.ptr<float>();
+          float* out = dst.ptr<float>();
+          for (int64_t i = 0; i < n; ++i) {
+            const float d = x[i] - bl[i];
+            out[i] = clamp01f(x[i] + (std::abs(d) >= t ? a * d : 0.f));
+          }
+        })};
+      }
+      at::Tensor detail = image - gaussian_blur(image, in.number("radius"), ctx.threads());
       if (threshold > 0) detail = detail * detail.abs().ge(threshold);
       return {(image + amount * detail).clamp(0, 1)};
     };
@@ -139,7 +157,13 @@ void register_detail(Registrar& r) {
     d.spec.inputs.push_back(InputSpec::Float("low", 0.1).range(0, 1).with_step(0.01).help("canny only"));
     d.spec.inputs.push_back(InputSpec::Float("high", 0.3).range(0, 1).with_step(0.01).help("canny only"));
     d.run = [](const Inputs& in, Context& ctx) -> Outputs {
-      at::Tensor grey = luma(image_input(in, "image"));
+      at::Tensor image = image_input(in, "image");
+      at::Tensor grey = image.size(1) == 1 || !cpu_kernels(image)
+                            ? luma(image)
+                            : map_pixels(image, 1, [](const float* const* src, float* const* dst, int64_t n) {
+                                for (int64_t i = 0; i < n; ++i)
+                                  dst[0][i] = 0.299f * src[0][i] + 0.587f * src[1][i] + 0.114f * src[2][i];
+                              });
       if (in.string("method") == "canny") {
         double low = in.number("low") * 255, high = in.number("high") * 255;
         return {per_plane(grey, grey.size(2), grey.size(3), ctx.threads(), [&](const cv::Mat& src, cv::Mat& dst) {
@@ -150,6 +174,16 @@ void register_detail(Registrar& r) {
         })};
       }
       if (grey.size(2) < 2 || grey.size(3) < 2) throw Error("EdgeDetect needs an image of at least 2 x 2 pixels");
+      if (cpu_kernels(grey)) {
+        return {per_plane(grey, grey.size(2), grey.size(3), ctx.threads(), [&](const cv::Mat& src, cv::Mat& dst) {
+          cv::Mat dx, dy;
+          cv::Sobel(src, dx, CV_32F, 1, 0, 3);
+          cv::Sobel(src, dy, CV_32F, 0, 1, 3);
+          cv::magnitude(dx, dy, dst);
+          dst *= 0.25;
+          cv::min(dst, 1.0, dst);
+        })};
+      }
       at::Tensor kx = at::tensor({-1.f, 0.f, 1.f, -2.f, 0.f, 2.f, -1.f, 0.f, 1.f}, grey.options()).view({1, 1, 3, 3});
       at::Tensor ky = kx.transpose(2, 3).contiguous();
       at::Tensor padded = at::reflection_pad2d(grey, {1, 1, 1, 1});

@@ -15,6 +15,17 @@ const std::vector<std::string> kMethods = {"bilinear", "nearest", "bicubic", "ar
 at::Tensor resize(const at::Tensor& image, int64_t h, int64_t w, const std::string& method, int threads) {
   if (h == image.size(2) && w == image.size(3)) return image;
   at::Tensor x = image.contiguous();
+  if (cpu_kernels(image)) {
+    const int interpolation = method == "nearest"    ? cv::INTER_NEAREST
+                              : method == "bilinear" ? cv::INTER_LINEAR
+                              : method == "bicubic"  ? cv::INTER_CUBIC
+                              : method == "area"     ? cv::INTER_AREA
+                                                     : cv::INTER_LANCZOS4;
+    at::Tensor out = per_plane(x, h, w, threads, [&](const cv::Mat& src, cv::Mat& dst) {
+      cv::resize(src, dst, dst.size(), 0, 0, interpolation);
+    });
+    return method == "bicubic" || method == "lanczos" ? out.clamp_(0, 1) : out;
+  }
   if (method == "nearest") return at::upsample_nearest2d(x, {h, w});
   if (method == "bilinear") return at::upsample_bilinear2d(x, {h, w}, /*align_corners=*/false);
   if (method == "bicubic") return at::upsample_bicubic2d(x, {h, w}, false).clamp(0, 1);
@@ -96,17 +107,27 @@ void register_geometry(Registrar& r) {
       d.spec.inputs.push_back(InputSpec::Int(side, 0).range(0, 4096));
     d.spec.inputs.push_back(InputSpec::Choice("mode", {"constant", "reflect", "replicate"}));
     d.spec.inputs.push_back(InputSpec::Float("value", 0.0).range(0, 1).with_step(0.01).help("constant mode only"));
-    d.run = [](const Inputs& in, Context&) -> Outputs {
+    d.run = [](const Inputs& in, Context& ctx) -> Outputs {
       at::Tensor image = image_input(in, "image");
       std::vector<int64_t> pad = {in.integer("left"), in.integer("right"), in.integer("top"), in.integer("bottom")};
       const std::string& mode = in.string("mode");
-      if (mode == "constant") return {at::constant_pad_nd(image, pad, in.number("value"))};
-      if (mode == "reflect") {
-        if (pad[0] >= image.size(3) || pad[1] >= image.size(3) || pad[2] >= image.size(2) || pad[3] >= image.size(2))
-          throw Error("reflect padding must be narrower than the image (" + std::to_string(image.size(3)) + " x " +
-                      std::to_string(image.size(2)) + ")");
-        return {at::reflection_pad2d(image.contiguous(), pad)};
+      if (mode == "reflect" &&
+          (pad[0] >= image.size(3) || pad[1] >= image.size(3) || pad[2] >= image.size(2) || pad[3] >= image.size(2)))
+        throw Error("reflect padding must be narrower than the image (" + std::to_string(image.size(3)) + " x " +
+                    std::to_string(image.size(2)) + ")");
+      if (cpu_kernels(image)) {
+        const int border = mode == "constant" ? cv::BORDER_CONSTANT
+                           : mode == "reflect" ? cv::BORDER_REFLECT_101
+                                               : cv::BORDER_REPLICATE;
+        const double value = in.number("value");
+        return {per_plane(image, image.size(2) + pad[2] + pad[3], image.size(3) + pad[0] + pad[1], ctx.threads(),
+                          [&](const cv::Mat& src, cv::Mat& dst) {
+                            cv::copyMakeBorder(src, dst, int(pad[2]), int(pad[3]), int(pad[0]), int(pad[1]), border,
+                                               cv::Scalar::all(value));
+                          })};
       }
+      if (mode == "constant") return {at::constant_pad_nd(image, pad, in.number("value"))};
+      if (mode == "reflect") return {at::reflection_pad2d(image.contiguous(), pad)};
       return {at::replication_pad2d(image.contiguous(), pad)};
     };
     r.add(std::move(d));
@@ -119,7 +140,7 @@ void register_geometry(Registrar& r) {
     d.spec.inputs.push_back(InputSpec::Float("degrees", 0.0).range(-360, 360).with_step(1));
     d.spec.inputs.push_back(InputSpec::Boolean("expand", false));
     d.spec.inputs.push_back(InputSpec::Float("fill", 0.0).range(0, 1).with_step(0.01));
-    d.run = [](const Inputs& in, Context&) -> Outputs {
+    d.run = [](const Inputs& in, Context& ctx) -> Outputs {
       at::Tensor image = image_input(in, "image");
       const double degrees = in.number("degrees");
       const bool expand = in.boolean("expand");
@@ -135,6 +156,16 @@ void register_geometry(Registrar& r) {
       if (expand) {
         out_w = static_cast<int64_t>(std::ceil(std::abs(w * cos_a) + std::abs(h * sin_a) - 1e-9));
         out_h = static_cast<int64_t>(std::ceil(std::abs(w * sin_a) + std::abs(h * cos_a) - 1e-9));
+      }
+      if (cpu_kernels(image)) {
+        cv::Mat matrix = cv::getRotationMatrix2D(cv::Point2f((w - 1) / 2.f, (h - 1) / 2.f), degrees, 1.0);
+        matrix.at<double>(0, 2) += (out_w - 1) / 2.0 - (w - 1) / 2.0;
+        matrix.at<double>(1, 2) += (out_h - 1) / 2.0 - (h - 1) / 2.0;
+        const double fill = in.number("fill");
+        return {per_plane(image, out_h, out_w, ctx.threads(), [&](const cv::Mat& src, cv::Mat& dst) {
+                  cv::warpAffine(src, dst, matrix, dst.size(), cv::INTER_LINEAR, cv::BORDER_CONSTANT,
+                                 cv::Scalar::all(fill));
+                }).clamp_(0, 1)};
       }
       // For each output pixel, the source position: the inverse of OpenCV's
       // rotation matrix about the centres, in pixel coordinates.
@@ -156,9 +187,14 @@ void register_geometry(Registrar& r) {
   {
     NodeDef d = filter("Flip", "Flip", "geometry", "Mirrors left-right (horizontal), top-bottom (vertical), or both.");
     d.spec.inputs.push_back(InputSpec::Choice("direction", {"horizontal", "vertical", "both"}));
-    d.run = [](const Inputs& in, Context&) -> Outputs {
+    d.run = [](const Inputs& in, Context& ctx) -> Outputs {
       at::Tensor image = image_input(in, "image");
       const std::string& direction = in.string("direction");
+      if (cpu_kernels(image)) {
+        const int code = direction == "horizontal" ? 1 : direction == "vertical" ? 0 : -1;
+        return {per_plane(image, image.size(2), image.size(3), ctx.threads(),
+                          [&](const cv::Mat& src, cv::Mat& dst) { cv::flip(src, dst, code); })};
+      }
       if (direction == "horizontal") return {image.flip({3})};
       if (direction == "vertical") return {image.flip({2})};
       return {image.flip({2, 3})};

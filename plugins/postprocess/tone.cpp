@@ -1,6 +1,10 @@
 // Tone and colour: tensor operations on the run's device.
 #include "common.hpp"
 
+#include <opencv2/core.hpp>
+
+#include <cmath>
+
 namespace cozy::postprocess {
 namespace {
 
@@ -26,7 +30,16 @@ void register_tone(Registrar& r) {
     d.spec.inputs.push_back(factor_input());
     d.run = [](const Inputs& in, Context&) -> Outputs {
       at::Tensor image = image_input(in, "image");
-      return {enhance(image, at::zeros_like(image), in.number("factor"))};
+      const float f = static_cast<float>(in.number("factor"));
+      if (f == 1.f) return {image};
+      if (cpu_kernels(image)) {
+        const int64_t channels = image.size(1);
+        return {map_pixels(image, channels, [&](const float* const* src, float* const* dst, int64_t n) {
+          for (int64_t c = 0; c < channels; ++c)
+            for (int64_t i = 0; i < n; ++i) dst[c][i] = clamp01f(src[c][i] * f);
+        })};
+      }
+      return {enhance(image, at::zeros_like(image), f)};
     };
     r.add(std::move(d));
   }
@@ -37,8 +50,49 @@ void register_tone(Registrar& r) {
     d.spec.inputs.push_back(factor_input());
     d.run = [](const Inputs& in, Context&) -> Outputs {
       at::Tensor image = image_input(in, "image");
+      const double f = in.number("factor");
+      if (f == 1.0) return {image};
+      if (cpu_kernels(image)) {
+        // The mean luma of each image, in double, then one blending pass.
+        at::Tensor src = image.contiguous();
+        const int64_t batch = src.size(0), channels = src.size(1), hw = src.size(2) * src.size(3);
+        std::vector<double> means(static_cast<std::size_t>(batch));
+        at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+          for (int64_t b = begin; b < end; ++b) {
+            const float* p = src.data_ptr<float>() + b * channels * hw;
+            // Eight float lanes per block (they vectorise), blocks summed in double.
+            double sum = 0;
+            const float* q = channels == 1 ? p : p + hw;
+            const float* r = channels == 1 ? p : p + 2 * hw;
+            const float wr = channels == 1 ? 1.f : 0.299f, wg = channels == 1 ? 0.f : 0.587f,
+                        wb = channels == 1 ? 0.f : 0.114f;
+            constexpr int64_t kBlock = 4096;
+            for (int64_t start = 0; start < hw; start += kBlock) {
+              const int64_t end = std::min(hw, start + kBlock);
+              float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+              int64_t i = start;
+              for (; i + 8 <= end; i += 8)
+                for (int j = 0; j < 8; ++j) lanes[j] += wr * p[i + j] + wg * q[i + j] + wb * r[i + j];
+              for (; i < end; ++i) lanes[0] += wr * p[i] + wg * q[i] + wb * r[i];
+              for (float lane : lanes) sum += lane;
+            }
+            means[static_cast<std::size_t>(b)] = sum / static_cast<double>(hw);
+          }
+        });
+        at::Tensor out = at::empty_like(src);
+        at::parallel_for(0, batch * channels, 1, [&](int64_t begin, int64_t end) {
+          for (int64_t plane = begin; plane < end; ++plane) {
+            const float m = static_cast<float>(means[static_cast<std::size_t>(plane / channels)]);
+            const float ff = static_cast<float>(f);
+            const float* p = src.data_ptr<float>() + plane * hw;
+            float* q = out.data_ptr<float>() + plane * hw;
+            for (int64_t i = 0; i < hw; ++i) q[i] = clamp01f(m + ff * (p[i] - m));
+          }
+        });
+        return {out};
+      }
       at::Tensor mean = luma(image).mean({1, 2, 3}, /*keepdim=*/true);
-      return {enhance(image, mean.expand_as(image), in.number("factor"))};
+      return {enhance(image, mean.expand_as(image), f)};
     };
     r.add(std::move(d));
   }
@@ -49,8 +103,17 @@ void register_tone(Registrar& r) {
     d.spec.inputs.push_back(factor_input());
     d.run = [](const Inputs& in, Context&) -> Outputs {
       at::Tensor image = image_input(in, "image");
-      if (image.size(1) == 1) return {image};
-      return {enhance(image, luma(image).expand_as(image), in.number("factor"))};
+      const float f = static_cast<float>(in.number("factor"));
+      if (image.size(1) == 1 || f == 1.f) return {image};
+      if (cpu_kernels(image)) {
+        return {map_pixels(image, 3, [&](const float* const* src, float* const* dst, int64_t n) {
+          for (int64_t i = 0; i < n; ++i) {
+            const float l = 0.299f * src[0][i] + 0.587f * src[1][i] + 0.114f * src[2][i];
+            for (int c = 0; c < 3; ++c) dst[c][i] = clamp01f(l + f * (src[c][i] - l));
+          }
+        })};
+      }
+      return {enhance(image, luma(image).expand_as(image), f)};
     };
     r.add(std::move(d));
   }
@@ -62,6 +125,12 @@ void register_tone(Registrar& r) {
       at::Tensor image = image_input(in, "image");
       double gamma = in.number("gamma");
       if (gamma == 1.0) return {image};
+      if (cpu_kernels(image))  // OpenCV's vectorised pow on each plane, in place of the tensor's memory
+        return {per_plane(image, image.size(2), image.size(3), at::get_num_threads(),
+                          [&](const cv::Mat& src, cv::Mat& dst) {
+                            cv::pow(src, 1.0 / gamma, dst);  // of |x|: no NaN below 0
+                            cv::min(dst, 1.0, dst);
+                          })};
       return {image.clamp(0, 1).pow(1.0 / gamma)};
     };
     r.add(std::move(d));
@@ -91,9 +160,29 @@ void register_tone(Registrar& r) {
         black = at::full({1, 1, 1, 1}, in.number("black"), image.options());
         white = at::full({1, 1, 1, 1}, in.number("white"), image.options());
       }
+      double gamma = in.number("gamma");
+      if (cpu_kernels(image)) {
+        at::Tensor lo = black.expand({b, 1, 1, 1}).contiguous(), hi = white.expand({b, 1, 1, 1}).contiguous();
+        at::Tensor out = at::empty_like(image.contiguous());
+        at::Tensor src = image.contiguous();
+        const int64_t channels = src.size(1), hw = src.size(2) * src.size(3);
+        at::parallel_for(0, b * channels, 1, [&](int64_t begin, int64_t end) {
+          for (int64_t plane = begin; plane < end; ++plane) {
+            const float l = lo.data_ptr<float>()[plane / channels];
+            const float scale = 1.f / std::max(1e-6f, hi.data_ptr<float>()[plane / channels] - l);
+            const float* p = src.data_ptr<float>() + plane * hw;
+            float* q = out.data_ptr<float>() + plane * hw;
+            for (int64_t i = 0; i < hw; ++i) q[i] = clamp01f((p[i] - l) * scale);
+            if (gamma != 1.0) {
+              cv::Mat view(1, static_cast<int>(hw), CV_32F, q);
+              cv::pow(view, 1.0 / gamma, view);
+            }
+          }
+        });
+        return {out};
+      }
       at::Tensor span = (white - black).clamp_min(1e-6);
       at::Tensor out = ((image - black) / span).clamp(0, 1);
-      double gamma = in.number("gamma");
       if (gamma != 1.0) out = out.pow(1.0 / gamma);
       return {out};
     };
@@ -108,6 +197,28 @@ void register_tone(Registrar& r) {
       at::Tensor image = image_input(in, "image");
       double degrees = in.number("degrees");
       if (image.size(1) == 1 || degrees == 0) return {image};
+      if (cpu_kernels(image)) {
+        const float shift = static_cast<float>(std::fmod(std::fmod(degrees, 360.0) + 360.0, 360.0));
+        return {map_pixels(image, 3, [&](const float* const* src, float* const* dst, int64_t n) {
+          for (int64_t i = 0; i < n; ++i) {
+            const float r = clamp01f(src[0][i]), g = clamp01f(src[1][i]), b = clamp01f(src[2][i]);
+            const float v = std::max(r, std::max(g, b)), delta = v - std::min(r, std::min(g, b));
+            const float s = v > 0 ? delta / v : 0.f;
+            float h = 0;
+            if (delta > 0) h = v == r ? 60.f * (g - b) / delta : v == g ? 120.f + 60.f * (b - r) / delta
+                                                                        : 240.f + 60.f * (r - g) / delta;
+            h += shift;
+            while (h >= 360.f) h -= 360.f;
+            while (h < 0.f) h += 360.f;
+            const float channel_n[3] = {5.f, 3.f, 1.f};
+            for (int c = 0; c < 3; ++c) {
+              float k = channel_n[c] + h / 60.f;
+              if (k >= 6.f) k -= 6.f;
+              dst[c][i] = clamp01f(v - v * s * std::max(0.f, std::min(std::min(k, 4.f - k), 1.f)));
+            }
+          }
+        })};
+      }
       at::Tensor hsv = rgb_to_hsv(image.clamp(0, 1));
       at::Tensor h = at::remainder(hsv.select(1, 0) + degrees, 360.0);
       return {hsv_to_rgb(at::stack({h, hsv.select(1, 1), hsv.select(1, 2)}, 1)).clamp(0, 1)};
@@ -123,6 +234,14 @@ void register_tone(Registrar& r) {
     d.run = [](const Inputs& in, Context&) -> Outputs {
       at::Tensor image = image_input(in, "image");
       double r = in.number("red"), g = in.number("green"), b = in.number("blue");
+      if (cpu_kernels(image)) {
+        const int64_t channels = image.size(1);
+        const float gains[3] = {channels == 1 ? float((r + g + b) / 3) : float(r), float(g), float(b)};
+        return {map_pixels(image, channels, [&](const float* const* src, float* const* dst, int64_t n) {
+          for (int64_t c = 0; c < channels; ++c)
+            for (int64_t i = 0; i < n; ++i) dst[c][i] = clamp01f(src[c][i] * gains[c]);
+        })};
+      }
       if (image.size(1) == 1) return {(image * ((r + g + b) / 3.0)).clamp(0, 1)};
       at::Tensor gains = at::tensor({float(r), float(g), float(b)}, image.options()).view({1, 3, 1, 1});
       return {(image * gains).clamp(0, 1)};
@@ -131,7 +250,17 @@ void register_tone(Registrar& r) {
   }
   {
     NodeDef d = filter("Invert", "Invert", "colour", "out = 1 - image.");
-    d.run = [](const Inputs& in, Context&) -> Outputs { return {1.0 - image_input(in, "image")}; };
+    d.run = [](const Inputs& in, Context&) -> Outputs {
+      at::Tensor image = image_input(in, "image");
+      if (cpu_kernels(image)) {
+        const int64_t channels = image.size(1);
+        return {map_pixels(image, channels, [&](const float* const* src, float* const* dst, int64_t n) {
+          for (int64_t c = 0; c < channels; ++c)
+            for (int64_t i = 0; i < n; ++i) dst[c][i] = 1.f - src[c][i];
+        })};
+      }
+      return {1.0 - image};
+    };
     r.add(std::move(d));
   }
   {
@@ -141,8 +270,18 @@ void register_tone(Registrar& r) {
     d.spec.inputs.push_back(InputSpec::Boolean("keep_channels", false));
     d.run = [](const Inputs& in, Context&) -> Outputs {
       at::Tensor image = image_input(in, "image");
+      const bool keep = in.boolean("keep_channels");
+      if (cpu_kernels(image) && image.size(1) == 3) {
+        return {map_pixels(image, keep ? 3 : 1, [&](const float* const* src, float* const* dst, int64_t n) {
+          for (int64_t i = 0; i < n; ++i) dst[0][i] = 0.299f * src[0][i] + 0.587f * src[1][i] + 0.114f * src[2][i];
+          if (keep) {
+            std::copy(dst[0], dst[0] + n, dst[1]);
+            std::copy(dst[0], dst[0] + n, dst[2]);
+          }
+        })};
+      }
       at::Tensor grey = luma(image);
-      if (in.boolean("keep_channels")) grey = grey.expand({-1, 3, -1, -1}).contiguous();
+      if (keep) grey = grey.expand({-1, 3, -1, -1}).contiguous();
       return {grey};
     };
     r.add(std::move(d));
@@ -155,8 +294,22 @@ void register_tone(Registrar& r) {
     d.spec.inputs.push_back(InputSpec::Boolean("luma", false));
     d.run = [](const Inputs& in, Context&) -> Outputs {
       at::Tensor image = image_input(in, "image");
-      if (in.boolean("luma")) image = luma(image);
-      return {image.gt(in.number("threshold")).to(at::kFloat)};
+      const float t = static_cast<float>(in.number("threshold"));
+      const bool on_luma = in.boolean("luma") && image.size(1) == 3;
+      if (cpu_kernels(image)) {
+        const int64_t channels = on_luma ? 1 : image.size(1);
+        return {map_pixels(image, channels, [&](const float* const* src, float* const* dst, int64_t n) {
+          if (on_luma) {
+            for (int64_t i = 0; i < n; ++i)
+              dst[0][i] = 0.299f * src[0][i] + 0.587f * src[1][i] + 0.114f * src[2][i] > t ? 1.f : 0.f;
+          } else {
+            for (int64_t c = 0; c < channels; ++c)
+              for (int64_t i = 0; i < n; ++i) dst[c][i] = src[c][i] > t ? 1.f : 0.f;
+          }
+        })};
+      }
+      if (on_luma) image = luma(image);
+      return {image.gt(t).to(at::kFloat)};
     };
     r.add(std::move(d));
   }
@@ -167,11 +320,29 @@ void register_tone(Registrar& r) {
                        "channels out.");
     d.spec.inputs.push_back(InputSpec::Float("strength", 1.0).range(0, 1).with_step(0.01));
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      at::Tensor image = as_rgb(image_input(in, "image"));
+      at::Tensor original = image_input(in, "image");
+      const float s = static_cast<float>(in.number("strength"));
+      if (cpu_kernels(original)) {
+        static const float m[3][3] = {{0.393f, 0.769f, 0.189f}, {0.349f, 0.686f, 0.168f}, {0.272f, 0.534f, 0.131f}};
+        return {map_pixels(original, 3, [&](const float* const* src, float* const* dst, int64_t n) {
+          const float* r = src[0];
+          const float* g = src[1];
+          const float* b = src[2];
+          for (int c = 0; c < 3; ++c) {  // one simple loop per output channel: each vectorises
+            const float m0 = m[c][0], m1 = m[c][1], m2 = m[c][2];
+            const float* x = src[c];
+            float* out = dst[c];
+            for (int64_t i = 0; i < n; ++i) {
+              const float sepia = clamp01f(m0 * r[i] + m1 * g[i] + m2 * b[i]);
+              out[i] = clamp01f(x[i] + s * (sepia - x[i]));
+            }
+          }
+        })};
+      }
+      at::Tensor image = as_rgb(original);
       at::Tensor m = at::tensor({0.393f, 0.769f, 0.189f, 0.349f, 0.686f, 0.168f, 0.272f, 0.534f, 0.131f},
                                 image.options()).view({3, 3});
       at::Tensor sepia = at::einsum("oc,bchw->bohw", {m, image}).clamp(0, 1);
-      double s = in.number("strength");
       return {(image + s * (sepia - image)).clamp(0, 1).contiguous()};
     };
     r.add(std::move(d));
