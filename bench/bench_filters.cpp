@@ -55,7 +55,7 @@ cv::Mat clamp01(const cv::Mat& m) {
 }
 
 struct Case {
-  const char* label;
+  std::string label;
   const char* type;
   std::map<std::string, Value> params;
   std::function<cv::Mat(const cv::Mat&)> opencv;
@@ -209,10 +209,8 @@ int main(int argc, char** argv) {
   for (auto [method, interpolation] : {std::pair{"nearest", cv::INTER_NEAREST}, std::pair{"bilinear", cv::INTER_LINEAR},
                                        std::pair{"bicubic", cv::INTER_CUBIC}, std::pair{"area", cv::INTER_AREA},
                                        std::pair{"lanczos", cv::INTER_LANCZOS4}}) {
-    static std::vector<std::string> labels;
-    labels.push_back(std::string("Resize 256 ") + method);
     int inter = interpolation;
-    cases.push_back({labels.back().c_str(), "Resize", {{"width", 256}, {"height", 256}, {"method", std::string(method)}},
+    cases.push_back({std::string("Resize 256 ") + method, "Resize", {{"width", 256}, {"height", 256}, {"method", std::string(method)}},
                      [inter](const cv::Mat& m) {
                        cv::Mat out;
                        cv::resize(m, out, cv::Size(256, 256), 0, 0, inter);
@@ -256,7 +254,7 @@ int main(int argc, char** argv) {
     for (const Case& c : cases) {
       const host::RegisteredNode* node = registry.find(c.type);
       if (!node) {
-        std::printf("%-22s missing node %s\n", c.label, c.type);
+        std::printf("%-22s missing node %s\n", c.label.c_str(), c.type);
         continue;
       }
       const NodeSpec& spec = node->def.spec;
@@ -290,7 +288,7 @@ int main(int argc, char** argv) {
         theirs.push_back(std::chrono::duration<double>(Clock::now() - start).count());
       }
       double cozy_rate = batch / median(ours), cv_rate = batch / median(theirs);
-      std::printf("%-22s %3d | %10.1f %10.1f | %6.2f\n", c.label, threads, cozy_rate, cv_rate, cozy_rate / cv_rate);
+      std::printf("%-22s %3d | %10.1f %10.1f | %6.2f\n", c.label.c_str(), threads, cozy_rate, cv_rate, cozy_rate / cv_rate);
       std::fflush(stdout);
     }
   }
