@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 namespace cozy::host {
 namespace {
 
@@ -313,6 +315,29 @@ TEST_F(ExecutorTest, LiteralsDefaultsAndListsReachTheNode) {
 TEST_F(ExecutorTest, PlanRefusesAnInvalidGraph) {
   ParseResult parsed = parse_graph(R"({"1": {"class_type": "Nope"}})");
   EXPECT_THROW(executor.plan(*parsed.graph), Error);
+}
+
+TEST(ProgressBar, DrawsNodesProgressAndErrors) {
+  std::ostringstream out;
+  ProgressBarSink bar(out);
+  bar.emit({"execution_start", {{"nodes", 2}}});
+  bar.emit({"executing", {{"node", "1"}, {"display_node", "Load"}}});
+  bar.emit({"executed", {{"node", "1"}}});
+  bar.emit({"executing", {{"node", "2"}, {"display_node", "Train"}}});
+  bar.emit({"progress", {{"node", "2"}, {"value", 1}, {"max", 2}}});
+  bar.emit({"execution_error", {{"node_id", "2"}, {"node_type", "Train"}, {"exception_message", "boom"}}});
+  bar.emit({"execution_success", nlohmann::json::object()});
+  std::string text = out.str();
+  EXPECT_NE(text.find("error in node 2 (Train): boom\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("[########################] 2/2 nodes  done\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("[..."), std::string::npos) << "the first draw shows an empty bar: " << text;
+}
+
+TEST(JsonLines, OneObjectPerEvent) {
+  std::ostringstream out;
+  JsonLinesSink sink(out);
+  sink.emit({"executing", {{"node", "3"}}});
+  EXPECT_EQ(out.str(), "{\"data\":{\"node\":\"3\"},\"type\":\"executing\"}\n");
 }
 
 TEST(ValueTest, AccessorsNameWhatWasExpected) {

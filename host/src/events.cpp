@@ -32,6 +32,7 @@ void ProgressBarSink::emit(const Event& event) {
          << "): " << d.value("exception_message", "") << '\n';
   } else if (event.type == "execution_success" || event.type == "execution_interrupted") {
     done_ = total_;
+    value_ = max_ = 0;
     current_ = event.type == "execution_success" ? "done" : "interrupted";
     last_draw_ = {};
     draw();
