@@ -239,6 +239,19 @@ TEST(Cli, PluginPathComesFromTheEnvironmentToo) {
   EXPECT_NE(with_env.out.find("test-plugin-objects"), std::string::npos) << with_env.out;
 }
 
+// graphs/train_gan.json in its short form: a few steps on a small subset.
+TEST(Cli, TrainGanGraphRunsInShortForm) {
+  fs::path dir = scratch("train_gan");
+  Result r = cozy(std::string("run ") + COZY_SOURCE_DIR + "/graphs/train_gan.json --set 1.subset=256 --set 2.steps=3" +
+                  " --set 2.width=8 --set 2.checkpoint_every=2 --set 4.batch=10 --output-dir " + (dir / "out").string() +
+                  " --models-dir " + (dir / "models").string() + " --progress none --threads 1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir / "models" / "fashion_cdcgan_00001.pt"));
+  EXPECT_TRUE(fs::exists(dir / "out" / "train_gan" / "fashion_cdcgan_step2_00001.pt"));
+  EXPECT_TRUE(fs::exists(dir / "out" / "train_gan" / "fashion_cdcgan_losses_00001.csv"));
+  EXPECT_TRUE(fs::exists(dir / "out" / "train_gan" / "samples_00001.png"));
+}
+
 TEST(Cli, ShippedMainGraphRuns) {
   fs::path dir = scratch("main_graph");
   Result r = cozy(std::string("run ") + COZY_SOURCE_DIR + "/graphs/contact_sheet.json --input-dir " + COZY_SOURCE_DIR +

@@ -95,6 +95,11 @@ void register_geometry(Registrar& r) {
       if (y + h > image.size(2))
         throw Error("y + height = " + std::to_string(y + h) + " exceeds the image height " +
                     std::to_string(image.size(2)));
+      if (cpu_kernels(image)) {  // row copies straight from the tensor's planes
+        return {per_plane(image, h, w, 1, [&](const cv::Mat& src, cv::Mat& dst) {
+          src(cv::Rect(static_cast<int>(x), static_cast<int>(y), static_cast<int>(w), static_cast<int>(h))).copyTo(dst);
+        })};
+      }
       return {image.narrow(2, y, h).narrow(3, x, w).contiguous()};
     };
     r.add(std::move(d));

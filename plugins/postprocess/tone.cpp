@@ -35,8 +35,11 @@ void register_tone(Registrar& r) {
       if (cpu_kernels(image)) {
         const int64_t channels = image.size(1);
         return {map_pixels(image, channels, [&](const float* const* src, float* const* dst, int64_t n) {
-          for (int64_t c = 0; c < channels; ++c)
-            for (int64_t i = 0; i < n; ++i) dst[c][i] = clamp01f(src[c][i] * f);
+          for (int64_t c = 0; c < channels; ++c) {
+            const float* x = src[c];
+            float* out = dst[c];
+            for (int64_t i = 0; i < n; ++i) out[i] = clamp01f(x[i] * f);
+          }
         })};
       }
       return {enhance(image, at::zeros_like(image), f)};
@@ -107,9 +110,16 @@ void register_tone(Registrar& r) {
       if (image.size(1) == 1 || f == 1.f) return {image};
       if (cpu_kernels(image)) {
         return {map_pixels(image, 3, [&](const float* const* src, float* const* dst, int64_t n) {
-          for (int64_t i = 0; i < n; ++i) {
-            const float l = 0.299f * src[0][i] + 0.587f * src[1][i] + 0.114f * src[2][i];
-            for (int c = 0; c < 3; ++c) dst[c][i] = clamp01f(l + f * (src[c][i] - l));
+          const float* r = src[0];
+          const float* g = src[1];
+          const float* b = src[2];
+          for (int c = 0; c < 3; ++c) {  // one simple loop per channel: each vectorises
+            const float* x = src[c];
+            float* out = dst[c];
+            for (int64_t i = 0; i < n; ++i) {
+              const float l = 0.299f * r[i] + 0.587f * g[i] + 0.114f * b[i];
+              out[i] = clamp01f(l + f * (x[i] - l));
+            }
           }
         })};
       }
@@ -199,23 +209,35 @@ void register_tone(Registrar& r) {
       if (image.size(1) == 1 || degrees == 0) return {image};
       if (cpu_kernels(image)) {
         const float shift = static_cast<float>(std::fmod(std::fmod(degrees, 360.0) + 360.0, 360.0));
+        // Branch-free (selects only), so the loop vectorises.
         return {map_pixels(image, 3, [&](const float* const* src, float* const* dst, int64_t n) {
+          const float* rp = src[0];
+          const float* gp = src[1];
+          const float* bp = src[2];
+          float* ro = dst[0];
+          float* go = dst[1];
+          float* bo = dst[2];
           for (int64_t i = 0; i < n; ++i) {
-            const float r = clamp01f(src[0][i]), g = clamp01f(src[1][i]), b = clamp01f(src[2][i]);
+            const float r = clamp01f(rp[i]), g = clamp01f(gp[i]), b = clamp01f(bp[i]);
             const float v = std::max(r, std::max(g, b)), delta = v - std::min(r, std::min(g, b));
-            const float s = v > 0 ? delta / v : 0.f;
-            float h = 0;
-            if (delta > 0) h = v == r ? 60.f * (g - b) / delta : v == g ? 120.f + 60.f * (b - r) / delta
-                                                                        : 240.f + 60.f * (r - g) / delta;
-            h += shift;
-            while (h >= 360.f) h -= 360.f;
-            while (h < 0.f) h += 360.f;
-            const float channel_n[3] = {5.f, 3.f, 1.f};
-            for (int c = 0; c < 3; ++c) {
-              float k = channel_n[c] + h / 60.f;
-              if (k >= 6.f) k -= 6.f;
-              dst[c][i] = clamp01f(v - v * s * std::max(0.f, std::min(std::min(k, 4.f - k), 1.f)));
-            }
+            const float safe_delta = delta > 0.f ? delta : 1.f, safe_v = v > 0.f ? v : 1.f;
+            const float sat = v > 0.f ? delta / safe_v : 0.f;
+            const float from_r = 60.f * (g - b) / safe_delta;
+            const float from_g = 120.f + 60.f * (b - r) / safe_delta;
+            const float from_b = 240.f + 60.f * (r - g) / safe_delta;
+            float h = v == r ? from_r : (v == g ? from_g : from_b);
+            h = (delta > 0.f ? h : 0.f) + shift;  // in (-60, 720)
+            h = h < 0.f ? h + 360.f : h;
+            h = h >= 360.f ? h - 360.f : h;
+            h = h >= 360.f ? h - 360.f : h;
+            const float vs = v * sat, sixth = h / 60.f;
+            float kr = 5.f + sixth, kg = 3.f + sixth, kb = 1.f + sixth;
+            kr = kr >= 6.f ? kr - 6.f : kr;
+            kg = kg >= 6.f ? kg - 6.f : kg;
+            kb = kb >= 6.f ? kb - 6.f : kb;
+            ro[i] = clamp01f(v - vs * std::max(0.f, std::min(std::min(kr, 4.f - kr), 1.f)));
+            go[i] = clamp01f(v - vs * std::max(0.f, std::min(std::min(kg, 4.f - kg), 1.f)));
+            bo[i] = clamp01f(v - vs * std::max(0.f, std::min(std::min(kb, 4.f - kb), 1.f)));
           }
         })};
       }
@@ -255,8 +277,11 @@ void register_tone(Registrar& r) {
       if (cpu_kernels(image)) {
         const int64_t channels = image.size(1);
         return {map_pixels(image, channels, [&](const float* const* src, float* const* dst, int64_t n) {
-          for (int64_t c = 0; c < channels; ++c)
-            for (int64_t i = 0; i < n; ++i) dst[c][i] = 1.f - src[c][i];
+          for (int64_t c = 0; c < channels; ++c) {
+            const float* x = src[c];
+            float* out = dst[c];
+            for (int64_t i = 0; i < n; ++i) out[i] = 1.f - x[i];
+          }
         })};
       }
       return {1.0 - image};
@@ -301,10 +326,13 @@ void register_tone(Registrar& r) {
         return {map_pixels(image, channels, [&](const float* const* src, float* const* dst, int64_t n) {
           if (on_luma) {
             for (int64_t i = 0; i < n; ++i)
-              dst[0][i] = 0.299f * src[0][i] + 0.587f * src[1][i] + 0.114f * src[2][i] > t ? 1.f : 0.f;
+              dst[0][i] = static_cast<float>(0.299f * src[0][i] + 0.587f * src[1][i] + 0.114f * src[2][i] > t);
           } else {
-            for (int64_t c = 0; c < channels; ++c)
-              for (int64_t i = 0; i < n; ++i) dst[c][i] = src[c][i] > t ? 1.f : 0.f;
+            for (int64_t c = 0; c < channels; ++c) {
+              const float* x = src[c];
+              float* out = dst[c];
+              for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(x[i] > t);
+            }
           }
         })};
       }

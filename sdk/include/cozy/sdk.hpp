@@ -6,6 +6,7 @@
 #include <cozy/error.hpp>
 #include <cozy/files.hpp>
 #include <cozy/literal.hpp>
+#include <cozy/models.hpp>
 #include <cozy/node.hpp>
 #include <cozy/plugin.hpp>
 #include <cozy/spec.hpp>
