@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 cmake --preset default >/dev/null
 cmake --build --preset default
-build/cozy run graphs/fashion_sheet.json --input-dir input --output-dir output "$@"
+build/cozy run graphs/sample.json --models-dir models --output-dir output "$@"

@@ -258,11 +258,15 @@ TEST(Cli, ShippedMainGraphRuns) {
                   "/input --output-dir " + (dir / "out").string() + " --progress none");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(fs::exists(dir / "out" / "contact_sheet_00001.png"));
-  // The README's main job.
-  Result main_job = cozy(std::string("run ") + COZY_SOURCE_DIR + "/graphs/fashion_sheet.json --output-dir " +
-                         (dir / "out").string() + " --progress none");
-  EXPECT_EQ(main_job.code, 0) << main_job.err;
+  Result sheet = cozy(std::string("run ") + COZY_SOURCE_DIR + "/graphs/fashion_sheet.json --output-dir " +
+                     (dir / "out").string() + " --progress none");
+  EXPECT_EQ(sheet.code, 0) << sheet.err;
   EXPECT_EQ(png_width(dir / "out" / "fashion_mnist_sheet_00001.png"), 2u * (8 * 28 + 9 * 2));
+  // The README's main job: the shipped generator, 10 images of each class.
+  Result main_job = cozy(std::string("run ") + COZY_SOURCE_DIR + "/graphs/sample.json --models-dir " + COZY_SOURCE_DIR +
+                         "/models --output-dir " + (dir / "out").string() + " --progress none");
+  EXPECT_EQ(main_job.code, 0) << main_job.err;
+  EXPECT_EQ(png_width(dir / "out" / "fashion_samples_00001.png"), 2u * (10 * 28 + 11 * 2));
 }
 
 }  // namespace
