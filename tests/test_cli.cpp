@@ -180,6 +180,14 @@ TEST(Cli, UnknownDeviceIsAUsageError) {
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("--device must be auto, cpu, cuda or cuda:N"), std::string::npos) << r.err;
   EXPECT_EQ(cozy("run " + graph.string() + " --device cpu --output-dir " + (dir / "o").string()).code, 0);
+  // On a machine without CUDA (CI's), asking for it is a usage error.
+  Result cuda = cozy("run " + graph.string() + " --device cuda --output-dir " + (dir / "o").string());
+  if (cuda.code == 2) {
+    EXPECT_NE(cuda.err.find("--device cuda: this LibTorch has no CUDA, or no GPU is visible"), std::string::npos)
+        << cuda.err;
+  } else {
+    EXPECT_EQ(cuda.code, 0) << "a machine with CUDA runs the graph there";
+  }
 }
 
 TEST(Cli, NodesJsonHasTheShapeOfObjectInfo) {

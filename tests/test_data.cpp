@@ -146,6 +146,23 @@ TEST_F(DataNodes, NamesMissingAndCorruptIdxFiles) {
   EXPECT_NE(last_error.find("cut.idx"), std::string::npos) << last_error;
 }
 
+TEST_F(DataNodes, NamesEveryOtherIdxProblem) {
+  write_idx_pair(false);
+  write(dir / "ints.idx", header({1}, 0x0C) + std::string(4, '\0'));
+  EXPECT_FALSE(load("LoadIDX", {{"images", "ints.idx"}, {"labels", "labels.idx"}}));
+  EXPECT_EQ(last_error, "IDX file " + (dir / "ints.idx").string() + " holds a type other than unsigned bytes");
+  write(dir / "five_dims.idx", header({1, 1, 1, 1, 1}) + "x");
+  EXPECT_FALSE(load("LoadIDX", {{"images", "five_dims.idx"}, {"labels", "labels.idx"}}));
+  EXPECT_EQ(last_error, "IDX file " + (dir / "five_dims.idx").string() + " has 5 dimensions");
+  write(dir / "short_header.idx", std::string({0, 0, 8, 3, 0, 0}));
+  EXPECT_FALSE(load("LoadIDX", {{"images", "short_header.idx"}, {"labels", "labels.idx"}}));
+  EXPECT_EQ(last_error, "IDX file " + (dir / "short_header.idx").string() + " is truncated in its header");
+  EXPECT_FALSE(load("LoadIDX", {{"images", "images.idx"}, {"labels", "images.idx"}}));
+  EXPECT_EQ(last_error, "IDX labels " + (dir / "images.idx").string() + " must have 1 dimension");
+  EXPECT_FALSE(load("LoadIDX", {{"images", "images.idx"}, {"labels", "labels.idx"}, {"class_names", "a,b"}}));
+  EXPECT_EQ(last_error, (dir / "labels.idx").string() + " has label 2 but only 2 class names");
+}
+
 TEST_F(DataNodes, ReadsCifar10Batches) {
   fs::create_directories(dir / "cifar");
   std::string batch;
@@ -193,6 +210,12 @@ TEST_F(DataNodes, ReadsAnImageFolderWithOneSubfolderPerClass) {
   EXPECT_FALSE(load("LoadImageFolder", {{"folder", "pets"}}));
   EXPECT_EQ(last_error, (dir / "pets" / "dogs" / "d.png").string() +
                             " is 5 x 5, unlike the images before it; set size to resize them all");
+  fs::create_directories(dir / "flat");
+  EXPECT_FALSE(load("LoadImageFolder", {{"folder", "flat"}}));
+  EXPECT_EQ(last_error, "image folder " + (dir / "flat").string() + " has no class subfolders");
+  fs::create_directories(dir / "empty" / "a");
+  EXPECT_FALSE(load("LoadImageFolder", {{"folder", "empty"}}));
+  EXPECT_EQ(last_error, "image folder " + (dir / "empty").string() + " has no PNG or JPEG images");
   EXPECT_FALSE(load("LoadImageFolder", {{"folder", "nowhere"}}));
   EXPECT_EQ(last_error, "image folder not found: " + (dir / "nowhere").string());
 }
@@ -233,6 +256,12 @@ TEST_F(DataNodes, DatasetImagesAndInfoInAGraph) {
   EXPECT_NE(report.outputs.at("5")[0].as_string().find("Fashion-MNIST test: 10000 images of 1x28x28; T-shirt/top 1000"),
             std::string::npos)
       << report.outputs.at("5")[0].as_string();
+
+  graph["2"]["inputs"]["start"] = 10000;
+  ParseResult past = parse_graph_json(graph);
+  RunReport past_end = executor.run(*past.graph, options);
+  ASSERT_EQ(past_end.failures.size(), 1u);
+  EXPECT_EQ(past_end.failures[0].message, "start 10000 is past the end of the data set (10000 examples)");
 }
 
 }  // namespace

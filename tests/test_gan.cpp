@@ -10,6 +10,7 @@
 #include <torch/serialize/archive.h>
 
 #include <fstream>
+#include <opencv2/imgcodecs.hpp>
 
 namespace cozy::host {
 namespace {
@@ -154,6 +155,37 @@ TEST_F(Gan, SampleOptions) {
   EXPECT_FALSE(run(sample_graph("g_00002.pt", {{"class_index", 1}})).success);
   EXPECT_EQ(last_error, "this generator is unconditional: class_index must be -1");
   EXPECT_TRUE(run(sample_graph("g_00002.pt")).success) << last_error;
+}
+
+TEST_F(Gan, TrainingRefusesImagesDcganCannotMake) {
+  fs::create_directories(dir / "in" / "pics" / "a");
+  cv::imwrite((dir / "in" / "pics" / "a" / "x.png").string(), cv::Mat(20, 30, CV_8UC3, cv::Scalar(1, 2, 3)));
+  cv::imwrite((dir / "in" / "pics" / "a" / "y.png").string(), cv::Mat(20, 20, CV_8UC3, cv::Scalar(1, 2, 3)));
+  options.input_dir = dir / "in";
+  nlohmann::json graph = {
+      {"1", {{"class_type", "LoadImageFolder"}, {"inputs", {{"folder", "pics"}, {"size", 20}}}}},
+      {"2", {{"class_type", "TrainGAN"}, {"inputs", {{"dataset", {"1", 0}}, {"steps", 1}}}}},
+      {"3", {{"class_type", "Sink"}, {"inputs", {{"value", {"2", 0}}}}}}};
+  EXPECT_FALSE(run(graph).success);
+  EXPECT_EQ(last_error, "DCGAN image size must be 28, 32 or 64, not 20");
+}
+
+TEST_F(Gan, ACheckpointWhoseWeightsDoNotMatchItsMetadata) {
+  // Metadata that promises a generator the archive does not hold.
+  torch::serialize::OutputArchive changed;
+  changed.write("metadata", c10::IValue(std::string(
+                                R"({"format": "cozy-checkpoint", "kind": "gan", "latent": 16, "width": 32, )"
+                                R"("channels": 1, "image_size": 28, "classes": []})")));
+  changed.save_to((options.model_dir / "mismatch.pt").string());
+  EXPECT_FALSE(run(sample_graph("mismatch.pt")).success);
+  EXPECT_EQ(last_error.rfind("checkpoint " + (options.model_dir / "mismatch.pt").string() + " does not match its metadata", 0),
+            0u)
+      << last_error;
+  torch::serialize::OutputArchive bad_json;
+  bad_json.write("metadata", c10::IValue(std::string("{not json")));
+  bad_json.save_to((options.model_dir / "bad_json.pt").string());
+  EXPECT_FALSE(run(sample_graph("bad_json.pt")).success);
+  EXPECT_EQ(last_error, "corrupt checkpoint metadata in " + (options.model_dir / "bad_json.pt").string());
 }
 
 TEST_F(Gan, CancellingKeepsTheLastCheckpoint) {
