@@ -171,6 +171,7 @@ TEST_F(Gan, TrainingRefusesImagesDcganCannotMake) {
 }
 
 TEST_F(Gan, ACheckpointWhoseWeightsDoNotMatchItsMetadata) {
+  fs::create_directories(options.model_dir);
   // Metadata that promises a generator the archive does not hold.
   torch::serialize::OutputArchive changed;
   changed.write("metadata", c10::IValue(std::string(
