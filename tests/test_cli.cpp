@@ -250,7 +250,7 @@ TEST(Cli, PluginPathComesFromTheEnvironmentToo) {
 // graphs/train_gan.json in its short form: a few steps on a small subset.
 TEST(Cli, TrainGanGraphRunsInShortForm) {
   fs::path dir = scratch("train_gan");
-  Result r = cozy(std::string("run ") + COZY_SOURCE_DIR + "/graphs/train_gan.json --set 1.subset=256 --set 2.steps=3" +
+  Result r = cozy(std::string("run ") + COZY_SOURCE_DIR + "/graphs/train_gan.json --set 1.subset=256 --set 2.epochs=0 --set 2.steps=3" +
                   " --set 2.width=8 --set 2.checkpoint_every=2 --set 4.batch=10 --output-dir " + (dir / "out").string() +
                   " --models-dir " + (dir / "models").string() + " --progress none --threads 1");
   ASSERT_EQ(r.code, 0) << r.err;
@@ -278,3 +278,52 @@ TEST(Cli, ShippedMainGraphRuns) {
 }
 
 }  // namespace
+
+// The other training graphs in their short form, and the graphs that use the
+// shipped models, on small numbers of images.
+TEST(Cli, ModelGraphsRunInShortForm) {
+  fs::path dir = scratch("model_graphs");
+  const std::string common = " --output-dir " + (dir / "out").string() + " --models-dir " + (dir / "models").string() +
+                             " --progress none --threads 1";
+  const std::string graphs = std::string(COZY_SOURCE_DIR) + "/graphs/";
+  Result cls = cozy("run " + graphs + "train_classifier.json --set 1.subset=256 --set 3.epochs=1 --set 3.width=8" + common);
+  ASSERT_EQ(cls.code, 0) << cls.err;
+  EXPECT_TRUE(fs::exists(dir / "models" / "fashion_classifier_00001.pt"));
+  EXPECT_NE(cls.err.find("\"metric\":\"accuracy\""), std::string::npos) << "the accuracy is printed: " << cls.err;
+  EXPECT_TRUE(fs::exists(dir / "out" / "train_classifier" / "metrics_00001.json"));
+  Result vae = cozy("run " + graphs + "train_vae.json --set 1.subset=256 --set 2.subset=100 --set 3.epochs=1" + common);
+  ASSERT_EQ(vae.code, 0) << vae.err;
+  EXPECT_TRUE(fs::exists(dir / "models" / "fashion_vae_00001.pt"));
+  EXPECT_TRUE(fs::exists(dir / "out" / "train_vae" / "reconstructions_00001.png"));
+}
+
+TEST(Cli, GraphsOfTheShippedModelsRunInShortForm) {
+  fs::path dir = scratch("shipped_graphs");
+  const std::string common = " --output-dir " + (dir / "out").string() + " --models-dir " + COZY_SOURCE_DIR +
+                             "/models --progress none";
+  const std::string graphs = std::string(COZY_SOURCE_DIR) + "/graphs/";
+  Result eval = cozy("run " + graphs + "evaluate.json --set 4.subset=300 --set 5.subset=300 --set 6.subset=2000" +
+                     " --set 7.batch=300 --set 8.batch=300 --set 10.count=300 --set 13.per_class=10" +
+                     " --set 16.limit=300 --set 17.limit=100" + common);
+  ASSERT_EQ(eval.code, 0) << eval.err;
+  nlohmann::json metrics = nlohmann::json::parse(std::ifstream(dir / "out" / "evaluate" / "metrics_00001.json"));
+  for (const char* key : {"accuracy", "conditional_accuracy", "fid", "fid_", "precision_recall", "memorization",
+                          "accuracy_"})
+    EXPECT_TRUE(metrics.contains(key)) << key << " missing from " << metrics.dump();
+  Result interp = cozy("run " + graphs + "interpolate.json" + common);
+  ASSERT_EQ(interp.code, 0) << interp.err;
+  EXPECT_EQ(png_width(dir / "out" / "interpolate" / "gan_sneakers_00001.png"), 10u * 30 + 2);
+  Result recon = cozy("run " + graphs + "vae_reconstruct.json" + common);
+  ASSERT_EQ(recon.code, 0) << recon.err;
+  EXPECT_TRUE(fs::exists(dir / "out" / "vae_reconstruct_00001.png"));
+  // transfer.json writes a model: into a scratch models folder holding copies of the shipped ones.
+  fs::create_directories(dir / "models");
+  for (const char* f : {"fashion_cdcgan_00001.pt", "fashion_classifier_00001.pt"})
+    fs::copy_file(fs::path(COZY_SOURCE_DIR) / "models" / f, dir / "models" / f);
+  Result transfer = cozy("run " + graphs + "transfer.json --set 1.subset=128 --set 2.subset=100 --set 3.steps=2" +
+                         " --set 4.steps=2 --set 4.width=8 --set 5.batch=100 --set 6.batch=100 --output-dir " +
+                         (dir / "out").string() + " --models-dir " + (dir / "models").string() + " --progress none");
+  ASSERT_EQ(transfer.code, 0) << transfer.err;
+  EXPECT_TRUE(fs::exists(dir / "models" / "transfer" / "sneaker_gan_00001.pt"));
+  EXPECT_TRUE(fs::exists(dir / "out" / "transfer" / "metrics_00001.json"));
+}

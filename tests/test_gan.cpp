@@ -62,7 +62,7 @@ class Gan : public ::testing::Test {
                                {"seed", 11}, {"conditional", conditional}, {"name", "run/g"}}}}},
             {"3", {{"class_type", "GANSample"}, {"inputs", {{"generator", {"2", 0}}, {"seed", 5}, {"batch", 10}}}}},
             {"4", {{"class_type", "Sink"}, {"inputs", {{"value", {"3", 0}}}}}},
-            {"5", {{"class_type", "SaveModel"}, {"inputs", {{"generator", {"2", 0}}, {"filename_prefix", "g"}}}}}};
+            {"5", {{"class_type", "SaveModel"}, {"inputs", {{"model", {"2", 0}}, {"filename_prefix", "g"}}}}}};
   }
 
   nlohmann::json sample_graph(const std::string& checkpoint, nlohmann::json sample_inputs = {{"seed", 5}, {"batch", 10}}) {
@@ -179,8 +179,12 @@ TEST_F(Gan, ACheckpointWhoseWeightsDoNotMatchItsMetadata) {
                                 R"("channels": 1, "image_size": 28, "classes": []})")));
   changed.save_to((options.model_dir / "mismatch.pt").string());
   EXPECT_FALSE(run(sample_graph("mismatch.pt")).success);
-  EXPECT_EQ(last_error.rfind("checkpoint " + (options.model_dir / "mismatch.pt").string() + " does not match its metadata", 0),
-            0u)
+  EXPECT_EQ(last_error, "checkpoint " + (options.model_dir / "mismatch.pt").string() + " has no generator");
+  torch::serialize::OutputArchive incomplete;
+  incomplete.write("metadata", c10::IValue(std::string(R"({"format": "cozy-checkpoint", "kind": "gan"})")));
+  incomplete.save_to((options.model_dir / "incomplete.pt").string());
+  EXPECT_FALSE(run(sample_graph("incomplete.pt")).success);
+  EXPECT_EQ(last_error.rfind("incomplete checkpoint metadata in " + (options.model_dir / "incomplete.pt").string(), 0), 0u)
       << last_error;
   torch::serialize::OutputArchive bad_json;
   bad_json.write("metadata", c10::IValue(std::string("{not json")));

@@ -27,6 +27,9 @@ void ProgressBarSink::emit(const Event& event) {
     if (d.contains("text")) current_ = d.value("node", "") + " " + d.value("text", "");
   } else if (event.type == "executed") {
     ++done_;
+  } else if (event.type == "log" && d.value("level", "") != "debug") {
+    out_ << "\r\033[K" << d.value("level", "") << ": node " << d.value("node", "") << ": " << d.value("message", "")
+         << '\n';
   } else if (event.type == "execution_error") {
     out_ << "\r\033[K" << "error in node " << d.value("node_id", "") << " (" << d.value("node_type", "")
          << "): " << d.value("exception_message", "") << '\n';

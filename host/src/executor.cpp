@@ -270,7 +270,7 @@ class Executor::Run::NodeContext final : public Context {
     static const char* names[] = {"debug", "info", "warning", "error"};
     if (run_.options.events) {
       run_.emit("log", {{"node", node_.id}, {"level", names[static_cast<int>(level)]}, {"message", std::string(message)}});
-    } else if (level >= LogLevel::warning) {
+    } else if (level >= LogLevel::info) {
       std::lock_guard<std::mutex> lock(run_.report_mutex);
       std::cerr << names[static_cast<int>(level)] << ": node " << node_.id << ": " << message << '\n';
     }

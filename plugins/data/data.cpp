@@ -122,7 +122,7 @@ void register_nodes(Registrar& r) {
     d.spec.description = "count images of a data set from index start, as an IMAGE batch on the run's device, and "
                          "their class names (comma-separated).";
     d.spec.inputs = {InputSpec::Link("dataset", types::DATASET), InputSpec::Int("start", 0).range(0, 1e9),
-                     InputSpec::Int("count", 16).range(1, 4096)};
+                     InputSpec::Int("count", 16).range(1, 1e7)};
     d.spec.outputs = {{"IMAGE", types::IMAGE}, {"labels", types::STRING}};
     d.run = [](const Inputs& in, Context& ctx) -> Outputs {
       auto dataset = in.object<Dataset>("dataset");
@@ -133,8 +133,9 @@ void register_nodes(Registrar& r) {
                     std::to_string(dataset->size()) + " examples)");
       auto [images, labels] = dataset->batch(at::arange(start, start + count, at::kLong));
       std::string names;
+      const int64_t* label = labels.data_ptr<int64_t>();
       for (int64_t i = 0; i < count; ++i)
-        names += (i ? "," : "") + dataset->class_names()[static_cast<std::size_t>(labels[i].item<int64_t>())];
+        names += (i ? "," : "") + dataset->class_names()[static_cast<std::size_t>(label[i])];
       return {images.to(ctx.device()), names};
     };
     r.add(std::move(d));

@@ -1,129 +1,162 @@
 // The gan plugin: train a DCGAN (optionally class-conditional) on a DATASET,
-// save and load it as a checkpoint, and sample images from it.
+// with resuming, transfer learning (FreezeD) and adversarial examples for the
+// discriminator; save and load it as a checkpoint (or load a TorchScript
+// generator); sample images from it.
 #include "dcgan.hpp"
 
-#include "image_io.hpp"
+#include "checkpoint.hpp"
+#include "training.hpp"
 
 #include <cozy/sdk.hpp>
 
-#include <ATen/CPUGeneratorImpl.h>
-#include <nlohmann/json.hpp>
-#include <opencv2/imgproc.hpp>
+#include <torch/script.h>
 
-#include <chrono>
-#include <fstream>
 #include <sstream>
 
 namespace cozy::gan {
 namespace {
 
 namespace fs = std::filesystem;
-constexpr const char* kFormat = "cozy-checkpoint";
 
-// A trained generator, as other plugins see it.
-class DcganGenerator : public Generator {
+// A DCGAN generator (with the discriminator it was trained against, when
+// known), as other plugins see it.
+class DcganGenerator : public Generator, public SavableModel {
  public:
-  DcganGenerator(GeneratorNet net, std::vector<std::string> classes, nlohmann::json metadata)
-      : net_(std::move(net)), classes_(std::move(classes)), metadata_(std::move(metadata)) {
-    net_->eval();
+  DcganGenerator(GeneratorNet g, DiscriminatorNet d, std::vector<std::string> classes, nlohmann::json metadata)
+      : g_(std::move(g)), d_(std::move(d)), classes_(std::move(classes)), metadata_(std::move(metadata)) {
+    g_->eval();
   }
-  int64_t latent_size() const override { return net_->options.latent; }
-  int64_t num_classes() const override { return net_->options.classes; }
+  int64_t latent_size() const override { return g_->options.latent; }
+  int64_t num_classes() const override { return g_->options.classes; }
   const std::vector<std::string>& class_names() const override { return classes_; }
   std::vector<int64_t> image_shape() const override {
-    return {net_->options.channels, net_->options.image_size, net_->options.image_size};
+    return {g_->options.channels, g_->options.image_size, g_->options.image_size};
   }
-  c10::Device device() const override { return net_->parameters().front().device(); }
+  c10::Device device() const override { return g_->parameters().front().device(); }
   at::Tensor generate(const at::Tensor& z, const at::Tensor& labels) const override {
     torch::NoGradGuard no_grad;
     if (z.dim() != 2 || z.size(1) != latent_size())
-      throw Error("z must be [N, " + std::to_string(latent_size()) + "]");
+      throw Error("z must be [N, " + std::to_string(latent_size()) + "], not " + c10::str(z.sizes()));
     if (num_classes() > 0 && (!labels.defined() || labels.numel() != z.size(0)))
       throw Error("this generator is class-conditional: give one label per latent vector");
     at::Tensor l = num_classes() > 0 ? labels.to(device(), at::kLong) : at::Tensor();
-    GeneratorNet net = net_;  // the holder is const here; the module, in eval mode, is only read
-    return (net->forward(z.to(device()), l) + 1).mul_(0.5).clamp_(0, 1);
+    GeneratorNet net = g_;  // the holder is const here; the module, in eval mode, is only read
+    return (net->forward(z.to(device(), at::kFloat), l) + 1).mul_(0.5).clamp_(0, 1);
   }
-  GeneratorNet net() const { return net_; }
-  const nlohmann::json& metadata() const { return metadata_; }
+  void save(const fs::path& file) const override {
+    checkpoint::save(file, metadata_, [&](auto& a) {
+      checkpoint::write_module(a, "generator", *g_);
+      if (d_) checkpoint::write_module(a, "discriminator", *d_);
+    });
+  }
 
  private:
-  GeneratorNet net_;
+  GeneratorNet g_;
+  DiscriminatorNet d_;
   std::vector<std::string> classes_;
   nlohmann::json metadata_;
 };
 
-DcganOptions options_from(const nlohmann::json& m) {
-  DcganOptions o;
-  o.latent = m.at("latent");
-  o.width = m.at("width");
-  o.channels = m.at("channels");
-  o.image_size = m.at("image_size");
-  o.classes = static_cast<int64_t>(m.at("classes").size());
-  return o;
-}
-
-// One file: generator (and discriminator) weights plus metadata as JSON.
-void save_checkpoint(const fs::path& file, GeneratorNet g, DiscriminatorNet d, const nlohmann::json& metadata) {
-  torch::serialize::OutputArchive archive, g_archive, d_archive;
-  g->save(g_archive);
-  archive.write("generator", g_archive);
-  if (d) {
-    d->save(d_archive);
-    archive.write("discriminator", d_archive);
+// A generator saved as TorchScript (torch.jit.save in Python, or
+// torch::jit::Module::save). It must have an int attribute latent_size; it
+// may have num_classes (int), class_names (list of str) and output_range
+// ("tanh" for [-1, 1], the default, or "unit" for [0, 1]). forward(z) or, when
+// conditional, forward(z, labels) returns images [N, C, H, W].
+class ScriptGenerator : public Generator {
+ public:
+  ScriptGenerator(torch::jit::Module module, const fs::path& file, c10::Device device)
+      : module_(std::move(module)), device_(device) {
+    module_.eval();
+    auto int_attr = [&](const char* name, bool required) -> int64_t {
+      if (!module_.hasattr(name)) {
+        if (required) throw Error("TorchScript generator " + file.string() + " has no int attribute " + name);
+        return 0;
+      }
+      c10::IValue v = module_.attr(name);
+      if (!v.isInt()) throw Error("TorchScript generator " + file.string() + ": " + name + " is not an int");
+      return v.toInt();
+    };
+    latent_ = int_attr("latent_size", true);
+    classes_ = int_attr("num_classes", false);
+    if (latent_ < 1 || classes_ < 0) throw Error("TorchScript generator " + file.string() + ": bad latent_size or num_classes");
+    if (module_.hasattr("class_names")) {
+      for (const auto& v : module_.attr("class_names").toListRef()) names_.push_back(v.toStringRef());
+    }
+    for (int64_t k = static_cast<int64_t>(names_.size()); k < classes_; ++k) names_.push_back(std::to_string(k));
+    names_.resize(static_cast<std::size_t>(classes_));
+    if (module_.hasattr("output_range")) unit_range_ = module_.attr("output_range").toStringRef() == "unit";
+    at::Tensor probe;
+    try {
+      probe = generate(at::zeros({1, latent_}), classes_ ? at::zeros({1}, at::kLong) : at::Tensor());
+    } catch (const c10::Error& e) {
+      throw Error("TorchScript generator " + file.string() + " failed on a test latent: " + e.what_without_backtrace());
+    }
+    if (probe.dim() != 4) throw Error("TorchScript generator " + file.string() + " does not return images [N, C, H, W]");
+    shape_ = {probe.size(1), probe.size(2), probe.size(3)};
   }
-  archive.write("metadata", c10::IValue(metadata.dump()));
-  archive.save_to(file.string());
+  int64_t latent_size() const override { return latent_; }
+  int64_t num_classes() const override { return classes_; }
+  const std::vector<std::string>& class_names() const override { return names_; }
+  std::vector<int64_t> image_shape() const override { return shape_; }
+  c10::Device device() const override { return device_; }
+  at::Tensor generate(const at::Tensor& z, const at::Tensor& labels) const override {
+    torch::NoGradGuard no_grad;
+    if (z.dim() != 2 || z.size(1) != latent_) throw Error("z must be [N, " + std::to_string(latent_) + "]");
+    std::vector<c10::IValue> args{z.to(device_, at::kFloat)};
+    if (classes_ > 0) {
+      if (!labels.defined() || labels.numel() != z.size(0))
+        throw Error("this generator is class-conditional: give one label per latent vector");
+      args.emplace_back(labels.to(device_, at::kLong));
+    }
+    torch::jit::Module m = module_;  // shares the module; forward only reads it
+    at::Tensor out = m.forward(args).toTensor().to(at::kFloat);
+    return unit_range_ ? out.clamp(0, 1) : (out + 1).mul_(0.5).clamp_(0, 1);
+  }
+
+ private:
+  torch::jit::Module module_;
+  c10::Device device_;
+  int64_t latent_ = 0, classes_ = 0;
+  std::vector<std::string> names_;
+  std::vector<int64_t> shape_;
+  bool unit_range_ = false;
+};
+
+DcganOptions options_from(const nlohmann::json& m, const fs::path& file) {
+  try {
+    DcganOptions o;
+    o.latent = m.at("latent");
+    o.width = m.at("width");
+    o.channels = m.at("channels");
+    o.image_size = m.at("image_size");
+    o.classes = static_cast<int64_t>(m.at("classes").size());
+    return o;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("incomplete checkpoint metadata in " + file.string() + ": " + e.what());
+  }
 }
 
+// A GAN checkpoint: generator, discriminator when saved, and the reader for
+// the training state of a step checkpoint.
 struct Loaded {
   GeneratorNet g{nullptr};
   DiscriminatorNet d{nullptr};
-  nlohmann::json metadata;
+  checkpoint::Reader reader;
 };
 
-Loaded load_checkpoint(const fs::path& file, c10::Device device) {
-  std::error_code ec;
-  if (!fs::is_regular_file(file, ec)) throw Error("checkpoint not found: " + file.string());
-  torch::serialize::InputArchive archive;
-  try {
-    archive.load_from(file.string(), device);
-  } catch (const std::exception&) {
-    throw Error("not a checkpoint (corrupt, or not written by torch::save): " + file.string());
-  }
-  c10::IValue text;
-  if (!archive.try_read("metadata", text) || !text.isString())
-    throw Error("not a Cozy checkpoint (no metadata): " + file.string());
-  Loaded loaded;
-  try {
-    loaded.metadata = nlohmann::json::parse(text.toStringRef());
-  } catch (const std::exception&) {
-    throw Error("corrupt checkpoint metadata in " + file.string());
-  }
-  if (loaded.metadata.value("format", "") != kFormat) throw Error("not a Cozy checkpoint: " + file.string());
-  std::string kind = loaded.metadata.value("kind", "");
-  if (kind != "gan") throw Error(file.string() + " holds a " + kind + " model, not a GAN generator");
-  DcganOptions o = options_from(loaded.metadata);
-  loaded.g = GeneratorNet(o);
-  torch::serialize::InputArchive g_archive, d_archive;
-  try {
-    archive.read("generator", g_archive);
-    loaded.g->load(g_archive);
-    if (archive.try_read("discriminator", d_archive)) {
-      loaded.d = DiscriminatorNet(o);
-      loaded.d->load(d_archive);
-    }
-  } catch (const c10::Error& e) {
-    throw Error("checkpoint " + file.string() + " does not match its metadata: " + e.what_without_backtrace());
-  }
-  loaded.g->to(device);
-  if (loaded.d) loaded.d->to(device);
-  return loaded;
+Loaded load_gan(const fs::path& file, c10::Device device) {
+  Loaded l{nullptr, nullptr, checkpoint::open(file, device, "gan", "a GAN generator")};
+  DcganOptions o = options_from(l.reader.metadata, file);
+  l.g = GeneratorNet(o);
+  if (!l.reader.read_module("generator", *l.g)) throw Error("checkpoint " + file.string() + " has no generator");
+  DiscriminatorNet d(o);
+  if (l.reader.read_module("discriminator", *d)) l.d = d;
+  l.g->to(device);
+  if (l.d) l.d->to(device);
+  return l;
 }
 
 std::vector<std::string> class_list(const nlohmann::json& m) { return m.at("classes").get<std::vector<std::string>>(); }
-
-at::Generator cpu_generator(int64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed)); }
 
 // Labels for a batch: one class, or every class in turn.
 at::Tensor batch_labels(int64_t n, int64_t classes, int64_t wanted) {
@@ -132,25 +165,51 @@ at::Tensor batch_labels(int64_t n, int64_t classes, int64_t wanted) {
   return at::arange(n, at::kLong).remainder(classes);
 }
 
-// A line plot of the two losses, as a PNG next to the CSV.
-void plot_losses(const std::vector<std::pair<float, float>>& losses, const fs::path& file) {
-  const int w = 640, h = 320, margin = 30;
-  cv::Mat canvas(h, w, CV_8UC3, cv::Scalar(255, 255, 255));
-  float top = 0.1f;
-  for (auto [d, g] : losses) top = std::max(top, std::max(d, g));
-  auto point = [&](std::size_t i, float v) {
-    double x = margin + (w - 2 * margin) * (losses.size() > 1 ? double(i) / double(losses.size() - 1) : 0.0);
-    return cv::Point(int(x), int(h - margin - (h - 2 * margin) * v / top));
-  };
-  cv::rectangle(canvas, {margin, margin}, {w - margin, h - margin}, cv::Scalar(200, 200, 200));
-  for (std::size_t i = 1; i < losses.size(); ++i) {
-    cv::line(canvas, point(i - 1, losses[i - 1].first), point(i, losses[i].first), cv::Scalar(200, 80, 0), 1);
-    cv::line(canvas, point(i - 1, losses[i - 1].second), point(i, losses[i].second), cv::Scalar(0, 80, 200), 1);
+fs::path existing_file(const Context& ctx, const std::string& name) {
+  fs::path file(name);
+  if (file.is_absolute()) return file;
+  std::error_code ec;
+  if (fs::exists(ctx.output_dir() / file, ec)) return ctx.output_dir() / file;
+  return ctx.model_dir() / file;
+}
+
+// Freezes the first k convolutions of the discriminator and the batch norms
+// after them (FreezeD); returns the parameters left to train.
+std::vector<at::Tensor> freeze_first(DiscriminatorNet& d, int64_t k) {
+  std::vector<at::Tensor> trainable;
+  int64_t convs = 0;
+  for (const auto& m : d->net->children()) {
+    if (m->name().find("Conv") != std::string::npos) ++convs;
+    const bool frozen = convs <= k;
+    for (auto& p : m->parameters()) {
+      p.set_requires_grad(!frozen);
+      if (!frozen) trainable.push_back(p);
+    }
   }
-  cv::putText(canvas, "D loss", {margin + 5, margin + 15}, cv::FONT_HERSHEY_SIMPLEX, 0.45, cv::Scalar(200, 80, 0));
-  cv::putText(canvas, "G loss", {margin + 80, margin + 15}, cv::FONT_HERSHEY_SIMPLEX, 0.45, cv::Scalar(0, 80, 200));
-  at::Tensor t = at::from_blob(canvas.data, {h, w, 3}, at::kByte).permute({2, 0, 1}).flip({0}).to(at::kFloat) / 255;
-  image_io::write_png(t, file);
+  if (k > convs) throw Error("freeze_d " + std::to_string(k) + " is more than the discriminator's " +
+                             std::to_string(convs) + " convolutions");
+  return trainable;
+}
+
+// Real images perturbed to raise the discriminator's loss on them (Rob-GAN):
+// one signed-gradient step of eps (FGSM), or `steps` steps of 2.5 eps / steps
+// kept within eps of the original (PGD). Images and eps are on [-1, 1].
+at::Tensor adversarial(DiscriminatorNet& d, const at::Tensor& real, const at::Tensor& labels, float target,
+                       const std::string& method, double eps, int64_t steps) {
+  const bool pgd = method == "pgd";
+  const int64_t n = pgd ? steps : 1;
+  const double alpha = pgd ? 2.5 * eps / double(steps) : eps;
+  at::Tensor x = real.detach();
+  at::Tensor adv = x.clone();
+  for (int64_t i = 0; i < n; ++i) {
+    adv.requires_grad_(true);
+    at::Tensor logits = d->forward(adv, labels);
+    at::Tensor loss = torch::binary_cross_entropy_with_logits(logits, at::full_like(logits, target));
+    at::Tensor grad = torch::autograd::grad({loss}, {adv})[0];
+    adv = (adv.detach() + alpha * grad.sign());
+    adv = at::min(at::max(adv, x - eps), x + eps).clamp(-1, 1);
+  }
+  return adv.detach();
 }
 
 NodeDef train_gan() {
@@ -160,11 +219,16 @@ NodeDef train_gan() {
   d.spec.category = "gan";
   d.spec.description =
       "Adversarial training of a DCGAN on a data set (Adam, binary cross-entropy), unconditional or class-"
-      "conditional. Shows step, losses, images/s and ETA; writes <name>_losses.csv and <name>_losses.png under the "
-      "output folder, and a checkpoint every checkpoint_every steps (never replacing one). Cancelling stops after "
-      "the current step with a last checkpoint. Deterministic for a seed on the CPU.";
+      "conditional (fake labels drawn from the data set's labels). Shows step, losses, images/s and ETA; writes "
+      "<name>_losses.csv and .png, a grid of samples after every epoch and at the end, and a checkpoint every "
+      "checkpoint_every steps (never replacing one) under the output folder. resume continues a step checkpoint "
+      "(weights, optimiser state, random state, data order: the same result as an uninterrupted run). init_from "
+      "starts from a trained GAN (transfer learning) and freeze_d freezes its first K discriminator convolutions "
+      "(FreezeD). adversarial perturbs the real images the discriminator sees by FGSM or PGD within epsilon "
+      "(Rob-GAN). Cancelling stops after the current step with a last checkpoint. Deterministic for a seed on the CPU.";
   d.spec.inputs = {InputSpec::Link("dataset", types::DATASET),
                    InputSpec::Int("steps", 500).range(1, 10000000),
+                   InputSpec::Int("epochs", 0).range(0, 100000).help("> 0: train this many epochs instead of steps"),
                    InputSpec::Int("batch", 64).range(1, 4096),
                    InputSpec::Float("lr_g", 2e-4).range(1e-6, 1).with_step(1e-5),
                    InputSpec::Float("lr_d", 2e-4).range(1e-6, 1).with_step(1e-5),
@@ -176,63 +240,152 @@ NodeDef train_gan() {
                    InputSpec::Int("width", 64).range(4, 512).help("w: channels of the last hidden layer"),
                    InputSpec::Int("latent", 100).range(1, 4096),
                    InputSpec::Int("checkpoint_every", 0).range(0, 10000000).help("0: no checkpoints"),
-                   InputSpec::String("name", "gan").help("prefix of the files written")};
+                   InputSpec::String("name", "gan").help("prefix of the files written"),
+                   InputSpec::String("resume", "").help("step checkpoint to continue (output or models folder)"),
+                   InputSpec::String("init_from", "").help("GAN checkpoint to start from (transfer learning)"),
+                   InputSpec::Int("freeze_d", 0).range(0, 8).help("with init_from: discriminator convolutions to freeze"),
+                   InputSpec::Choice("adversarial", {"none", "fgsm", "pgd"}),
+                   InputSpec::Float("epsilon", 0.03).range(0, 0.5).with_step(0.005).help("on the [0, 1] pixel scale"),
+                   InputSpec::Int("pgd_steps", 5).range(1, 100)};
   d.spec.outputs = {{"GENERATOR", types::GENERATOR}, {"summary", types::STRING}};
-  d.spec.pure = true;
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     auto dataset = in.object<Dataset>("dataset");
     const auto shape = dataset->image_shape();
     if (shape[1] != shape[2]) throw Error("DCGAN needs square images");
+    const int64_t batch = std::min(in.integer("batch"), dataset->size());
+    const int64_t seed = in.integer("seed"), every = in.integer("checkpoint_every");
+    const int64_t steps = in.integer("epochs") > 0 ? in.integer("epochs") * (dataset->size() / batch) : in.integer("steps");
+    const float real_target = 1.0f - static_cast<float>(in.number("label_smoothing"));
+    const std::string name = in.string("name"), resume = in.string("resume"), init = in.string("init_from");
+    const std::string attack = in.string("adversarial");
+    const double eps = 2 * in.number("epsilon");  // images are on [-1, 1] inside
+    const int64_t freeze = in.integer("freeze_d");
+    const c10::Device device = ctx.device();
+    const fs::path out_dir = path_inside(ctx.output_dir(), name, "name").parent_path();
+    const std::string stem = fs::path(name).filename().string();
+    if (!resume.empty() && !init.empty()) throw Error("give resume or init_from, not both");
+    if (freeze > 0 && init.empty() && resume.empty()) throw Error("freeze_d needs init_from (a trained discriminator)");
+
     DcganOptions o;
     o.latent = in.integer("latent");
     o.width = in.integer("width");
     o.channels = shape[0];
     o.image_size = shape[1];
     o.classes = in.boolean("conditional") ? static_cast<int64_t>(dataset->class_names().size()) : 0;
-    const int64_t steps = in.integer("steps"), batch = std::min(in.integer("batch"), dataset->size());
-    const int64_t seed = in.integer("seed"), every = in.integer("checkpoint_every");
-    const float real_target = 1.0f - static_cast<float>(in.number("label_smoothing"));
-    const std::string name = in.string("name");
-    const c10::Device device = ctx.device();
-    fs::path out_dir = path_inside(ctx.output_dir(), name, "name").parent_path();
-    const std::string stem = fs::path(name).filename().string();
-
-    at::Generator gen = cpu_generator(seed);
-    GeneratorNet g(o);
-    DiscriminatorNet dnet(o);
-    init_weights(*g, gen);
-    init_weights(*dnet, gen);
+    at::Generator gen = training::seeded(seed);
+    GeneratorNet g{nullptr};
+    DiscriminatorNet dnet{nullptr};
+    std::optional<Loaded> start;
+    if (!resume.empty() || !init.empty()) {
+      start = load_gan(existing_file(ctx, resume.empty() ? init : resume), device);
+      o = start->g->options;  // the architecture is the checkpoint's
+      if (o.channels != shape[0] || o.image_size != shape[1])
+        throw Error("the checkpoint makes " + std::to_string(o.channels) + "x" + std::to_string(o.image_size) + "x" +
+                    std::to_string(o.image_size) + " images; the data set's are " + c10::str(c10::IntArrayRef(shape)));
+      if (o.classes > 0 && o.classes != static_cast<int64_t>(dataset->class_names().size()))
+        throw Error("the checkpoint has " + std::to_string(o.classes) + " classes; the data set " +
+                    std::to_string(dataset->class_names().size()));
+      g = start->g;
+      dnet = start->d;
+      if (!resume.empty() && !dnet) throw Error("cannot resume: the checkpoint has no discriminator");
+      if (freeze > 0 && !dnet) throw Error("freeze_d needs a checkpoint with a discriminator");
+    }
+    if (!g) {
+      g = GeneratorNet(o);
+      init_weights(*g, gen);
+    }
+    if (!dnet) {
+      dnet = DiscriminatorNet(o);
+      init_weights(*dnet, gen);
+    }
     g->to(device);
     dnet->to(device);
-    torch::optim::Adam opt_g(g->parameters(), torch::optim::AdamOptions(in.number("lr_g"))
-                                                  .betas({in.number("beta1"), in.number("beta2")}));
-    torch::optim::Adam opt_d(dnet->parameters(), torch::optim::AdamOptions(in.number("lr_d"))
-                                                     .betas({in.number("beta1"), in.number("beta2")}));
-    nlohmann::json metadata = {{"format", kFormat},        {"version", 1},
-                               {"kind", "gan"},            {"architecture", "dcgan"},
-                               {"latent", o.latent},       {"width", o.width},
-                               {"channels", o.channels},   {"image_size", o.image_size},
-                               {"classes", o.classes ? dataset->class_names() : std::vector<std::string>{}},
-                               {"dataset", dataset->describe()}, {"seed", seed}, {"steps", 0}};
-    auto checkpoint = [&](int64_t step) {
+    std::vector<at::Tensor> d_params = freeze > 0 ? freeze_first(dnet, freeze) : dnet->parameters();
+    const auto betas = std::make_tuple(in.number("beta1"), in.number("beta2"));
+    torch::optim::Adam opt_g(g->parameters(), torch::optim::AdamOptions(in.number("lr_g")).betas(betas));
+    torch::optim::Adam opt_d(d_params, torch::optim::AdamOptions(in.number("lr_d")).betas(betas));
+
+    const std::vector<std::string> classes = o.classes ? dataset->class_names() : std::vector<std::string>{};
+    nlohmann::json metadata = checkpoint::metadata("gan");
+    metadata.update({{"architecture", "dcgan"}, {"latent", o.latent}, {"width", o.width}, {"channels", o.channels},
+                     {"image_size", o.image_size}, {"classes", classes}, {"dataset", dataset->describe()},
+                     {"seed", seed}, {"steps", 0}, {"adversarial", attack}});
+    if (!init.empty()) metadata.update({{"init_from", init}, {"freeze_d", freeze}});
+
+    // Training state: the data order and where we are in it, the losses so far.
+    at::Tensor order = at::randperm(dataset->size(), gen, at::kLong);
+    int64_t cursor = 0, first = 1, epoch = 0;
+    std::vector<at::Tensor> loss_rows;
+    if (!resume.empty()) {
+      checkpoint::Reader& r = start->reader;
+      torch::serialize::InputArchive state, og, od;
+      if (!r.read_archive("training_state", state) || !r.read_archive("optimizer_g", og) ||
+          !r.read_archive("optimizer_d", od))
+        throw Error("cannot resume from " + r.file.string() + ": it is not a step checkpoint of TrainGAN");
+      opt_g.load(og);
+      opt_d.load(od);
+      at::Tensor rng, losses, position;
+      state.read("rng", rng);
+      state.read("order", order);
+      state.read("position", position);  // {cursor, step, epoch}
+      state.read("losses", losses);
+      gen.set_state(rng.cpu());
+      order = order.cpu();
+      cursor = position[0].item<int64_t>();
+      first = position[1].item<int64_t>() + 1;
+      epoch = position[2].item<int64_t>();
+      if (order.numel() != dataset->size()) throw Error("cannot resume: the data set is not the one it was trained on");
+      for (int64_t i = 0; i < losses.size(0); ++i) loss_rows.push_back(losses[i].cpu());
+      metadata["seed"] = r.metadata.value("seed", seed);
+    }
+    auto checkpoint_at = [&](int64_t step) {
       metadata["steps"] = step;
-      fs::path file = write_numbered_file(out_dir, stem + "_step" + std::to_string(step), ".pt",
-                                          [&](const fs::path& temp) { save_checkpoint(temp, g, dnet, metadata); });
+      fs::path file = write_numbered_file(out_dir, stem + "_step" + std::to_string(step), ".pt", [&](const fs::path& t) {
+        checkpoint::save(t, metadata, [&](torch::serialize::OutputArchive& a) {
+          checkpoint::write_module(a, "generator", *g);
+          checkpoint::write_module(a, "discriminator", *dnet);
+          torch::serialize::OutputArchive og, od, state;
+          opt_g.save(og);
+          opt_d.save(od);
+          a.write("optimizer_g", og);
+          a.write("optimizer_d", od);
+          state.write("rng", gen.get_state());
+          state.write("order", order);
+          state.write("position", at::tensor({cursor, step, epoch}, at::kLong));
+          state.write("losses", loss_rows.empty() ? at::zeros({0, 2}) : at::stack(loss_rows));
+          a.write("training_state", state);
+        });
+      });
       ctx.add_file(file, "output");
     };
+    // A grid of fixed samples: every class in turn for a conditional model.
+    at::Tensor grid_z = at::randn({64, o.latent}, training::seeded(seed + 1), at::kFloat).to(device);
+    at::Tensor grid_labels = o.classes ? batch_labels(64, o.classes, -1).to(device) : at::Tensor();
+    auto sample_grid = [&](const std::string& suffix) {
+      torch::NoGradGuard no_grad;
+      g->eval();
+      at::Tensor images = (g->forward(grid_z, grid_labels) + 1) / 2;
+      g->train();
+      ctx.add_file(write_numbered_file(out_dir, stem + suffix, ".png",
+                                       [&](const fs::path& t) { training::write_grid(images, o.classes ? o.classes : 8, t); }),
+                   "output");
+    };
+    const at::Tensor all_labels = dataset->labels();
 
-    std::vector<std::pair<float, float>> losses;
-    at::Tensor order = at::randperm(dataset->size(), gen, at::kLong);
-    int64_t cursor = 0;
-    auto start = std::chrono::steady_clock::now();
+    g->train();
+    dnet->train();
+    training::Clock clock;
     bool cancelled = false;
-    for (int64_t step = 1; step <= steps; ++step) {
+    int64_t done = first - 1;
+    for (int64_t step = first; step <= steps; ++step) {
       if (ctx.cancelled()) {
         cancelled = true;
-        if (step > 1) checkpoint(step - 1);
+        if (step > first) checkpoint_at(step - 1);
         break;
       }
       if (cursor + batch > dataset->size()) {  // a new epoch, a new order
+        ++epoch;
+        sample_grid("_epoch" + std::to_string(epoch));
         order = at::randperm(dataset->size(), gen, at::kLong);
         cursor = 0;
       }
@@ -241,8 +394,12 @@ NodeDef train_gan() {
       at::Tensor real = images.to(device).mul(2).sub(1);
       at::Tensor real_labels = o.classes ? labels.to(device) : at::Tensor();
       at::Tensor z = at::randn({batch, o.latent}, gen, at::kFloat).to(device);
-      at::Tensor fake_labels =
-          o.classes ? at::randint(o.classes, {batch}, gen, at::TensorOptions(at::kLong)).to(device) : at::Tensor();
+      at::Tensor fake_labels;
+      if (o.classes) {
+        at::Tensor pick = at::randint(dataset->size(), {batch}, gen, at::TensorOptions(at::kLong));
+        fake_labels = all_labels.index_select(0, pick).to(device);
+      }
+      if (attack != "none") real = adversarial(dnet, real, real_labels, real_target, attack, eps, in.integer("pgd_steps"));
 
       opt_d.zero_grad();
       at::Tensor d_real = dnet->forward(real, real_labels);
@@ -260,38 +417,31 @@ NodeDef train_gan() {
       loss_g.backward();
       opt_g.step();
 
-      losses.emplace_back(loss_d.item<float>(), loss_g.item<float>());
-      double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      double rate = static_cast<double>(step * batch) / std::max(seconds, 1e-9);
+      loss_rows.push_back(at::stack({loss_d.detach(), loss_g.detach()}).cpu());
+      done = step;
       std::ostringstream text;
       text.precision(3);
-      text << "step " << step << "/" << steps << " D " << losses.back().first << " G " << losses.back().second << " "
-           << static_cast<int>(rate) << " img/s ETA " << static_cast<int>((steps - step) * batch / std::max(rate, 1e-9))
-           << " s";
+      text << "step " << step << "/" << steps << " D " << loss_rows.back()[0].item<float>() << " G "
+           << loss_rows.back()[1].item<float>() << clock.rate((step - first + 1) * batch, (steps - first + 1) * batch);
       ctx.progress(step, steps, text.str());
-      if (every > 0 && step % every == 0) checkpoint(step);
+      if (every > 0 && step % every == 0) checkpoint_at(step);
     }
-    const int64_t done = static_cast<int64_t>(losses.size());
     metadata["steps"] = done;
+    metadata["seconds"] = std::round(clock.seconds());
 
-    // The loss log, as CSV and as a plot.
-    std::ostringstream csv;
-    csv << "step,loss_d,loss_g\n";
-    for (std::size_t i = 0; i < losses.size(); ++i) csv << i + 1 << "," << losses[i].first << "," << losses[i].second << "\n";
-    ctx.add_file(write_numbered_file(out_dir, stem + "_losses", ".csv",
-                                     [&](const fs::path& temp) { std::ofstream(temp) << csv.str(); }),
-                 "output");
-    ctx.add_file(write_numbered_file(out_dir, stem + "_losses", ".png",
-                                     [&](const fs::path& temp) { plot_losses(losses, temp); }),
-                 "output");
+    training::LossLog log("step", {"loss_d", "loss_g"});
+    for (std::size_t i = 0; i < loss_rows.size(); ++i)
+      log.add(static_cast<int64_t>(i + 1), {loss_rows[i][0].item<double>(), loss_rows[i][1].item<double>()});
+    log.write(ctx, out_dir, stem + "_losses");
+    sample_grid("_final");
     if (cancelled) throw Cancelled();
+    for (auto& p : dnet->parameters()) p.set_requires_grad(true);
     std::ostringstream summary;
-    summary << "DCGAN " << o.image_size << "x" << o.image_size << " trained " << done << " steps on "
+    summary << "DCGAN " << o.image_size << "x" << o.image_size << " trained to step " << done << " on "
             << dataset->describe();
-    if (!losses.empty()) summary << "; last losses D " << losses.back().first << " G " << losses.back().second;
-    auto generator = std::make_shared<DcganGenerator>(g, o.classes ? dataset->class_names() : std::vector<std::string>{},
-                                                      metadata);
-    return {std::static_pointer_cast<Generator>(generator), summary.str()};
+    if (!log.empty()) summary << "; last losses D " << log.last()[0] << " G " << log.last()[1];
+    return {std::static_pointer_cast<Generator>(std::make_shared<DcganGenerator>(g, dnet, classes, metadata)),
+            summary.str()};
   };
   return d;
 }
@@ -302,32 +452,46 @@ NodeDef gan_sample() {
   d.spec.display_name = "GAN Sample";
   d.spec.category = "gan";
   d.spec.description =
-      "batch images from a generator, from a seed (the same seed gives the same images). class_index picks the "
-      "class of a conditional generator (-1: every class in turn). truncation > 0 redraws latent entries beyond "
-      "that magnitude (the truncation trick: less variety, more typical images).";
+      "batch images from a generator, from a seed (the same seed gives the same images), or from the latent input "
+      "(then seed, batch and truncation are not used). class_index picks the class of a conditional generator "
+      "(-1: every class in turn). truncation > 0 redraws latent entries beyond that magnitude (the truncation "
+      "trick: less variety, more typical images).";
   d.spec.inputs = {InputSpec::Link("generator", types::GENERATOR), InputSpec::Int("seed", 0).range(0, 2147483647),
-                   InputSpec::Int("batch", 16).range(1, 4096), InputSpec::Int("class_index", -1).range(-1, 100000),
-                   InputSpec::Float("truncation", 0.0).range(0, 10).with_step(0.1)};
+                   InputSpec::Int("batch", 16).range(1, 100000), InputSpec::Int("class_index", -1).range(-1, 100000),
+                   InputSpec::Float("truncation", 0.0).range(0, 10).with_step(0.1),
+                   InputSpec::Link("latent", types::LATENT).optional()};
   d.spec.outputs = {{"IMAGE", types::IMAGE}, {"LATENT", types::LATENT}};
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     auto generator = in.object<Generator>("generator");
-    const int64_t n = in.integer("batch"), wanted = in.integer("class_index");
+    const int64_t wanted = in.integer("class_index");
     if (wanted >= generator->num_classes() && generator->num_classes() > 0)
       throw Error("class_index " + std::to_string(wanted) + " is out of range: the generator has " +
                   std::to_string(generator->num_classes()) + " classes");
     if (wanted >= 0 && generator->num_classes() == 0)
       throw Error("this generator is unconditional: class_index must be -1");
-    at::Generator gen = cpu_generator(in.integer("seed"));
-    at::Tensor z = at::randn({n, generator->latent_size()}, gen, at::kFloat);
-    const double t = in.number("truncation");
-    for (int round = 0; t > 0 && round < 100; ++round) {
-      at::Tensor outside = z.abs() > t;
-      if (!outside.any().item<bool>()) break;
-      z = at::where(outside, at::randn(z.sizes(), gen, at::kFloat), z);
+    at::Tensor z;
+    if (in.has("latent")) {
+      z = in.tensor("latent").to(at::kCPU, at::kFloat);
+    } else {
+      at::Generator gen = training::seeded(in.integer("seed"));
+      z = at::randn({in.integer("batch"), generator->latent_size()}, gen, at::kFloat);
+      const double t = in.number("truncation");
+      for (int round = 0; t > 0 && round < 100; ++round) {
+        at::Tensor outside = z.abs() > t;
+        if (!outside.any().item<bool>()) break;
+        z = at::where(outside, at::randn(z.sizes(), gen, at::kFloat), z);
+      }
+      if (t > 0) z = z.clamp(-t, t);
     }
-    if (t > 0) z = z.clamp(-t, t);
-    at::Tensor images = generator->generate(z, batch_labels(n, generator->num_classes(), wanted));
-    return {images.to(ctx.device()), z.to(ctx.device())};
+    const int64_t n = z.size(0);
+    at::Tensor labels = batch_labels(n, generator->num_classes(), wanted);
+    std::vector<at::Tensor> parts;  // in pieces: a large batch needs no more memory than 1,000 images
+    for (int64_t i = 0; i < n; i += 1000) {
+      const int64_t m = std::min<int64_t>(1000, n - i);
+      parts.push_back(generator->generate(z.narrow(0, i, m), labels.defined() ? labels.narrow(0, i, m) : labels)
+                          .to(ctx.device()));
+    }
+    return {parts.size() == 1 ? parts[0] : at::cat(parts), z.to(ctx.device())};
   };
   return d;
 }
@@ -337,18 +501,18 @@ NodeDef save_model() {
   d.spec.class_type = "SaveModel";
   d.spec.display_name = "Save Model";
   d.spec.category = "gan";
-  d.spec.description = "Writes a generator as <prefix>_<counter>.pt under the models folder (--models-dir): "
-                       "weights and metadata in one file, never replacing an earlier one.";
-  d.spec.inputs = {InputSpec::Link("generator", types::GENERATOR), InputSpec::String("filename_prefix", "gan")};
+  d.spec.description = "Writes a generator, VAE or classifier as <prefix>_<counter>.pt under the models folder "
+                       "(--models-dir): weights and metadata in one file, never replacing an earlier one.";
+  d.spec.inputs = {InputSpec::Link("model", types::ANY).help("a GENERATOR, VAE or CLASSIFIER"),
+                   InputSpec::String("filename_prefix", "model")};
   d.spec.output_node = true;
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
-    auto generator = std::dynamic_pointer_cast<DcganGenerator>(in.object<Generator>("generator"));
-    if (!generator) throw Error("SaveModel saves generators made by the gan plugin");
+    const Value& v = in["model"];
+    auto model = v.is_object() ? std::dynamic_pointer_cast<SavableModel>(v.as_object()) : nullptr;
+    if (!model) throw Error("SaveModel saves models (GENERATOR, VAE, CLASSIFIER) made by Cozy's plugins");
     fs::path target = path_inside(ctx.model_dir(), in.string("filename_prefix"), "filename_prefix");
     fs::path file = write_numbered_file(target.parent_path(), target.filename().string(), ".pt",
-                                        [&](const fs::path& temp) {
-                                          save_checkpoint(temp, generator->net(), nullptr, generator->metadata());
-                                        });
+                                        [&](const fs::path& temp) { model->save(temp); });
     ctx.add_file(file, "output");
     return {};
   };
@@ -360,29 +524,45 @@ NodeDef load_generator() {
   d.spec.class_type = "LoadGenerator";
   d.spec.display_name = "Load Generator";
   d.spec.category = "gan";
-  d.spec.description = "A generator from a Cozy checkpoint: a file name in the models folder, or an absolute path. "
-                       "Its weights go to the run's device.";
-  d.spec.inputs = {InputSpec::String("checkpoint").help("e.g. fashion_cdcgan.pt")};
+  d.spec.description = "A generator from a Cozy checkpoint or a TorchScript module (torch.jit.save; see docs/gan.md "
+                       "for what it must provide): a file name in the models folder, or an absolute path. Its "
+                       "weights go to the run's device.";
+  d.spec.inputs = {InputSpec::String("checkpoint").help("e.g. fashion_cdcgan_00001.pt")};
   d.spec.outputs = {{"GENERATOR", types::GENERATOR}};
   d.spec.pure = false;  // the file can change
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     fs::path file(in.string("checkpoint"));
     if (file.is_relative()) file = ctx.model_dir() / file;
-    Loaded loaded = load_checkpoint(file, ctx.device());
-    auto classes = class_list(loaded.metadata);
-    return {std::static_pointer_cast<Generator>(std::make_shared<DcganGenerator>(loaded.g, classes, loaded.metadata))};
+    std::error_code ec;
+    if (fs::is_regular_file(file, ec) && checkpoint::is_foreign_archive(file)) {
+      torch::jit::Module module;
+      try {
+        module = torch::jit::load(file.string(), ctx.device());
+      } catch (const c10::Error&) {
+        throw Error("not a Cozy checkpoint nor a TorchScript module: " + file.string());
+      }
+      if (!module.find_method("forward")) throw Error("not a Cozy checkpoint (no metadata): " + file.string());
+      return {std::static_pointer_cast<Generator>(std::make_shared<ScriptGenerator>(module, file, ctx.device()))};
+    }
+    Loaded l = load_gan(file, ctx.device());
+    return {std::static_pointer_cast<Generator>(
+        std::make_shared<DcganGenerator>(l.g, l.d, class_list(l.reader.metadata), l.reader.metadata))};
   };
   return d;
 }
+
+}  // namespace
+
+void register_latent_nodes(Registrar& r);
 
 void register_nodes(Registrar& r) {
   r.add(train_gan());
   r.add(gan_sample());
   r.add(save_model());
   r.add(load_generator());
+  register_latent_nodes(r);
 }
 
-}  // namespace
 }  // namespace cozy::gan
 
-COZY_PLUGIN("gan", "0.1.0", cozy::gan::register_nodes)
+COZY_PLUGIN("gan", "0.2.0", cozy::gan::register_nodes)

@@ -1,0 +1,55 @@
+// One-file model checkpoints shared by the model plugins (gan, vae, metrics).
+//
+// A checkpoint is a torch::serialize archive holding one sub-archive per
+// module (and optimiser, for resuming) plus "metadata": a JSON string with
+// format "cozy-checkpoint", the model's kind ("gan", "vae", "classifier"),
+// its architecture options, image shape, classes, data set, steps and seed.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <torch/nn/module.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+#include <filesystem>
+#include <functional>
+#include <string>
+
+namespace cozy::checkpoint {
+
+inline constexpr const char* kFormat = "cozy-checkpoint";
+
+/// A metadata object with the format, version and kind filled in.
+nlohmann::json metadata(const std::string& kind);
+
+/// Writes `metadata` and whatever `write` puts in the archive to `file`.
+void save(const std::filesystem::path& file, const nlohmann::json& metadata,
+          const std::function<void(torch::serialize::OutputArchive&)>& write);
+
+/// Adds a module's parameters and buffers under `name`.
+void write_module(torch::serialize::OutputArchive& archive, const std::string& name, const torch::nn::Module& module);
+
+/// An opened checkpoint of a known kind.
+struct Reader {
+  std::filesystem::path file;
+  nlohmann::json metadata;
+  torch::serialize::InputArchive archive;
+
+  /// Loads `name` into `module` (which must have the same layers); false if
+  /// the checkpoint has no `name`. A mismatch is a cozy::Error naming the file.
+  bool read_module(const std::string& name, torch::nn::Module& module);
+  /// The sub-archive `name`, for optimiser state; false if absent.
+  bool read_archive(const std::string& name, torch::serialize::InputArchive& out);
+};
+
+/// Opens `file` (tensors mapped to `device`) and checks it is a Cozy
+/// checkpoint of `kind`. A missing file, a file that is not an archive, one
+/// without Cozy metadata, and one of another kind are cozy::Errors naming
+/// the file; `what` names the model for messages ("a GAN generator").
+Reader open(const std::filesystem::path& file, c10::Device device, const std::string& kind, const std::string& what);
+
+/// True if `file` opens as a torch archive but has no Cozy metadata (for
+/// example a TorchScript module saved by torch.jit.save).
+bool is_foreign_archive(const std::filesystem::path& file);
+
+}  // namespace cozy::checkpoint

@@ -1,0 +1,306 @@
+// The vae plugin: a convolutional variational auto-encoder (TrainVAE,
+// LoadVAE) and its nodes (VAEEncode, VAEDecode, VAEReconstruct).
+//
+//   encoder: Conv(C, w, 4, 2, 1) ReLU, Conv(w, 2w, 4, 2, 1) ReLU, flatten,
+//            Linear -> mean [D], Linear -> log-variance [D]
+//   decoder: Linear(D, 2w (S/4)^2) ReLU, ConvT(2w, w, 4, 2, 1) ReLU,
+//            ConvT(w, C, 4, 2, 1) -> logits; sigmoid -> image in [0, 1]
+// Loss per image: binary cross-entropy summed over pixels + beta * KL.
+#include "checkpoint.hpp"
+#include "training.hpp"
+
+#include <cozy/sdk.hpp>
+
+#include <torch/torch.h>
+
+#include <sstream>
+
+namespace cozy::vae {
+namespace {
+
+namespace nn = torch::nn;
+namespace fs = std::filesystem;
+
+struct VaeOptions {
+  int64_t channels = 1;
+  int64_t image_size = 28;
+  int64_t latent = 32;
+  int64_t width = 32;
+};
+
+struct VaeNetImpl : nn::Module {
+  explicit VaeNetImpl(const VaeOptions& o) : options(o) {
+    if (o.image_size % 4 != 0) throw Error("the VAE needs an image size divisible by 4");
+    const int64_t w = o.width, side = o.image_size / 4, flat = 2 * w * side * side;
+    encoder = register_module(
+        "encoder", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(o.channels, w, 4).stride(2).padding(1)), nn::ReLU(),
+                                  nn::Conv2d(nn::Conv2dOptions(w, 2 * w, 4).stride(2).padding(1)), nn::ReLU(),
+                                  nn::Flatten()));
+    mean = register_module("mean", nn::Linear(flat, o.latent));
+    logvar = register_module("logvar", nn::Linear(flat, o.latent));
+    decoder = register_module(
+        "decoder",
+        nn::Sequential(nn::Linear(o.latent, flat), nn::ReLU(),
+                       nn::Unflatten(nn::UnflattenOptions(1, {2 * w, side, side})),
+                       nn::ConvTranspose2d(nn::ConvTranspose2dOptions(2 * w, w, 4).stride(2).padding(1)), nn::ReLU(),
+                       nn::ConvTranspose2d(nn::ConvTranspose2dOptions(w, o.channels, 4).stride(2).padding(1))));
+  }
+  std::pair<torch::Tensor, torch::Tensor> encode(const torch::Tensor& images) {
+    torch::Tensor h = encoder->forward(images);
+    return {mean->forward(h), logvar->forward(h)};
+  }
+  torch::Tensor decode_logits(const torch::Tensor& z) { return decoder->forward(z); }
+
+  VaeOptions options;
+  nn::Sequential encoder{nullptr}, decoder{nullptr};
+  nn::Linear mean{nullptr}, logvar{nullptr};
+};
+TORCH_MODULE(VaeNet);
+
+class ConvVae : public Vae, public SavableModel {
+ public:
+  ConvVae(VaeNet net, nlohmann::json metadata) : net_(std::move(net)), metadata_(std::move(metadata)) { net_->eval(); }
+  int64_t latent_size() const override { return net_->options.latent; }
+  std::vector<int64_t> image_shape() const override {
+    return {net_->options.channels, net_->options.image_size, net_->options.image_size};
+  }
+  c10::Device device() const override { return net_->parameters().front().device(); }
+  std::pair<at::Tensor, at::Tensor> encode(const at::Tensor& images) const override {
+    const auto s = image_shape();
+    if (images.dim() != 4 || images.size(1) != s[0] || images.size(2) != s[1] || images.size(3) != s[2])
+      throw Error("the VAE encodes images [N, " + std::to_string(s[0]) + ", " + std::to_string(s[1]) + ", " +
+                  std::to_string(s[2]) + "], not " + c10::str(images.sizes()));
+    torch::NoGradGuard no_grad;
+    VaeNet net = net_;  // eval mode: only read
+    return net->encode(images.to(device(), at::kFloat));
+  }
+  at::Tensor decode(const at::Tensor& z) const override {
+    if (z.dim() != 2 || z.size(1) != latent_size())
+      throw Error("the VAE decodes latents [N, " + std::to_string(latent_size()) + "], not " + c10::str(z.sizes()));
+    torch::NoGradGuard no_grad;
+    VaeNet net = net_;
+    return torch::sigmoid(net->decode_logits(z.to(device(), at::kFloat)));
+  }
+  void save(const fs::path& file) const override {
+    checkpoint::save(file, metadata_, [&](auto& a) { checkpoint::write_module(a, "vae", *net_); });
+  }
+
+ private:
+  VaeNet net_;
+  nlohmann::json metadata_;
+};
+
+nlohmann::json vae_metadata(const VaeOptions& o) {
+  nlohmann::json m = checkpoint::metadata("vae");
+  m.update({{"architecture", "conv-vae"}, {"channels", o.channels}, {"image_size", o.image_size},
+            {"latent", o.latent}, {"width", o.width}});
+  return m;
+}
+
+// Per-image reconstruction (BCE summed over pixels) and KL terms, averaged over the batch.
+std::pair<torch::Tensor, torch::Tensor> vae_losses(VaeNet& net, const torch::Tensor& x, at::Generator* gen) {
+  auto [mu, logvar] = net->encode(x);
+  torch::Tensor eps = gen ? at::randn(mu.sizes(), *gen, at::kFloat).to(mu.device()) : torch::zeros_like(mu);
+  torch::Tensor z = mu + eps * torch::exp(0.5 * logvar);
+  torch::Tensor logits = net->decode_logits(z);
+  const double n = double(x.size(0));
+  torch::Tensor recon = torch::binary_cross_entropy_with_logits(logits, x, {}, {}, at::Reduction::Sum) / n;
+  torch::Tensor kl = -0.5 * torch::sum(1 + logvar - mu.pow(2) - logvar.exp()) / n;
+  return {recon, kl};
+}
+
+fs::path model_file(const Context& ctx, const std::string& name) {
+  fs::path file(name);
+  return file.is_relative() ? ctx.model_dir() / file : file;
+}
+
+NodeDef node(const char* type, const char* display, const char* description) {
+  NodeDef d;
+  d.spec.class_type = type;
+  d.spec.display_name = display;
+  d.spec.category = "vae";
+  d.spec.description = description;
+  return d;
+}
+
+NodeDef train_vae() {
+  NodeDef d = node("TrainVAE", "Train VAE",
+                   "Trains a convolutional VAE on a data set (Adam; loss per image = binary cross-entropy summed over "
+                   "pixels + beta x KL). After every epoch it reports the test set's reconstruction and KL loss per "
+                   "image (with test_dataset) and writes a grid of samples from the prior; writes <name>_log.csv and "
+                   ".png. Cancelling stops after the current step. Deterministic for a seed on the CPU.");
+  d.spec.inputs = {InputSpec::Link("dataset", types::DATASET),
+                   InputSpec::Link("test_dataset", types::DATASET).optional(),
+                   InputSpec::Int("epochs", 10).range(1, 10000),
+                   InputSpec::Int("batch", 128).range(1, 4096),
+                   InputSpec::Float("lr", 1e-3).range(1e-6, 1).with_step(1e-4),
+                   InputSpec::Float("beta", 1.0).range(0, 100).with_step(0.1),
+                   InputSpec::Int("latent", 32).range(1, 4096),
+                   InputSpec::Int("width", 32).range(4, 512),
+                   InputSpec::Int("seed", 0).range(0, 2147483647),
+                   InputSpec::String("name", "vae").help("prefix of the files written")};
+  d.spec.outputs = {{"VAE", types::VAE}, {"summary", types::STRING}};
+  d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+    auto data = in.object<Dataset>("dataset");
+    std::shared_ptr<Dataset> test = in.has("test_dataset") ? in.object<Dataset>("test_dataset") : nullptr;
+    const auto shape = data->image_shape();
+    if (shape[1] != shape[2]) throw Error("the VAE needs square images");
+    VaeOptions o{shape[0], shape[1], in.integer("latent"), in.integer("width")};
+    const int64_t epochs = in.integer("epochs"), batch = std::min(in.integer("batch"), data->size());
+    const double beta = in.number("beta");
+    const int64_t seed = in.integer("seed");
+    const std::string name = in.string("name"), stem = fs::path(name).filename().string();
+    const fs::path out_dir = path_inside(ctx.output_dir(), name, "name").parent_path();
+    const c10::Device device = ctx.device();
+
+    at::Generator gen = training::seeded(seed);
+    torch::manual_seed(static_cast<uint64_t>(seed));  // weight initialisation
+    VaeNet net(o);
+    net->to(device);
+    torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(in.number("lr")));
+    at::Tensor prior = at::randn({64, o.latent}, gen, at::kFloat);  // the same samples every epoch
+    std::pair<at::Tensor, at::Tensor> test_set;
+    if (test) test_set = test->batch(at::arange(test->size(), at::kLong));
+
+    training::LossLog log("epoch", {"train_loss", "test_recon", "test_kl"});
+    const int64_t per_epoch = data->size() / batch, total = epochs * per_epoch;
+    training::Clock clock;
+    for (int64_t epoch = 1; epoch <= epochs; ++epoch) {
+      net->train();
+      at::Tensor order = at::randperm(data->size(), gen, at::kLong);
+      double sum = 0;
+      for (int64_t s = 0; s < per_epoch; ++s) {
+        ctx.check_cancelled();
+        at::Tensor x = data->batch(order.narrow(0, s * batch, batch)).first.to(device);
+        opt.zero_grad();
+        auto [recon, kl] = vae_losses(net, x, &gen);
+        at::Tensor loss = recon + beta * kl;
+        loss.backward();
+        opt.step();
+        sum += loss.item<double>();
+        const int64_t step = (epoch - 1) * per_epoch + s + 1;
+        std::ostringstream text;
+        text.precision(4);
+        text << "epoch " << epoch << "/" << epochs << " loss " << loss.item<float>()
+             << clock.rate(step * batch, total * batch);
+        ctx.progress(step, total, text.str());
+      }
+      net->eval();
+      double test_recon = std::nan(""), test_kl = std::nan("");
+      if (test) {
+        torch::NoGradGuard no_grad;
+        double r = 0, k = 0;
+        const int64_t n = test_set.first.size(0);
+        for (int64_t i = 0; i < n; i += 1000) {
+          const int64_t m = std::min<int64_t>(1000, n - i);
+          auto [recon, kl] = vae_losses(net, test_set.first.narrow(0, i, m).to(device), nullptr);
+          r += recon.item<double>() * double(m), k += kl.item<double>() * double(m);
+        }
+        test_recon = r / double(n), test_kl = k / double(n);
+      }
+      log.add(epoch, {sum / double(per_epoch), test_recon, test_kl});
+      std::ostringstream line;
+      line << "epoch " << epoch << ": train loss " << sum / double(per_epoch);
+      if (test) line << ", test reconstruction " << test_recon << " + KL " << test_kl << " per image";
+      ctx.log(LogLevel::info, line.str());
+      {
+        torch::NoGradGuard no_grad;
+        at::Tensor samples = torch::sigmoid(net->decode_logits(prior.to(device)));
+        ctx.add_file(write_numbered_file(out_dir, stem + "_epoch" + std::to_string(epoch), ".png",
+                                         [&](const fs::path& temp) { training::write_grid(samples, 8, temp); }),
+                     "output");
+      }
+    }
+    log.write(ctx, out_dir, stem + "_log");
+    nlohmann::json meta = vae_metadata(o);
+    meta.update({{"dataset", data->describe()}, {"epochs", epochs}, {"beta", beta}, {"seed", seed},
+                 {"seconds", std::round(clock.seconds())}});
+    const auto& last = log.last();
+    if (test) meta.update({{"test_recon", last[1]}, {"test_kl", last[2]}});
+    std::ostringstream summary;
+    summary << "VAE (latent " << o.latent << ") trained " << epochs << " epochs on " << data->describe()
+            << "; last train loss " << last[0];
+    if (test) summary << "; test reconstruction " << last[1] << " + KL " << last[2] << " per image";
+    return {std::static_pointer_cast<Vae>(std::make_shared<ConvVae>(net, meta)), summary.str()};
+  };
+  return d;
+}
+
+NodeDef load_vae() {
+  NodeDef d = node("LoadVAE", "Load VAE",
+                   "A VAE from a Cozy checkpoint: a file name in the models folder, or an absolute path. Its weights "
+                   "go to the run's device.");
+  d.spec.inputs = {InputSpec::String("checkpoint").help("e.g. fashion_vae_00001.pt")};
+  d.spec.outputs = {{"VAE", types::VAE}};
+  d.spec.pure = false;  // the file can change
+  d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+    const fs::path file = model_file(ctx, in.string("checkpoint"));
+    checkpoint::Reader r = checkpoint::open(file, ctx.device(), "vae", "a VAE");
+    VaeOptions o;
+    try {
+      o = {r.metadata.at("channels"), r.metadata.at("image_size"), r.metadata.at("latent"), r.metadata.at("width")};
+    } catch (const nlohmann::json::exception& e) {
+      throw Error("incomplete checkpoint metadata in " + file.string() + ": " + e.what());
+    }
+    VaeNet net(o);
+    if (!r.read_module("vae", *net)) throw Error("checkpoint " + file.string() + " has no VAE weights");
+    net->to(ctx.device());
+    return {std::static_pointer_cast<Vae>(std::make_shared<ConvVae>(net, r.metadata))};
+  };
+  return d;
+}
+
+NodeDef encode() {
+  NodeDef d = node("VAEEncode", "VAE Encode",
+                   "Images to latents: the posterior mean, or (mode sample) a draw from the posterior for a seed.");
+  d.spec.inputs = {InputSpec::Link("vae", types::VAE), InputSpec::Link("images", types::IMAGE),
+                   InputSpec::Choice("mode", {"mean", "sample"}), InputSpec::Int("seed", 0).range(0, 2147483647)};
+  d.spec.outputs = {{"LATENT", types::LATENT}};
+  d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+    auto vae = in.object<Vae>("vae");
+    auto [mu, logvar] = vae->encode(in.tensor("images"));
+    if (in.string("mode") == "sample") {
+      at::Generator gen = training::seeded(in.integer("seed"));
+      mu = mu + at::randn(mu.sizes(), gen, at::kFloat).to(mu.device()) * (0.5 * logvar).exp();
+    }
+    return {mu.to(ctx.device())};
+  };
+  return d;
+}
+
+NodeDef decode() {
+  NodeDef d = node("VAEDecode", "VAE Decode", "Latents [N, D] to images (for example from VAEEncode or LatentNoise).");
+  d.spec.inputs = {InputSpec::Link("vae", types::VAE), InputSpec::Link("latent", types::LATENT)};
+  d.spec.outputs = {{"IMAGE", types::IMAGE}};
+  d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+    return {in.object<Vae>("vae")->decode(in.tensor("latent")).to(ctx.device())};
+  };
+  return d;
+}
+
+NodeDef reconstruct() {
+  NodeDef d = node("VAEReconstruct", "VAE Reconstruct", "Images encoded (posterior mean) and decoded again.");
+  d.spec.inputs = {InputSpec::Link("vae", types::VAE), InputSpec::Link("images", types::IMAGE)};
+  d.spec.outputs = {{"IMAGE", types::IMAGE}};
+  d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+    auto vae = in.object<Vae>("vae");
+    const at::Tensor& images = in.tensor("images");
+    at::Tensor out = training::batched(images, 1000, vae->device(),
+                                       [&](const at::Tensor& x) { return vae->decode(vae->encode(x).first); });
+    return {out.to(ctx.device())};
+  };
+  return d;
+}
+
+void register_nodes(Registrar& r) {
+  r.add(train_vae());
+  r.add(load_vae());
+  r.add(encode());
+  r.add(decode());
+  r.add(reconstruct());
+}
+
+}  // namespace
+}  // namespace cozy::vae
+
+COZY_PLUGIN("vae", "0.1.0", cozy::vae::register_nodes)

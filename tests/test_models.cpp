@@ -1,0 +1,410 @@
+// The vae and metrics plugins, and the gan plugin's training options
+// (resume, FreezeD, adversarial examples, epoch grids), TorchScript
+// generators and latent nodes.
+#include "test_nodes.hpp"
+
+#include <cozy/host/validate.hpp>
+#include <cozy/models.hpp>
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/script.h>
+#include <torch/serialize/archive.h>
+
+#include <fstream>
+
+namespace cozy::host {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+class Models : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    registry->load_folder(COZY_PLUGIN_DIR);
+    dir = fs::temp_directory_path() /
+          ("cozy_models_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(dir);
+    options.output_dir = dir / "out";
+    options.model_dir = dir / "models";
+    options.use_cache = false;
+    options.threads = 1;  // determinism
+    options.jobs = 1;
+  }
+
+  RunReport run(const json& graph) {
+    last_error.clear();
+    ParseResult parsed = parse_graph_json(graph);
+    EXPECT_TRUE(parsed.errors.empty());
+    std::vector<Issue> errors = validate(*parsed.graph, *registry);
+    EXPECT_TRUE(errors.empty()) << errors.front().to_string();
+    RunReport report = executor.run(*parsed.graph, options);
+    if (!report.failures.empty()) last_error = report.failures[0].message;
+    return report;
+  }
+
+  static json fashion(const std::string& split, int subset, int seed = 0) {
+    return {{"class_type", "LoadFashionMNIST"},
+            {"inputs", {{"split", split}, {"subset", subset}, {"shuffle_seed", seed}}}};
+  }
+  static json sink(const std::string& node, int output = 0) {
+    return {{"class_type", "Sink"}, {"inputs", {{"value", {node, output}}}}};
+  }
+  static double number(const RunReport& r, const std::string& node) { return r.outputs.at(node)[0].as_float(); }
+  static const at::Tensor& tensor(const RunReport& r, const std::string& node) {
+    return r.outputs.at(node)[0].as_tensor();
+  }
+
+  // Trains and saves a small classifier as models/c_00001.pt (once per test).
+  void train_classifier(int epochs = 2) {
+    json g = {{"1", fashion("train", 3000, 1)},
+              {"2", fashion("test", 500)},
+              {"3", {{"class_type", "TrainClassifier"},
+                     {"inputs", {{"dataset", {"1", 0}}, {"test_dataset", {"2", 0}}, {"epochs", epochs}, {"batch", 64},
+                                 {"width", 8}, {"features", 32}, {"name", "cls/c"}}}}},
+              {"4", {{"class_type", "SaveModel"}, {"inputs", {{"model", {"3", 0}}, {"filename_prefix", "c"}}}}}};
+    RunReport r = run(g);
+    ASSERT_TRUE(r.success) << last_error;
+  }
+
+  // A small GAN: models/g_00001.pt.
+  void train_gan(int steps = 4) {
+    json g = {{"1", fashion("train", 256, 2)},
+              {"2", {{"class_type", "TrainGAN"},
+                     {"inputs", {{"dataset", {"1", 0}}, {"steps", steps}, {"batch", 32}, {"width", 8}, {"latent", 16},
+                                 {"seed", 3}, {"name", "gan/g"}}}}},
+              {"3", {{"class_type", "SaveModel"}, {"inputs", {{"model", {"2", 0}}, {"filename_prefix", "g"}}}}}};
+    RunReport r = run(g);
+    ASSERT_TRUE(r.success) << last_error;
+  }
+
+  std::shared_ptr<Registry> registry = testing::test_registry();
+  Executor executor{registry};
+  RunOptions options;
+  fs::path dir;
+  std::string last_error;
+};
+
+std::vector<std::vector<double>> read_csv(const fs::path& file) {
+  std::ifstream in(file);
+  std::string line;
+  std::getline(in, line);  // header
+  std::vector<std::vector<double>> rows;
+  while (std::getline(in, line)) {
+    std::vector<double> row;
+    std::stringstream cells(line);
+    for (std::string cell; std::getline(cells, cell, ',');) row.push_back(cell == "nan" ? NAN : std::stod(cell));
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+// ------------------------------------------------------------------ classifier
+
+TEST_F(Models, TheClassifierLearnsAndItsCheckpointRoundTrips) {
+  train_classifier(2);
+  auto log = read_csv(options.output_dir / "cls" / "c_log_00001.csv");
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_LT(log[1][1], log[0][1]) << "the training loss falls";
+  EXPECT_GT(log[1][2], 0.6) << "test accuracy well above chance (0.1) after 2 epochs on 3,000 images";
+
+  json g = {{"1", {{"class_type", "LoadClassifier"}, {"inputs", {{"checkpoint", "c_00001.pt"}}}}},
+            {"2", fashion("test", 500)},
+            {"3", {{"class_type", "ClassifierAccuracy"}, {"inputs", {{"classifier", {"1", 0}}, {"dataset", {"2", 0}}}}}},
+            {"4", {{"class_type", "DatasetImages"}, {"inputs", {{"dataset", {"2", 0}}, {"count", 500}}}}},
+            {"5", {{"class_type", "ClassifierAccuracy"},
+                   {"inputs", {{"classifier", {"1", 0}}, {"dataset", {"2", 0}}, {"images", {"4", 0}}}}}}};
+  RunReport r = run(g);
+  ASSERT_TRUE(r.success) << last_error;
+  EXPECT_NEAR(number(r, "3"), log[1][2], 1e-6) << "the loaded classifier is the trained one";
+  EXPECT_DOUBLE_EQ(number(r, "5"), number(r, "3")) << "its own images through the images input";
+  json report = json::parse(r.outputs.at("3")[1].as_string());
+  EXPECT_EQ(report["metric"], "accuracy");
+  EXPECT_EQ(report["per_class"].size(), 10u);
+}
+
+TEST_F(Models, ModelCheckpointErrorsNameTheFile) {
+  train_gan(1);
+  json load_vae = {{"1", {{"class_type", "LoadVAE"}, {"inputs", {{"checkpoint", "g_00001.pt"}}}}}, {"2", sink("1")}};
+  EXPECT_FALSE(run(load_vae).success);
+  EXPECT_EQ(last_error, (options.model_dir / "g_00001.pt").string() + " holds a gan model, not a VAE");
+  json load_cls = {{"1", {{"class_type", "LoadClassifier"}, {"inputs", {{"checkpoint", "g_00001.pt"}}}}},
+                   {"2", sink("1")}};
+  EXPECT_FALSE(run(load_cls).success);
+  EXPECT_EQ(last_error, (options.model_dir / "g_00001.pt").string() + " holds a gan model, not a classifier");
+  load_vae["1"]["inputs"]["checkpoint"] = "none.pt";
+  EXPECT_FALSE(run(load_vae).success);
+  EXPECT_EQ(last_error, "checkpoint not found: " + (options.model_dir / "none.pt").string());
+
+  json not_a_model = {{"1", {{"class_type", "Const"}, {"inputs", {{"value", 3}}}}},
+                      {"2", {{"class_type", "SaveModel"}, {"inputs", {{"model", {"1", 0}}}}}}};
+  EXPECT_FALSE(run(not_a_model).success);
+  EXPECT_EQ(last_error, "SaveModel saves models (GENERATOR, VAE, CLASSIFIER) made by Cozy's plugins");
+}
+
+// ------------------------------------------------------------------ VAE
+
+TEST_F(Models, TheVaeLearnsAndItsNodesWork) {
+  json g = {{"1", fashion("train", 2000, 1)},
+            {"2", fashion("test", 300)},
+            {"3", {{"class_type", "TrainVAE"},
+                   {"inputs", {{"dataset", {"1", 0}}, {"test_dataset", {"2", 0}}, {"epochs", 3}, {"batch", 64},
+                               {"latent", 8}, {"width", 8}, {"name", "vae/v"}}}}},
+            {"4", {{"class_type", "SaveModel"}, {"inputs", {{"model", {"3", 0}}, {"filename_prefix", "v"}}}}},
+            {"5", {{"class_type", "DatasetImages"}, {"inputs", {{"dataset", {"2", 0}}, {"count", 6}}}}},
+            {"6", {{"class_type", "VAEReconstruct"}, {"inputs", {{"vae", {"3", 0}}, {"images", {"5", 0}}}}}},
+            {"7", sink("6")}};
+  RunReport r = run(g);
+  ASSERT_TRUE(r.success) << last_error;
+  auto log = read_csv(options.output_dir / "vae" / "v_log_00001.csv");
+  ASSERT_EQ(log.size(), 3u);
+  EXPECT_LT(log[2][2] + log[2][3], log[0][2] + log[0][3]) << "test reconstruction + KL per image falls";
+  EXPECT_TRUE(fs::exists(options.output_dir / "vae" / "v_epoch3_00001.png"));
+  const at::Tensor& recon = tensor(r, "7");
+  EXPECT_EQ(recon.sizes(), (at::IntArrayRef{6, 1, 28, 28}));
+  EXPECT_GE(recon.min().item<float>(), 0.f);
+  EXPECT_LE(recon.max().item<float>(), 1.f);
+
+  // The saved VAE gives the same reconstructions; encode (mean) + decode is reconstruct.
+  json load = {{"1", {{"class_type", "LoadVAE"}, {"inputs", {{"checkpoint", "v_00001.pt"}}}}},
+               {"2", fashion("test", 300)},
+               {"3", {{"class_type", "DatasetImages"}, {"inputs", {{"dataset", {"2", 0}}, {"count", 6}}}}},
+               {"4", {{"class_type", "VAEEncode"}, {"inputs", {{"vae", {"1", 0}}, {"images", {"3", 0}}}}}},
+               {"5", {{"class_type", "VAEDecode"}, {"inputs", {{"vae", {"1", 0}}, {"latent", {"4", 0}}}}}},
+               {"6", sink("5")},
+               {"7", {{"class_type", "VAEEncode"},
+                      {"inputs", {{"vae", {"1", 0}}, {"images", {"3", 0}}, {"mode", "sample"}, {"seed", 4}}}}},
+               {"8", sink("7")},
+               {"9", sink("4")}};
+  RunReport l = run(load);
+  ASSERT_TRUE(l.success) << last_error;
+  EXPECT_TRUE(at::allclose(tensor(l, "6"), recon, 1e-5, 1e-6));
+  EXPECT_EQ(tensor(l, "9").sizes(), (at::IntArrayRef{6, 8}));
+  EXPECT_FALSE(at::equal(tensor(l, "8"), tensor(l, "9"))) << "a draw from the posterior is not its mean";
+  RunReport again = run(load);
+  EXPECT_TRUE(at::equal(tensor(again, "8"), tensor(l, "8"))) << "the same seed draws the same latents";
+
+  json wrong = {{"1", {{"class_type", "LoadVAE"}, {"inputs", {{"checkpoint", "v_00001.pt"}}}}},
+                {"2", {{"class_type", "LatentNoise"}, {"inputs", {{"size", 5}, {"batch", 2}}}}},
+                {"3", {{"class_type", "VAEDecode"}, {"inputs", {{"vae", {"1", 0}}, {"latent", {"2", 0}}}}}},
+                {"4", sink("3")}};
+  EXPECT_FALSE(run(wrong).success);
+  EXPECT_EQ(last_error, "the VAE decodes latents [N, 8], not [2, 5]");
+}
+
+// ------------------------------------------------------------------ metrics
+
+TEST_F(Models, MetricsOnKnownCases) {
+  train_classifier(1);
+  auto graph = [&](json images) {
+    return json{{"1", {{"class_type", "LoadClassifier"}, {"inputs", {{"checkpoint", "c_00001.pt"}}}}},
+                {"2", fashion("test", 400)},
+                {"3", fashion("train", 2000, 5)},
+                {"4", {{"class_type", "DatasetImages"}, {"inputs", {{"dataset", {"2", 0}}, {"count", 400}}}}},
+                {"5", images},
+                {"6", {{"class_type", "FID"},
+                       {"inputs", {{"classifier", {"1", 0}}, {"images", {"5", 0}}, {"reference", {"2", 0}},
+                                   {"floor_dataset", {"3", 0}}}}}},
+                {"7", {{"class_type", "PrecisionRecall"},
+                       {"inputs", {{"classifier", {"1", 0}}, {"images", {"5", 0}}, {"reference", {"2", 0}}}}}},
+                {"8", {{"class_type", "Memorization"},
+                       {"inputs", {{"images", {"5", 0}}, {"train", {"2", 0}}, {"test", {"3", 0}}, {"limit", 200}}}}},
+                {"9", {{"class_type", "SaveMetrics"},
+                       {"inputs", {{"report1", {"6", 2}}, {"report2", {"7", 2}}, {"report3", {"8", 1}}}}}}};
+  };
+  auto brightened = [](double factor) {
+    return json{{"class_type", "Brightness"}, {"inputs", {{"image", {"4", 0}}, {"factor", factor}}}};
+  };
+  // The reference against itself.
+  RunReport same = run(graph(brightened(1.0)));
+  ASSERT_TRUE(same.success) << last_error;
+  EXPECT_NEAR(number(same, "6"), 0.0, 1e-6) << "FID of a set with itself";
+  EXPECT_GT(same.outputs.at("6")[1].as_float(), 0.0) << "two different real sets are some distance apart";
+  EXPECT_DOUBLE_EQ(same.outputs.at("7")[0].as_float(), 1.0) << "precision of the reference itself";
+  EXPECT_DOUBLE_EQ(same.outputs.at("7")[1].as_float(), 1.0) << "recall of the reference itself";
+  EXPECT_DOUBLE_EQ(number(same, "8"), 0.0) << "images of the training set are at distance 0 from it";
+  json saved = json::parse(std::ifstream(options.output_dir / "metrics_00001.json"));
+  EXPECT_EQ(saved["fid"]["fid"], 0.0);
+  EXPECT_EQ(saved["precision_recall"]["precision"], 1.0);
+  EXPECT_EQ(saved["memorization"]["closer_than_1pct_of_test"], 1.0);
+
+  // A shifted set is worse, and more so the larger the shift.
+  RunReport dim = run(graph(brightened(0.8)));
+  RunReport darker = run(graph(brightened(0.4)));
+  ASSERT_TRUE(dim.success && darker.success) << last_error;
+  EXPECT_GT(number(dim, "6"), 0.1);
+  EXPECT_GT(number(darker, "6"), number(dim, "6"));
+  EXPECT_LT(darker.outputs.at("7")[0].as_float(), 0.9) << "dark images leave the real manifold";
+  EXPECT_LT(darker.outputs.at("7")[0].as_float(), dim.outputs.at("7")[0].as_float());
+  EXPECT_GT(number(dim, "8"), 0.0);
+}
+
+TEST_F(Models, ConditionalAccuracyAndErrors) {
+  train_classifier(1);
+  train_gan(2);
+  json g = {{"1", {{"class_type", "LoadClassifier"}, {"inputs", {{"checkpoint", "c_00001.pt"}}}}},
+            {"2", {{"class_type", "LoadGenerator"}, {"inputs", {{"checkpoint", "g_00001.pt"}}}}},
+            {"3", {{"class_type", "ConditionalAccuracy"},
+                   {"inputs", {{"generator", {"2", 0}}, {"classifier", {"1", 0}}, {"per_class", 20}}}}}};
+  RunReport r = run(g);
+  ASSERT_TRUE(r.success) << last_error;
+  const double acc = number(r, "3");
+  EXPECT_GE(acc, 0.0);
+  EXPECT_LE(acc, 1.0);
+  json report = json::parse(r.outputs.at("3")[1].as_string());
+  EXPECT_EQ(report["images"], 200);
+  EXPECT_EQ(report["per_class"].size(), 10u);
+  EXPECT_EQ(run(g).outputs.at("3")[0].as_float(), acc) << "the same seed, the same samples";
+
+  // Images of the wrong shape for the classifier.
+  json wrong = {{"1", {{"class_type", "LoadClassifier"}, {"inputs", {{"checkpoint", "c_00001.pt"}}}}},
+                {"2", fashion("test", 20)},
+                {"3", {{"class_type", "EmptyImage"}, {"inputs", {{"width", 32}, {"height", 32}, {"batch_size", 4}}}}},
+                {"4", {{"class_type", "FID"},
+                       {"inputs", {{"classifier", {"1", 0}}, {"images", {"3", 0}}, {"reference", {"2", 0}}}}}}};
+  EXPECT_FALSE(run(wrong).success);
+  EXPECT_EQ(last_error, "the images are [4, 3, 32, 32]; the classifier takes [N, 1, 28, 28]");
+}
+
+// ------------------------------------------------------------------ GAN training options
+
+json gan_training(int steps, json extra = json::object()) {
+  json inputs = {{"dataset", {"1", 0}}, {"steps", steps}, {"batch", 32}, {"width", 8}, {"latent", 16},
+                 {"seed", 11}, {"checkpoint_every", 3}, {"name", "run/g"}};
+  inputs.update(extra);
+  return {{"1", {{"class_type", "LoadFashionMNIST"},
+                 {"inputs", {{"split", "train"}, {"subset", 128}, {"shuffle_seed", 2}}}}},
+          {"2", {{"class_type", "TrainGAN"}, {"inputs", inputs}}},
+          {"3", {{"class_type", "GANSample"}, {"inputs", {{"generator", {"2", 0}}, {"seed", 5}, {"batch", 10}}}}},
+          {"4", {{"class_type", "Sink"}, {"inputs", {{"value", {"3", 0}}}}}},
+          {"5", {{"class_type", "SaveModel"}, {"inputs", {{"model", {"2", 0}}, {"filename_prefix", "g"}}}}}};
+}
+
+TEST_F(Models, ResumingGivesTheUninterruptedResult) {
+  // 128 images in batches of 32: 4 steps an epoch, so 9 steps cross two epochs.
+  RunReport straight = run(gan_training(9));
+  ASSERT_TRUE(straight.success) << last_error;
+  EXPECT_TRUE(fs::exists(options.output_dir / "run" / "g_epoch1_00001.png"));
+  EXPECT_TRUE(fs::exists(options.output_dir / "run" / "g_epoch2_00001.png"));
+  EXPECT_TRUE(fs::exists(options.output_dir / "run" / "g_final_00001.png"));
+  const fs::path step3 = options.output_dir / "run" / "g_step3_00001.pt";
+  ASSERT_TRUE(fs::exists(step3));
+  RunReport resumed = run(gan_training(9, {{"resume", step3.string()}}));
+  ASSERT_TRUE(resumed.success) << last_error;
+  EXPECT_TRUE(at::equal(tensor(straight, "4"), tensor(resumed, "4")))
+      << "weights, optimiser, random state and data order all come back";
+  auto log = read_csv(options.output_dir / "run" / "g_losses_00002.csv");
+  EXPECT_EQ(log.size(), 9u) << "the loss log continues the checkpoint's";
+
+  fs::create_directories(options.model_dir);
+  EXPECT_FALSE(run(gan_training(9, {{"resume", (options.model_dir / "g_00001.pt").string()}})).success);
+  EXPECT_EQ(last_error, "cannot resume from " + (options.model_dir / "g_00001.pt").string() +
+                            ": it is not a step checkpoint of TrainGAN");
+  EXPECT_FALSE(run(gan_training(9, {{"resume", step3.string()}, {"init_from", step3.string()}})).success);
+  EXPECT_EQ(last_error, "give resume or init_from, not both");
+  EXPECT_FALSE(run(gan_training(2, {{"freeze_d", 1}})).success);
+  EXPECT_EQ(last_error, "freeze_d needs init_from (a trained discriminator)");
+}
+
+// The discriminator's first convolution weight, read from a checkpoint.
+at::Tensor first_d_weight(const fs::path& file) {
+  torch::serialize::InputArchive archive, d, net, conv;
+  archive.load_from(file.string());
+  archive.read("discriminator", d);
+  d.read("net", net);
+  net.read("0", conv);
+  at::Tensor w;
+  conv.read("weight", w);
+  return w;
+}
+
+TEST_F(Models, FreezeDKeepsTheFirstDiscriminatorLayers) {
+  ASSERT_TRUE(run(gan_training(3)).success) << last_error;
+  const fs::path base = options.model_dir / "g_00001.pt";
+  RunReport tuned = run(gan_training(3, {{"init_from", base.string()}, {"freeze_d", 1}, {"checkpoint_every", 0}}));
+  ASSERT_TRUE(tuned.success) << last_error;
+  EXPECT_TRUE(at::equal(first_d_weight(base), first_d_weight(options.model_dir / "g_00002.pt")));
+  RunReport free = run(gan_training(3, {{"init_from", base.string()}, {"checkpoint_every", 0}}));
+  ASSERT_TRUE(free.success) << last_error;
+  EXPECT_FALSE(at::equal(first_d_weight(base), first_d_weight(options.model_dir / "g_00003.pt")));
+  EXPECT_FALSE(run(gan_training(3, {{"init_from", base.string()}, {"freeze_d", 8}})).success);
+  EXPECT_EQ(last_error, "freeze_d 8 is more than the discriminator's 4 convolutions");
+}
+
+TEST_F(Models, AdversarialExamplesForTheDiscriminator) {
+  RunReport plain = run(gan_training(3));
+  RunReport fgsm = run(gan_training(3, {{"adversarial", "fgsm"}, {"epsilon", 0.05}}));
+  RunReport pgd = run(gan_training(3, {{"adversarial", "pgd"}, {"epsilon", 0.05}, {"pgd_steps", 3}}));
+  ASSERT_TRUE(plain.success && fgsm.success && pgd.success) << last_error;
+  EXPECT_FALSE(at::equal(tensor(plain, "4"), tensor(fgsm, "4")));
+  EXPECT_FALSE(at::equal(tensor(fgsm, "4"), tensor(pgd, "4")));
+  for (const auto& csv : {"g_losses_00002.csv", "g_losses_00003.csv"})
+    for (const auto& row : read_csv(options.output_dir / "run" / csv)) EXPECT_TRUE(std::isfinite(row[1]));
+  // With epsilon 0 the attack changes nothing.
+  RunReport zero = run(gan_training(3, {{"adversarial", "pgd"}, {"epsilon", 0.0}}));
+  EXPECT_TRUE(at::equal(tensor(plain, "4"), tensor(zero, "4")));
+}
+
+// ------------------------------------------------------------------ TorchScript, latents
+
+TEST_F(Models, ATorchScriptGeneratorLoads) {
+  torch::jit::Module m("TinyGenerator");
+  m.register_attribute("latent_size", c10::IntType::get(), int64_t{8});
+  m.register_attribute("num_classes", c10::IntType::get(), int64_t{2});
+  m.register_parameter("weight", at::arange(8 * 16, at::kFloat).reshape({8, 16}) / 100, false);
+  m.define(R"(
+    def forward(self, z, labels):
+        x = torch.tanh(torch.mm(z, self.weight)) * 0 + (labels.float() * 2 - 1).view(-1, 1)
+        return x.view(-1, 1, 4, 4)
+  )");
+  fs::create_directories(options.model_dir);
+  m.save((options.model_dir / "script.pt").string());
+  json g = {{"1", {{"class_type", "LoadGenerator"}, {"inputs", {{"checkpoint", "script.pt"}}}}},
+            {"2", {{"class_type", "GANSample"}, {"inputs", {{"generator", {"1", 0}}, {"batch", 4}}}}},
+            {"3", sink("2")}};
+  RunReport r = run(g);
+  ASSERT_TRUE(r.success) << last_error;
+  const at::Tensor& images = tensor(r, "3");
+  ASSERT_EQ(images.sizes(), (at::IntArrayRef{4, 1, 4, 4}));
+  // Labels 0, 1, 0, 1 -> -1, 1, -1, 1 on [-1, 1] -> 0, 1, 0, 1 on [0, 1].
+  EXPECT_TRUE(at::equal(images.amax({1, 2, 3}), at::tensor({0.f, 1.f, 0.f, 1.f})));
+
+  torch::jit::Module nameless("NoLatent");
+  nameless.define("def forward(self, z):\n    return z\n");
+  nameless.save((options.model_dir / "nameless.pt").string());
+  g["1"]["inputs"]["checkpoint"] = "nameless.pt";
+  EXPECT_FALSE(run(g).success);
+  EXPECT_EQ(last_error,
+            "TorchScript generator " + (options.model_dir / "nameless.pt").string() + " has no int attribute latent_size");
+}
+
+TEST_F(Models, LatentNoiseAndInterpolation) {
+  json g = {{"1", {{"class_type", "LatentNoise"}, {"inputs", {{"size", 6}, {"batch", 3}, {"seed", 1}}}}},
+            {"2", {{"class_type", "LatentNoise"}, {"inputs", {{"size", 6}, {"batch", 3}, {"seed", 2}}}}},
+            {"3", {{"class_type", "LatentInterpolate"},
+                   {"inputs", {{"a", {"1", 0}}, {"b", {"2", 0}}, {"steps", 5}, {"method", "slerp"}}}}},
+            {"4", {{"class_type", "LatentInterpolate"},
+                   {"inputs", {{"a", {"1", 0}}, {"b", {"2", 0}}, {"steps", 5}, {"method", "linear"}}}}},
+            {"5", sink("1")}, {"6", sink("2")}, {"7", sink("3")}, {"8", sink("4")},
+            {"9", {{"class_type", "LatentNoise"}, {"inputs", {{"size", 6}, {"batch", 50}, {"truncation", 0.5}}}}},
+            {"10", sink("9")}};
+  RunReport r = run(g);
+  ASSERT_TRUE(r.success) << last_error;
+  const at::Tensor &a = tensor(r, "5"), &b = tensor(r, "6"), &s = tensor(r, "7"), &l = tensor(r, "8");
+  ASSERT_EQ(s.sizes(), (at::IntArrayRef{15, 6}));
+  EXPECT_TRUE(at::allclose(s[0], a[0], 1e-5, 1e-6));
+  EXPECT_TRUE(at::allclose(s[4], b[0], 1e-5, 1e-6));
+  EXPECT_TRUE(at::allclose(s[5], a[1], 1e-5, 1e-6));
+  EXPECT_TRUE(at::allclose(l[2], (a[0] + b[0]) / 2, 1e-5, 1e-6));
+  // Slerp keeps roughly the norm Gaussian latents have; the linear midpoint is shorter.
+  const at::Tensor mid = s[2];
+  EXPECT_GT(mid.norm().item<double>(), l[2].norm().item<double>());
+  EXPECT_GT(mid.norm().item<double>(), 0.9 * std::min(a[0].norm().item<double>(), b[0].norm().item<double>()));
+  EXPECT_LE(tensor(r, "10").abs().max().item<float>(), 0.5f);
+  RunReport again = run(g);
+  EXPECT_TRUE(at::equal(tensor(again, "5"), a)) << "the same seed, the same latents";
+}
+
+}  // namespace
+}  // namespace cozy::host
