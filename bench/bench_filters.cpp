@@ -1,8 +1,10 @@
 // Post-process filters against OpenCV doing the same operation on the same
 // data, in the same run: a batch of 16 RGB images of 512 x 512, CPU.
 //
-//   build/bench/bench_filters [repeats] [--system-malloc]
+//   build/bench/bench_filters [repeats] [--system-malloc] [--device cuda]
 //
+// With --device cuda, Cozy's nodes run on the GPU (the batch already there;
+// timed until the result is ready) against OpenCV on every CPU core.
 // Cozy runs each node once on the [16, 3, 512, 512] batch; OpenCV runs its
 // functions on 16 interleaved 512 x 512 x 3 float images (its own layout).
 // Images per second are medians of the repeats; ratio = Cozy / OpenCV.
@@ -20,6 +22,7 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <thread>
 
 namespace {
 
@@ -28,8 +31,8 @@ using Clock = std::chrono::steady_clock;
 
 class BenchContext : public Context {
  public:
-  explicit BenchContext(int threads) : threads_(threads) {}
-  c10::Device device() const override { return c10::Device(c10::kCPU); }
+  BenchContext(int threads, c10::Device device) : threads_(threads), device_(device) {}
+  c10::Device device() const override { return device_; }
   int threads() const override { return threads_; }
   void progress(std::int64_t, std::int64_t, std::string_view) override {}
   bool cancelled() const override { return false; }
@@ -43,6 +46,7 @@ class BenchContext : public Context {
 
  private:
   int threads_;
+  c10::Device device_;
   std::filesystem::path dir_ = "/tmp";
   std::string id_ = "bench";
 };
@@ -69,8 +73,16 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int repeats = argc > 1 ? std::atoi(argv[1]) : 3;
-  if (!(argc > 2 && std::string(argv[2]) == "--system-malloc")) host::keep_freed_memory();  // as `cozy` does
+  int repeats = 3;
+  bool system_malloc = false;
+  c10::Device device(c10::kCPU);
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--system-malloc") system_malloc = true;
+    else if (arg == "--device" && i + 1 < argc) device = c10::Device(argv[++i]);
+    else repeats = std::atoi(argv[i]);
+  }
+  if (!system_malloc) host::keep_freed_memory();  // as `cozy` does
   host::Registry registry;
   registry.load_folder(COZY_PLUGIN_DIR);
   const int64_t batch = 16, size = 512;
@@ -244,13 +256,22 @@ int main(int argc, char** argv) {
                      return out;
                    }});
 
-  std::printf("batch of %lld RGB images %lldx%lld, float32, CPU; images/s, median of %d\n", (long long)batch,
-              (long long)size, (long long)size, repeats);
+  const bool gpu = !device.is_cpu();
+  images = images.to(device);
+  layer = layer.to(device);
+  // Waits for the device: a one-element read, after which every queued kernel has run.
+  auto ready = [&](const Outputs& out) {
+    if (gpu && !out.empty() && out[0].is_tensor()) (void)out[0].as_tensor().reshape(-1)[0].item<float>();
+  };
+  std::printf("batch of %lld RGB images %lldx%lld, float32, Cozy on %s; images/s, median of %d\n", (long long)batch,
+              (long long)size, (long long)size, device.str().c_str(), repeats);
   std::printf("%-22s %3s | %10s %10s | %6s\n", "filter", "thr", "cozy", "opencv", "ratio");
-  for (int threads : {1, 2}) {
+  std::vector<int> thread_counts = {1, 2};
+  if (gpu) thread_counts = {static_cast<int>(std::thread::hardware_concurrency())};
+  for (int threads : thread_counts) {
     at::set_num_threads(threads);
     cv::setNumThreads(threads);
-    BenchContext context(threads);
+    BenchContext context(threads, device);
     for (const Case& c : cases) {
       const host::RegisteredNode* node = registry.find(c.type);
       if (!node) {
@@ -274,11 +295,12 @@ int main(int argc, char** argv) {
       }
       std::vector<double> ours, theirs;
       // One untimed round each: first-touch page faults and lazy set-up are not the filter.
-      (void)node->def.run(Inputs(spec, values), context);
+      ready(node->def.run(Inputs(spec, values), context));
       for (const cv::Mat& m : mats) (void)c.opencv(m);
       for (int r = 0; r < repeats; ++r) {
         auto start = Clock::now();
         Outputs out = node->def.run(Inputs(spec, values), context);
+        ready(out);
         ours.push_back(std::chrono::duration<double>(Clock::now() - start).count());
         start = Clock::now();
         for (const cv::Mat& m : mats) {

@@ -327,3 +327,30 @@ TEST(Cli, GraphsOfTheShippedModelsRunInShortForm) {
   EXPECT_TRUE(fs::exists(dir / "models" / "transfer" / "sneaker_gan_00001.pt"));
   EXPECT_TRUE(fs::exists(dir / "out" / "transfer" / "metrics_00001.json"));
 }
+
+// Load nodes name a file in the models folder: listed as choices, checked
+// before anything runs.
+TEST(Cli, ModelFileInputsAreListedAndChecked) {
+  fs::path dir = scratch("model_files");
+  fs::create_directories(dir / "models" / "sub");
+  std::ofstream(dir / "models" / "a.pt") << "x";
+  std::ofstream(dir / "models" / "sub" / "b.pt") << "x";
+  std::ofstream(dir / "models" / "notes.txt") << "x";
+  Result info = cozy("nodes LoadVAE --json --models-dir " + (dir / "models").string());
+  ASSERT_EQ(info.code, 0) << info.err;
+  nlohmann::json j = nlohmann::json::parse(info.out);
+  EXPECT_EQ(j["LoadVAE"]["input"]["required"]["checkpoint"][0], nlohmann::json({"a.pt", "sub/b.pt"}));
+  EXPECT_EQ(j["LoadVAE"]["input"]["required"]["checkpoint"][1]["file_folder"], "models");
+
+  Result run = cozy(std::string("run ") + COZY_SOURCE_DIR + "/graphs/sample.json --models-dir " +
+                    (dir / "models").string() + " --output-dir " + (dir / "out").string() + " --progress none");
+  EXPECT_EQ(run.code, 2) << "a missing model is a validation error";
+  EXPECT_NE(run.err.find("'fashion_cdcgan_00001.pt' is not a file in the models folder " + (dir / "models").string() +
+                         "; files there: a.pt, sub/b.pt"),
+            std::string::npos)
+      << run.err;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+  Result check = cozy(std::string("validate ") + COZY_SOURCE_DIR + "/graphs/sample.json --models-dir " + COZY_SOURCE_DIR +
+                      "/models");
+  EXPECT_EQ(check.code, 0) << check.err;
+}

@@ -45,7 +45,7 @@ def init_weights(m):
 def train_step(g, d, opt_g, opt_d, real, nz, real_target=0.9):
     loss = nn.functional.binary_cross_entropy_with_logits
     b = real.size(0)
-    z = torch.randn(b, nz, 1, 1)
+    z = torch.randn(b, nz, 1, 1, device=real.device)
     opt_d.zero_grad()
     d_real = d(real).view(-1)
     fake = g(z)
@@ -61,8 +61,8 @@ def train_step(g, d, opt_g, opt_d, real, nz, real_target=0.9):
     return loss_d.item(), loss_g.item()
 
 
-def models(nz):
-    g, d = generator(nz), discriminator()
+def models(nz, device="cpu"):
+    g, d = generator(nz).to(device), discriminator().to(device)
     g.apply(init_weights)
     d.apply(init_weights)
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -73,28 +73,33 @@ def models(nz):
 def speed(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    nz, batch = 100, 64
-    g, d, opt_g, opt_d = models(nz)
-    real = torch.rand(batch, 1, 28, 28) * 2 - 1
+    nz, batch, dev = 100, 64, torch.device(args.device)
+    g, d, opt_g, opt_d = models(nz, dev)
+    real = torch.rand(batch, 1, 28, 28, device=dev) * 2 - 1
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     for _ in range(args.warmup):
         train_step(g, d, opt_g, opt_d, real, nz)
     times = []
     for _ in range(args.repeats):
+        sync()
         t = time.perf_counter()
         for _ in range(args.steps):
             train_step(g, d, opt_g, opt_d, real, nz)
+        sync()
         times.append((time.perf_counter() - t) / args.steps)
     g.eval()
     sample_times = []
     with torch.no_grad():
         for _ in range(3):
-            g(torch.randn(batch, nz, 1, 1))
+            g(torch.randn(batch, nz, 1, 1, device=dev))
         for _ in range(args.repeats):
+            sync()
             t = time.perf_counter()
             for _ in range(args.steps):
-                g(torch.randn(batch, nz, 1, 1))
+                images = (g(torch.randn(batch, nz, 1, 1, device=dev)) + 1) * 0.5
+            sync()
             sample_times.append((time.perf_counter() - t) / args.steps)
-    print(json.dumps({"torch": torch.__version__, "threads": args.threads,
+    print(json.dumps({"torch": torch.__version__, "threads": args.threads, "device": args.device,
                       "train_img_s": batch / float(np.median(times)),
                       "sample_img_s": batch / float(np.median(sample_times))}))
 
@@ -150,6 +155,7 @@ def main():
     s.add_argument("--steps", type=int, default=10)
     s.add_argument("--repeats", type=int, default=5)
     s.add_argument("--warmup", type=int, default=3)
+    s.add_argument("--device", default="cpu")
     t = sub.add_parser("train")
     t.add_argument("--steps", type=int, default=1200)
     t.add_argument("--threads", type=int, default=2)

@@ -45,7 +45,7 @@ void warn_failed_plugins(const Registry& registry) {
 
 // Reads, parses, applies --set, validates. Prints every error; nullopt if any.
 std::optional<Graph> load_graph(const std::string& file, const std::vector<std::string>& overrides,
-                                const Registry& registry) {
+                                const Registry& registry, const FileFolders* folders = nullptr) {
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     std::cerr << "error: cannot read graph file " << file << '\n';
@@ -59,7 +59,7 @@ std::optional<Graph> load_graph(const std::string& file, const std::vector<std::
     for (const auto& assignment : overrides)
       if (std::string problem = apply_override(*parsed.graph, assignment); !problem.empty())
         errors.push_back({"", "", "", problem});
-    if (errors.empty()) errors = validate(*parsed.graph, registry);
+    if (errors.empty()) errors = validate(*parsed.graph, registry, folders);
   }
   if (errors.empty()) return std::move(parsed.graph);
   std::cerr << file << ": " << errors.size() << (errors.size() == 1 ? " error" : " errors") << '\n';
@@ -216,6 +216,11 @@ int main(int argc, char** argv) {
   auto* validate_cmd = app.add_subcommand("validate", "check a graph; exit 0 if valid, 2 if not");
   validate_cmd->add_option("graph", graph_file, "graph file (ComfyUI API format)")->required();
   validate_cmd->add_option("--set", overrides, "override a literal input: ID.INPUT=VALUE (repeatable)");
+  validate_cmd->add_option("--models-dir", model_dir, "also check that the models named are in this folder");
+  bool validate_input_dir = false;
+  validate_cmd->add_option_function<std::string>(
+      "--input-dir", [&](const std::string& dir) { input_dir = dir, validate_input_dir = true; },
+      "also check that the input files named are in this folder");
   add_plugin_option(validate_cmd);
 
   // nodes
@@ -224,6 +229,9 @@ int main(int argc, char** argv) {
   auto* nodes_cmd = app.add_subcommand("nodes", "list node types, or describe one");
   nodes_cmd->add_option("class", node_class, "a class_type to describe");
   nodes_cmd->add_flag("--json", as_json, "print the shape of ComfyUI's GET /object_info");
+  nodes_cmd->add_option("--models-dir", model_dir, "with --json: list this folder's models as choices (default: models)");
+  nodes_cmd->add_option("--input-dir", input_dir, "with --json: list this folder's files as choices")
+      ->capture_default_str();
   bool as_markdown = false;
   nodes_cmd->add_flag("--markdown", as_markdown, "print the node reference (docs/nodes.md)");
   add_plugin_option(nodes_cmd);
@@ -283,7 +291,8 @@ int main(int argc, char** argv) {
       print_markdown(*registry);
     } else if (as_json) {
       nlohmann::json info = nlohmann::json::object();
-      for (const auto& type : wanted) info[type] = object_info(registry->find(type)->def.spec);
+      const FileFolders folders = {{"models", model_dir.empty() ? "models" : model_dir}, {"input", input_dir}};
+      for (const auto& type : wanted) info[type] = object_info(registry->find(type)->def.spec, &folders);
       std::cout << info.dump(2) << '\n';
     } else if (!node_class.empty()) {
       const RegisteredNode* node = registry->find(node_class);
@@ -299,7 +308,12 @@ int main(int argc, char** argv) {
   }
 
   warn_failed_plugins(*registry);
-  std::optional<Graph> graph = load_graph(graph_file, overrides, *registry);
+  // A run checks that file inputs name files in their folders; validate does
+  // when given the folders.
+  FileFolders folders;
+  if (*run || !model_dir.empty()) folders["models"] = model_dir.empty() ? "models" : model_dir;
+  if (*run || validate_input_dir) folders["input"] = input_dir;
+  std::optional<Graph> graph = load_graph(graph_file, overrides, *registry, &folders);
   if (!graph) return kExitInvalid;
   if (*validate_cmd) {
     std::cout << graph_file << ": valid (" << graph->nodes.size() << " nodes)\n";

@@ -14,6 +14,22 @@
 #include <mutex>
 #include <thread>
 
+namespace {
+// What an output is, for the `executed` event: a tensor's device, dtype and
+// shape (to see where data lives between nodes), an object's type, a literal.
+nlohmann::json describe_value(const cozy::Value& v) {
+  if (v.is_tensor()) {
+    const at::Tensor& t = v.as_tensor();
+    if (!t.defined()) return {{"kind", "tensor"}, {"defined", false}};
+    return {{"kind", "tensor"}, {"device", t.device().str()}, {"dtype", std::string(c10::toString(t.scalar_type()))},
+            {"shape", t.sizes().vec()}};
+  }
+  if (v.is_object()) return {{"kind", "object"}, {"type", v.as_object() ? v.as_object()->type_name() : "null"}};
+  if (v.empty()) return {{"kind", "none"}};
+  return {{"kind", "literal"}};
+}
+}  // namespace
+
 namespace cozy::host {
 
 // ---------------------------------------------------------------- the plan
@@ -310,6 +326,7 @@ void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now
       std::string error;
       bool interrupted = false;
       Outputs outputs;
+      std::chrono::steady_clock::time_point started;
       {
         // One argument buffer per worker, reused from node to node (taken out
         // of its slot while in use, so a node that runs a graph itself is safe).
@@ -331,6 +348,7 @@ void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now
         if (options.events)
           emit("executing", {{"node", node.id}, {"display_node", node.title.empty() ? spec.class_type : node.title}});
         NodeContext context(*this, node);
+        started = std::chrono::steady_clock::now();
         try {
           outputs = node.node->def.run(Inputs(spec, arguments.data(), node.inputs.size()), context);
           if (outputs.size() != spec.outputs.size())
@@ -347,9 +365,14 @@ void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now
         }
         executed.fetch_add(1, std::memory_order_relaxed);
         if (error.empty()) {
-          if (options.events)
+          if (options.events) {
+            const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+            nlohmann::json described = nlohmann::json::array();
+            for (const Value& v : outputs) described.push_back(describe_value(v));
             emit("executed", {{"node", node.id}, {"display_node", node.title.empty() ? spec.class_type : node.title},
-                              {"output", {{"files", context.files.is_null() ? nlohmann::json::array() : context.files}}}});
+                              {"output", {{"files", context.files.is_null() ? nlohmann::json::array() : context.files}}},
+                              {"values", std::move(described)}, {"seconds", seconds}});
+          }
         } else if (interrupted) {
           std::lock_guard<std::mutex> lock(report_mutex);
           report.skipped.push_back(node.id);

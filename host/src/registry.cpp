@@ -239,7 +239,7 @@ nlohmann::json literal_json(const Literal& literal) {
 }
 }  // namespace
 
-nlohmann::json object_info(const NodeSpec& spec) {
+nlohmann::json object_info(const NodeSpec& spec, const FileFolders* folders) {
   nlohmann::json required = nlohmann::json::object(), optional = nlohmann::json::object();
   nlohmann::json order_required = nlohmann::json::array(), order_optional = nlohmann::json::array();
   for (const auto& in : spec.inputs) {
@@ -253,7 +253,10 @@ nlohmann::json object_info(const NodeSpec& spec) {
     // ComfyUI writes a COMBO as the list of its choices in the type's place.
     nlohmann::json entry = nlohmann::json::array();
     if (!in.choices.empty()) entry.push_back(in.choices);
+    else if (!in.file_folder.empty() && folders && folders->count(in.file_folder))
+      entry.push_back(list_files(folders->at(in.file_folder), in.file_extensions));
     else entry.push_back(in.type);
+    if (!in.file_folder.empty()) options["file_folder"] = in.file_folder;
     if (!options.empty()) entry.push_back(options);
     (in.required ? required : optional)[in.name] = entry;
     (in.required ? order_required : order_optional).push_back(in.name);

@@ -107,7 +107,41 @@ std::vector<const InputValue*> match_inputs(const GraphNode& node, const NodeSpe
   return given;
 }
 
-std::vector<Issue> validate(const Graph& graph, const SpecSource& specs) {
+std::vector<std::string> list_files(const std::filesystem::path& folder, const std::vector<std::string>& extensions) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(folder, fs::directory_options::skip_permission_denied, ec), end;
+       !ec && it != end; it.increment(ec)) {
+    if (!it->is_regular_file(ec)) continue;
+    const std::string name = it->path().filename().string();
+    bool wanted = extensions.empty();
+    for (const auto& e : extensions)
+      wanted = wanted || (name.size() >= e.size() && name.compare(name.size() - e.size(), e.size(), e) == 0);
+    if (wanted) files.push_back(it->path().lexically_relative(folder).generic_string());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+namespace {
+// A file input's literal names a file in its folder (or an absolute path).
+std::string check_file(const InputSpec& spec, const nlohmann::json& value, const FileFolders& folders) {
+  namespace fs = std::filesystem;
+  auto folder = folders.find(spec.file_folder);
+  if (folder == folders.end() || !value.is_string()) return {};
+  const fs::path name(value.get<std::string>());
+  std::error_code ec;
+  if (name.is_absolute()) return fs::is_regular_file(name, ec) ? "" : "no file " + name.string();
+  if (fs::is_regular_file(folder->second / name, ec)) return {};
+  std::vector<std::string> files = list_files(folder->second, spec.file_extensions);
+  if (files.size() > 12) files.resize(12), files.push_back("...");
+  return "'" + name.string() + "' is not a file in the " + spec.file_folder + " folder " + folder->second.string() +
+         (files.empty() ? " (it has none that fit)" : "; files there: " + join(files));
+}
+}  // namespace
+
+std::vector<Issue> validate(const Graph& graph, const SpecSource& specs, const FileFolders* folders) {
   std::vector<Issue> errors;
   std::vector<const NodeSpec*> spec_of(graph.nodes.size(), nullptr);
   bool any_output = false;
@@ -168,6 +202,8 @@ std::vector<Issue> validate(const Graph& graph, const SpecSource& specs) {
         if (in.type != types::ANY) error(name, "takes a single " + in.type + ", not a list");
       } else if (std::string problem = check_literal(in, value->literal); !problem.empty()) {
         error(name, problem);
+      } else if (folders && !in.file_folder.empty()) {
+        if (std::string missing = check_file(in, value->literal, *folders); !missing.empty()) error(name, missing);
       }
     }
   }

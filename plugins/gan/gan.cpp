@@ -527,7 +527,7 @@ NodeDef load_generator() {
   d.spec.description = "A generator from a Cozy checkpoint or a TorchScript module (torch.jit.save; see docs/gan.md "
                        "for what it must provide): a file name in the models folder, or an absolute path. Its "
                        "weights go to the run's device.";
-  d.spec.inputs = {InputSpec::String("checkpoint").help("e.g. fashion_cdcgan_00001.pt")};
+  d.spec.inputs = {InputSpec::String("checkpoint").files_in("models", {".pt"}).help("e.g. fashion_cdcgan_00001.pt")};
   d.spec.outputs = {{"GENERATOR", types::GENERATOR}};
   d.spec.pure = false;  // the file can change
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {

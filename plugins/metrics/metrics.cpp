@@ -150,7 +150,7 @@ NodeDef load_classifier_node() {
   NodeDef d = node("LoadClassifier", "Load Classifier",
                    "A classifier from a Cozy checkpoint: a file name in the models folder, or an absolute path. Its "
                    "weights go to the run's device.");
-  d.spec.inputs = {InputSpec::String("checkpoint").help("e.g. fashion_classifier_00001.pt")};
+  d.spec.inputs = {InputSpec::String("checkpoint").files_in("models", {".pt"}).help("e.g. fashion_classifier_00001.pt")};
   d.spec.outputs = {{"CLASSIFIER", types::CLASSIFIER}};
   d.spec.pure = false;  // the file can change
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {

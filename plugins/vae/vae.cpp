@@ -230,7 +230,7 @@ NodeDef load_vae() {
   NodeDef d = node("LoadVAE", "Load VAE",
                    "A VAE from a Cozy checkpoint: a file name in the models folder, or an absolute path. Its weights "
                    "go to the run's device.");
-  d.spec.inputs = {InputSpec::String("checkpoint").help("e.g. fashion_vae_00001.pt")};
+  d.spec.inputs = {InputSpec::String("checkpoint").files_in("models", {".pt"}).help("e.g. fashion_vae_00001.pt")};
   d.spec.outputs = {{"VAE", types::VAE}};
   d.spec.pure = false;  // the file can change
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {

@@ -63,6 +63,11 @@ struct InputSpec {
   std::vector<std::string> choices; ///< non-empty: a STRING among these (a COMBO)
   std::string tooltip;
   bool multiline = false;           ///< UI hint for STRING
+  /// Non-empty ("models" or "input"): a STRING naming a file in that folder
+  /// of the run (or an absolute path). The host lists the folder's files
+  /// with these extensions as the choices, and validation checks the file.
+  std::string file_folder;
+  std::vector<std::string> file_extensions;
 
   static InputSpec Int(std::string name, std::int64_t def) {
     return make(std::move(name), types::INT, Literal{def});
@@ -93,6 +98,11 @@ struct InputSpec {
   InputSpec& help(std::string text) { tooltip = std::move(text); return *this; }
   InputSpec& optional() { required = false; return *this; }
   InputSpec& multiline_text() { multiline = true; return *this; }
+  InputSpec& files_in(std::string folder, std::vector<std::string> extensions) {
+    file_folder = std::move(folder);
+    file_extensions = std::move(extensions);
+    return *this;
+  }
 
  private:
   static InputSpec make(std::string name, std::string type, Literal def) {

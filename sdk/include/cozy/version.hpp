@@ -3,7 +3,7 @@
 
 /// The SDK's binary interface. A host refuses a plugin whose major differs
 /// from its own or whose minor is newer (it may use things the host lacks).
-#define COZY_SDK_ABI_MAJOR 1
+#define COZY_SDK_ABI_MAJOR 2
 #define COZY_SDK_ABI_MINOR 0
 
 #define COZY_STRINGIFY_IMPL(x) #x

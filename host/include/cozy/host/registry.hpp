@@ -67,6 +67,7 @@ class Registry : public SpecSource {
 std::vector<std::filesystem::path> plugin_search_path(const std::vector<std::filesystem::path>& extra);
 
 /// One node as ComfyUI's GET /object_info describes it.
-nlohmann::json object_info(const NodeSpec& spec);
+/// With `folders`, a file input lists the files of its folder as choices.
+nlohmann::json object_info(const NodeSpec& spec, const FileFolders* folders = nullptr);
 
 }  // namespace cozy::host

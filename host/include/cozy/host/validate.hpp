@@ -4,6 +4,8 @@
 #include <cozy/host/graph.hpp>
 #include <cozy/spec.hpp>
 
+#include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,11 +21,20 @@ class SpecSource {
   virtual std::vector<std::string> class_types() const = 0;
 };
 
+/// The run's folders by name ("models", "input"), for inputs that name a
+/// file in one of them (InputSpec::file_folder).
+using FileFolders = std::map<std::string, std::filesystem::path>;
+
+/// The files under `folder` (recursively, as paths relative to it, sorted)
+/// whose names end in one of `extensions` (all files if none).
+std::vector<std::string> list_files(const std::filesystem::path& folder, const std::vector<std::string>& extensions);
+
 /// Collects every error in one pass: unknown class_type, missing required
 /// input, unknown input name, link to a missing node or output index, type
 /// mismatch on an edge, literal of the wrong JSON type, out of range or not
 /// among the choices, cycles (naming the nodes on each), no output node.
-std::vector<Issue> validate(const Graph& graph, const SpecSource& specs);
+/// With `folders`, also a file input naming no file in its folder.
+std::vector<Issue> validate(const Graph& graph, const SpecSource& specs, const FileFolders* folders = nullptr);
 
 /// For each input of `spec`, the value the node gives it, or nullptr.
 /// Names the spec does not know are appended to `unknown` (if given).

@@ -1,0 +1,146 @@
+// The default DCGAN (28x28, unconditional, batch 64) in Cozy's LibTorch code
+// against the same architecture in Python PyTorch, in the same run:
+// training images/s (one D step and one G step per batch, Adam, BCE) and
+// sampling images/s (generator forward, no gradients).
+//
+//   build/bench/bench_gan [--device cuda] [--repeats 5] [--threads 1,2] [--python /usr/bin/python3]
+//
+// The Python side is bench/python/dcgan_peer.py speed, run with the same
+// settings; figures are medians of the repeats; ratio = Cozy / Python.
+#include "dcgan.hpp"
+
+#include <ATen/Parallel.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace cozy::gan;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+struct Rates {
+  double train = 0, sample = 0;
+};
+
+Rates measure(c10::Device device, int repeats, int steps) {
+  torch::manual_seed(0);
+  const int64_t batch = 64, nz = 100;
+  DcganOptions o;  // the defaults: 28x28, w 64, latent 100, 1 channel, unconditional
+  GeneratorNet g(o);
+  DiscriminatorNet d(o);
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  init_weights(*g, gen);
+  init_weights(*d, gen);
+  g->to(device);
+  d->to(device);
+  torch::optim::Adam opt_g(g->parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.999}));
+  torch::optim::Adam opt_d(d->parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.999}));
+  at::Tensor real = torch::rand({batch, 1, 28, 28}, torch::TensorOptions().device(device)) * 2 - 1;
+  at::Tensor none;
+  auto sync = [&] {
+    if (!device.is_cpu()) (void)real.reshape(-1)[0].item<float>();
+  };
+  auto step = [&] {
+    at::Tensor z = torch::randn({batch, nz}, torch::TensorOptions().device(device));
+    opt_d.zero_grad();
+    at::Tensor d_real = d->forward(real, none);
+    at::Tensor fake = g->forward(z, none);
+    at::Tensor d_fake = d->forward(fake.detach(), none);
+    at::Tensor loss_d = torch::binary_cross_entropy_with_logits(d_real, torch::full_like(d_real, 0.9)) +
+                        torch::binary_cross_entropy_with_logits(d_fake, torch::zeros_like(d_fake));
+    loss_d.backward();
+    opt_d.step();
+    opt_g.zero_grad();
+    at::Tensor d_on_fake = d->forward(fake, none);
+    at::Tensor loss_g = torch::binary_cross_entropy_with_logits(d_on_fake, torch::ones_like(d_on_fake));
+    loss_g.backward();
+    opt_g.step();
+    // As the Python peer does (loss.item()), and as TrainGAN does for its log.
+    (void)loss_d.item<float>(), (void)loss_g.item<float>();
+  };
+  for (int i = 0; i < 3; ++i) step();
+  std::vector<double> train, sample;
+  for (int r = 0; r < repeats; ++r) {
+    sync();
+    auto t = Clock::now();
+    for (int i = 0; i < steps; ++i) step();
+    sync();
+    train.push_back(std::chrono::duration<double>(Clock::now() - t).count() / steps);
+  }
+  g->eval();
+  torch::NoGradGuard no_grad;
+  at::Tensor images;
+  for (int i = 0; i < 3; ++i) images = g->forward(torch::randn({batch, nz}, torch::TensorOptions().device(device)), none);
+  for (int r = 0; r < repeats; ++r) {
+    sync();
+    auto t = Clock::now();
+    for (int i = 0; i < steps; ++i)
+      images = (g->forward(torch::randn({batch, nz}, torch::TensorOptions().device(device)), none) + 1) * 0.5;
+    (void)images.reshape(-1)[0].item<float>();
+    sample.push_back(std::chrono::duration<double>(Clock::now() - t).count() / steps);
+  }
+  return {batch / median(train), batch / median(sample)};
+}
+
+Rates python_peer(const std::string& python, const std::string& device, int threads, int repeats, int steps) {
+  std::ostringstream cmd;
+  cmd << python << " " << COZY_SOURCE_DIR << "/bench/python/dcgan_peer.py speed --threads " << threads
+      << " --repeats " << repeats << " --steps " << steps << " --device " << device;
+  FILE* pipe = popen(cmd.str().c_str(), "r");
+  if (!pipe) return {};
+  std::string out;
+  char buffer[512];
+  while (fgets(buffer, sizeof buffer, pipe)) out += buffer;
+  if (pclose(pipe) != 0 || out.empty()) {
+    std::fprintf(stderr, "the Python peer failed: %s\n", cmd.str().c_str());
+    return {};
+  }
+  auto j = nlohmann::json::parse(out.substr(out.rfind('{')));
+  return {j.at("train_img_s").get<double>(), j.at("sample_img_s").get<double>()};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string device_name = "cpu", python = "/usr/bin/python3";
+  int repeats = 5, steps = 10;
+  std::vector<int> threads = {1, 2};
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string arg = argv[i], value = argv[i + 1];
+    if (arg == "--device") device_name = value;
+    else if (arg == "--repeats") repeats = std::stoi(value);
+    else if (arg == "--steps") steps = std::stoi(value);
+    else if (arg == "--python") python = value;
+    else if (arg == "--threads") {
+      threads.clear();
+      std::stringstream list(value);
+      for (std::string t; std::getline(list, t, ',');) threads.push_back(std::stoi(t));
+    }
+  }
+  const c10::Device device(device_name);
+  std::printf("DCGAN 28x28 (w 64, latent 100), batch 64, %s; images/s, median of %d x %d steps\n",
+              device.str().c_str(), repeats, steps);
+  std::printf("%-8s %3s | %10s %10s | %6s\n", "what", "thr", "cozy", "python", "ratio");
+  for (int t : threads) {
+    at::set_num_threads(t);
+    Rates ours = measure(device, repeats, steps);
+    Rates theirs = python_peer(python, device_name, t, repeats, steps);
+    std::printf("%-8s %3d | %10.1f %10.1f | %6.2f\n", "train", t, ours.train, theirs.train,
+                theirs.train > 0 ? ours.train / theirs.train : 0.0);
+    std::printf("%-8s %3d | %10.1f %10.1f | %6.2f\n", "sample", t, ours.sample, theirs.sample,
+                theirs.sample > 0 ? ours.sample / theirs.sample : 0.0);
+    std::fflush(stdout);
+  }
+  return 0;
+}
