@@ -75,12 +75,12 @@ TEST(PluginLoading, ALibraryWithoutTheEntryPoint) {
 TEST(PluginLoading, AnotherSdkMajorVersion) {
   Registry registry;
   EXPECT_EQ(load_error("abi_major", registry),
-            "built for SDK ABI 2.0, but the host has SDK ABI 1.0 (major versions differ)");
+            "built for SDK ABI 3.0, but the host has SDK ABI 2.0 (major versions differ)");
 }
 
 TEST(PluginLoading, ANewerSdkMinorVersion) {
   Registry registry;
-  EXPECT_EQ(load_error("abi_minor", registry), "built for SDK ABI 1.1, newer than the host's SDK ABI 1.0");
+  EXPECT_EQ(load_error("abi_minor", registry), "built for SDK ABI 2.1, newer than the host's SDK ABI 2.0");
 }
 
 TEST(PluginLoading, AnotherLibTorchVersion) {

@@ -15,7 +15,9 @@ nn::Conv2d down(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t
 }
 nn::LeakyReLU leaky() { return nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.2)); }
 
+// Class indices [N] as one-hot rows, or class weights [N, K] as they are.
 torch::Tensor label_planes(const torch::Tensor& labels, int64_t classes) {
+  if (labels.is_floating_point() && labels.dim() == 2) return labels.to(torch::kFloat);
   return torch::one_hot(labels.to(torch::kLong), classes).to(torch::kFloat);
 }
 

@@ -37,9 +37,11 @@ class DcganGenerator : public Generator, public SavableModel {
     torch::NoGradGuard no_grad;
     if (z.dim() != 2 || z.size(1) != latent_size())
       throw Error("z must be [N, " + std::to_string(latent_size()) + "], not " + c10::str(z.sizes()));
-    if (num_classes() > 0 && (!labels.defined() || labels.numel() != z.size(0)))
-      throw Error("this generator is class-conditional: give one label per latent vector");
-    at::Tensor l = num_classes() > 0 ? labels.to(device(), at::kLong) : at::Tensor();
+    const bool weights = labels.defined() && labels.is_floating_point() && labels.dim() == 2;
+    if (num_classes() > 0 && (!labels.defined() || labels.size(0) != z.size(0) ||
+                              (weights ? labels.size(1) != num_classes() : labels.dim() != 1)))
+      throw Error("this generator is class-conditional: give one label (or row of class weights) per latent vector");
+    at::Tensor l = num_classes() == 0 ? at::Tensor() : labels.to(device(), weights ? at::kFloat : at::kLong);
     GeneratorNet net = g_;  // the holder is const here; the module, in eval mode, is only read
     return (net->forward(z.to(device(), at::kFloat), l) + 1).mul_(0.5).clamp_(0, 1);
   }
@@ -49,6 +51,9 @@ class DcganGenerator : public Generator, public SavableModel {
       if (d_) checkpoint::write_module(a, "discriminator", *d_);
     });
   }
+  GeneratorNet generator_net() const { return g_; }
+  DiscriminatorNet discriminator_net() const { return d_; }
+  const nlohmann::json& metadata() const { return metadata_; }
 
  private:
   GeneratorNet g_;
@@ -454,7 +459,8 @@ NodeDef gan_sample() {
   d.spec.description =
       "batch images from a generator, from a seed (the same seed gives the same images), or from the latent input "
       "(then seed, batch and truncation are not used). class_index picks the class of a conditional generator "
-      "(-1: every class in turn). truncation > 0 redraws latent entries beyond that magnitude (the truncation "
+      "(-1: every class in turn, or the class weights the latent carries). For a conditional generator the LATENT "
+      "output is z followed by the class weights [N, D + K]. truncation > 0 redraws latent entries beyond that magnitude (the truncation "
       "trick: less variety, more typical images).";
   d.spec.inputs = {InputSpec::Link("generator", types::GENERATOR), InputSpec::Int("seed", 0).range(0, 2147483647),
                    InputSpec::Int("batch", 16).range(1, 100000), InputSpec::Int("class_index", -1).range(-1, 100000),
@@ -469,9 +475,18 @@ NodeDef gan_sample() {
                   std::to_string(generator->num_classes()) + " classes");
     if (wanted >= 0 && generator->num_classes() == 0)
       throw Error("this generator is unconditional: class_index must be -1");
-    at::Tensor z;
+    at::Tensor z, weights;
+    const int64_t d = generator->latent_size(), k = generator->num_classes();
     if (in.has("latent")) {
       z = in.tensor("latent").to(at::kCPU, at::kFloat);
+      if (z.dim() != 2 || (z.size(1) != d && (k == 0 || z.size(1) != d + k)))
+        throw Error("the latent is " + c10::str(z.sizes()) + "; this generator takes [N, " + std::to_string(d) + "]" +
+                    (k ? " or [N, " + std::to_string(d + k) + "] (z and class weights)" : std::string()));
+      if (z.size(1) == d + k && k > 0) {
+        weights = z.narrow(1, d, k).clamp_min(0);
+        weights = weights / weights.sum(1, true).clamp_min(1e-6);
+        z = z.narrow(1, 0, d);
+      }
     } else {
       at::Generator gen = training::seeded(in.integer("seed"));
       z = at::randn({in.integer("batch"), generator->latent_size()}, gen, at::kFloat);
@@ -484,14 +499,20 @@ NodeDef gan_sample() {
       if (t > 0) z = z.clamp(-t, t);
     }
     const int64_t n = z.size(0);
-    at::Tensor labels = batch_labels(n, generator->num_classes(), wanted);
+    at::Tensor labels = batch_labels(n, k, wanted);
+    if (weights.defined() && wanted < 0) labels = weights;  // the classes travel with the latent
+    if (k > 0 && !weights.defined()) weights = at::one_hot(labels, k).to(at::kFloat);
+    if (k > 0 && wanted >= 0) weights = at::one_hot(labels, k).to(at::kFloat);
     std::vector<at::Tensor> parts;  // in pieces: a large batch needs no more memory than 1,000 images
     for (int64_t i = 0; i < n; i += 1000) {
       const int64_t m = std::min<int64_t>(1000, n - i);
       parts.push_back(generator->generate(z.narrow(0, i, m), labels.defined() ? labels.narrow(0, i, m) : labels)
                           .to(ctx.device()));
     }
-    return {parts.size() == 1 ? parts[0] : at::cat(parts), z.to(ctx.device())};
+    // A conditional generator's LATENT carries the class weights after z, so that
+    // interpolation and evolution move between classes too.
+    at::Tensor latent = k > 0 ? at::cat({z, weights}, 1) : z;
+    return {parts.size() == 1 ? parts[0] : at::cat(parts), latent.to(ctx.device())};
   };
   return d;
 }
@@ -551,6 +572,107 @@ NodeDef load_generator() {
   return d;
 }
 
+// A deep copy of a module, through an in-memory archive.
+template <class Net>
+Net copy_net(const Net& net, const DcganOptions& o, c10::Device device) {
+  std::stringstream buffer;
+  torch::serialize::OutputArchive out;
+  net->save(out);
+  out.save_to(buffer);
+  Net copy(o);
+  torch::serialize::InputArchive in;
+  in.load_from(buffer, device);
+  copy->load(in);
+  copy->to(device);
+  return copy;
+}
+
+NodeDef fine_tune_on_feedback() {
+  NodeDef d;
+  d.spec.class_type = "FineTuneOnFeedback";
+  d.spec.display_name = "Fine-Tune on Feedback";
+  d.spec.category = "gan";
+  d.spec.description =
+      "A few adversarial steps that move a DCGAN towards what the user liked: the discriminator learns the liked "
+      "images as real and the disliked ones (and fresh samples) as fake; the generator learns to please it, with "
+      "classes drawn from the liked images' class weights. images, latent and feedback are one judged batch "
+      "(GANSample's outputs and a Feedback). Writes the result as a new checkpoint <prefix>_<counter>.pt in the "
+      "models folder; the generator given is left as it was.";
+  d.spec.inputs = {InputSpec::Link("generator", types::GENERATOR), InputSpec::Link("images", types::IMAGE),
+                   InputSpec::Link("latent", types::LATENT), InputSpec::Link("feedback", types::FEEDBACK),
+                   InputSpec::Int("steps", 20).range(1, 100000), InputSpec::Float("lr", 1e-4).range(1e-7, 1),
+                   InputSpec::Int("seed", 0).range(0, 2147483647),
+                   InputSpec::String("filename_prefix", "feedback_gan")};
+  d.spec.outputs = {{"GENERATOR", types::GENERATOR}};
+  d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+    auto base = std::dynamic_pointer_cast<DcganGenerator>(in.object<Generator>("generator"));
+    if (!base || !base->discriminator_net())
+      throw Error("FineTuneOnFeedback needs a DCGAN with its discriminator (from TrainGAN or a Cozy checkpoint)");
+    const auto& scores = in.object<Feedback>("feedback")->scores;
+    const at::Tensor& images = in.tensor("images");
+    const at::Tensor& latent = in.tensor("latent");
+    const int64_t n = static_cast<int64_t>(scores.size());
+    if (images.size(0) != n || latent.size(0) != n)
+      throw Error("the feedback judges " + std::to_string(n) + " images; got " + std::to_string(images.size(0)) +
+                  " images and " + std::to_string(latent.size(0)) + " latents");
+    const c10::Device device = ctx.device();
+    const DcganOptions o = base->generator_net()->options;
+    if (o.classes > 0 && latent.size(1) != o.latent + o.classes)
+      throw Error("a conditional generator's feedback needs the latent with class weights (GANSample's LATENT)");
+    std::vector<int64_t> liked, disliked;
+    for (int64_t i = 0; i < n; ++i) (scores[i] > 0 ? liked : disliked).push_back(i), (void)0;
+    disliked.erase(std::remove_if(disliked.begin(), disliked.end(), [&](int64_t i) { return scores[i] == 0; }),
+                   disliked.end());
+    if (liked.empty()) throw Error("no image was liked: nothing to move towards");
+    auto pick = [&](const at::Tensor& t, const std::vector<int64_t>& rows) {
+      return t.index_select(0, at::tensor(rows, at::kLong).to(t.device())).to(device);
+    };
+    at::Tensor real = pick(images, liked).mul(2).sub(1);
+    at::Tensor real_w = o.classes ? pick(latent, liked).narrow(1, o.latent, o.classes) : at::Tensor();
+    at::Tensor bad = disliked.empty() ? at::Tensor() : pick(images, disliked).mul(2).sub(1);
+    at::Tensor bad_w = (o.classes && !disliked.empty()) ? pick(latent, disliked).narrow(1, o.latent, o.classes) : at::Tensor();
+
+    GeneratorNet g = copy_net(base->generator_net(), o, device);
+    DiscriminatorNet dnet = copy_net(base->discriminator_net(), o, device);
+    g->train();
+    dnet->train();
+    torch::optim::Adam opt_g(g->parameters(), torch::optim::AdamOptions(in.number("lr")).betas({0.5, 0.999}));
+    torch::optim::Adam opt_d(dnet->parameters(), torch::optim::AdamOptions(in.number("lr")).betas({0.5, 0.999}));
+    at::Generator gen = training::seeded(in.integer("seed"));
+    const int64_t steps = in.integer("steps"), m = static_cast<int64_t>(liked.size());
+    auto bce = [](const at::Tensor& logits, double target) {
+      return torch::binary_cross_entropy_with_logits(logits, at::full_like(logits, target));
+    };
+    for (int64_t step = 1; step <= steps; ++step) {
+      ctx.check_cancelled();
+      at::Tensor z = at::randn({m, o.latent}, gen, at::kFloat).to(device);
+      at::Tensor w = o.classes ? real_w.index_select(0, at::randint(m, {m}, gen, at::TensorOptions(at::kLong)).to(device))
+                               : at::Tensor();
+      opt_d.zero_grad();
+      at::Tensor fake = g->forward(z, w);
+      at::Tensor loss_d = bce(dnet->forward(real, real_w), 0.9) + bce(dnet->forward(fake.detach(), w), 0.0);
+      if (bad.defined()) loss_d = loss_d + bce(dnet->forward(bad, bad_w), 0.0);
+      loss_d.backward();
+      opt_d.step();
+      opt_g.zero_grad();
+      at::Tensor loss_g = bce(dnet->forward(fake, w), 1.0);
+      loss_g.backward();
+      opt_g.step();
+      ctx.progress(step, steps, "step " + std::to_string(step) + " D " + std::to_string(loss_d.item<float>()) + " G " +
+                                    std::to_string(loss_g.item<float>()));
+    }
+    nlohmann::json meta = base->metadata();
+    meta["fine_tuned_on_feedback"] = {{"liked", m}, {"disliked", disliked.size()}, {"steps", steps}};
+    auto tuned = std::make_shared<DcganGenerator>(g, dnet, base->class_names(), meta);
+    fs::path target = path_inside(ctx.model_dir(), in.string("filename_prefix"), "filename_prefix");
+    ctx.add_file(write_numbered_file(target.parent_path(), target.filename().string(), ".pt",
+                                     [&](const fs::path& temp) { tuned->save(temp); }),
+                 "output");
+    return {std::static_pointer_cast<Generator>(tuned)};
+  };
+  return d;
+}
+
 }  // namespace
 
 void register_latent_nodes(Registrar& r);
@@ -560,6 +682,7 @@ void register_nodes(Registrar& r) {
   r.add(gan_sample());
   r.add(save_model());
   r.add(load_generator());
+  r.add(fine_tune_on_feedback());
   register_latent_nodes(r);
 }
 

@@ -40,7 +40,9 @@ class Generator : public Object {
   /// The device its weights are on.
   virtual c10::Device device() const = 0;
   /// Images float32 [N, C, H, W] in [0, 1] from z [N, D] and, for a
-  /// conditional model, labels int64 [N]; on the generator's device.
+  /// conditional model, labels: int64 class indices [N], or float32 class
+  /// weights [N, K] (one-hot rows, or mixtures: a DCGAN's label input is
+  /// linear); on the generator's device.
   /// Inference only (no gradients); safe to call from several threads.
   virtual at::Tensor generate(const at::Tensor& z, const at::Tensor& labels) const = 0;
 };

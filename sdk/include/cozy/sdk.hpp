@@ -5,6 +5,7 @@
 #include <cozy/dataset.hpp>
 #include <cozy/error.hpp>
 #include <cozy/files.hpp>
+#include <cozy/layout.hpp>
 #include <cozy/literal.hpp>
 #include <cozy/models.hpp>
 #include <cozy/node.hpp>

@@ -1,0 +1,336 @@
+// The interaction plugin: shapes and textures render where they should, the
+// interaction log replays, bad layouts fail clearly, scenes follow their
+// layouts, and feedback steers the next batch.
+#include "test_nodes.hpp"
+
+#include <cozy/host/validate.hpp>
+#include <cozy/layout.hpp>
+#include <cozy/models.hpp>
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+namespace cozy::host {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+class Interaction : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    registry->load_folder(COZY_PLUGIN_DIR);
+    dir = fs::temp_directory_path() /
+          ("cozy_interaction_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(dir);
+    fs::create_directories(dir / "in");
+    options.input_dir = dir / "in";
+    options.output_dir = dir / "out";
+    options.model_dir = fs::path(COZY_SOURCE_DIR) / "models";
+    options.use_cache = false;
+    options.threads = 1;
+    options.jobs = 1;
+  }
+
+  RunReport run(const json& graph) {
+    last_error.clear();
+    ParseResult parsed = parse_graph_json(graph);
+    EXPECT_TRUE(parsed.errors.empty());
+    std::vector<Issue> errors = validate(*parsed.graph, *registry);
+    EXPECT_TRUE(errors.empty()) << errors.front().to_string();
+    RunReport report = executor.run(*parsed.graph, options);
+    if (!report.failures.empty()) last_error = report.failures[0].message;
+    return report;
+  }
+
+  static json shape(json inputs) { return {{"class_type", "Shape"}, {"inputs", inputs}}; }
+  static json sink(const std::string& node, int output = 0) {
+    return {{"class_type", "Sink"}, {"inputs", {{"value", {node, output}}}}};
+  }
+  // Renders the layout of node "1" at 100 x 100: preview in "p", instances in "i", class map in "c", texture map in "t".
+  json rendering(json graph) {
+    graph["r"] = {{"class_type", "RenderLayout"}, {"inputs", {{"layout", {"1", 0}}, {"width", 100}, {"height", 100}}}};
+    graph["p"] = sink("r", 0);
+    graph["i"] = sink("r", 1);
+    graph["c"] = sink("r", 2);
+    graph["t"] = sink("r", 4);
+    return graph;
+  }
+  static at::Tensor out(const RunReport& r, const std::string& node) { return r.outputs.at(node)[0].as_tensor(); }
+
+  std::shared_ptr<Registry> registry = testing::test_registry();
+  Executor executor{registry};
+  RunOptions options;
+  fs::path dir;
+  std::string last_error;
+};
+
+// Whether the pixel at (x, y) of a [1, 3, H, W] preview has colour rgb.
+bool is(const at::Tensor& preview, int x, int y, std::array<float, 3> rgb) {
+  at::Tensor px = preview[0].select(1, y).select(1, x);
+  return at::allclose(px, at::tensor({rgb[0], rgb[1], rgb[2]}), 1e-3, 1e-3);
+}
+
+TEST_F(Interaction, EachShapeRendersWhereItShould) {
+  const std::array<float, 3> white{1, 1, 1}, red{1, 0, 0};
+  auto graph = [&](const std::string& kind, double rotation, double w, double h) {
+    return rendering({{"1", shape({{"id", "a"}, {"shape", kind}, {"center_x", 0.5}, {"center_y", 0.5}, {"width", w},
+                                   {"height", h}, {"rotation", rotation}, {"color", "#ff0000"}})}});
+  };
+  RunReport rect = run(graph("rectangle", 0, 0.4, 0.2));
+  ASSERT_TRUE(rect.success) << last_error;
+  at::Tensor p = out(rect, "p");
+  ASSERT_EQ(p.sizes(), (at::IntArrayRef{1, 3, 100, 100}));
+  EXPECT_TRUE(is(p, 50, 50, red));
+  EXPECT_TRUE(is(p, 31, 41, red)) << "just inside the corner (30..70, 40..60)";
+  EXPECT_TRUE(is(p, 28, 50, white)) << "left of it";
+  EXPECT_TRUE(is(p, 50, 38, white)) << "above it";
+  EXPECT_NEAR(out(rect, "i")[0].sum().item<double>(), 40 * 20, 1e-6) << "its instance mask is its area";
+
+  RunReport turned = run(graph("rectangle", 90, 0.4, 0.2));  // now 20 wide, 40 tall
+  at::Tensor q = out(turned, "p");
+  EXPECT_TRUE(is(q, 50, 32, red));
+  EXPECT_TRUE(is(q, 32, 50, white));
+
+  RunReport ellipse = run(graph("ellipse", 0, 0.4, 0.4));
+  at::Tensor e = out(ellipse, "p");
+  EXPECT_TRUE(is(e, 50, 50, red));
+  EXPECT_TRUE(is(e, 31, 50, red));
+  EXPECT_TRUE(is(e, 33, 33, white)) << "the box's corner is outside the ellipse";
+  EXPECT_NEAR(out(ellipse, "i")[0].sum().item<double>(), 3.14159 * 20 * 20, 30);
+
+  RunReport tri = run(graph("triangle", 0, 0.4, 0.4));  // apex at (50, 30), base from (30, 70) to (70, 70)
+  at::Tensor t = out(tri, "p");
+  EXPECT_TRUE(is(t, 50, 32, red));
+  EXPECT_TRUE(is(t, 35, 32, white));
+  EXPECT_TRUE(is(t, 31, 69, red));
+  EXPECT_TRUE(is(t, 68, 69, red));
+  EXPECT_NEAR(out(tri, "i")[0].sum().item<double>(), 40 * 40 / 2, 40);
+}
+
+TEST_F(Interaction, TexturesAndZOrder) {
+  auto textured = [&](const std::string& texture, double angle, const std::string& id = "a") {
+    return rendering({{"1", shape({{"id", id}, {"width", 1.0}, {"height", 1.0}, {"color", "#808080"},
+                                   {"texture", texture}, {"texture_scale", 0.1}, {"texture_angle", angle}})}});
+  };
+  at::Tensor stripes = out(run(textured("stripes", 0)), "p")[0][0];  // red channel, [H, W]
+  EXPECT_NE(stripes[50][50].item<float>(), stripes[50][55].item<float>()) << "stripes alternate across x";
+  EXPECT_FLOAT_EQ(stripes[50][50].item<float>(), stripes[50][60].item<float>()) << "with a period of 10 pixels";
+  EXPECT_FLOAT_EQ(stripes[50][50].item<float>(), stripes[80][50].item<float>()) << "and not along y";
+  at::Tensor turned = out(run(textured("stripes", 90)), "p")[0][0];
+  EXPECT_FLOAT_EQ(turned[50][50].item<float>(), turned[50][55].item<float>()) << "turned 90 degrees, along x";
+  EXPECT_NE(turned[50][50].item<float>(), turned[55][50].item<float>());
+  at::Tensor checker = out(run(textured("checker", 0)), "p")[0][0];
+  EXPECT_NE(checker[52][52].item<float>(), checker[52][62].item<float>());
+  EXPECT_FLOAT_EQ(checker[52][52].item<float>(), checker[62][62].item<float>());
+  EXPECT_NEAR(checker.mean().item<double>(), 128 / 255.0, 0.01) << "a texture keeps the colour's mean";
+  at::Tensor dots = out(run(textured("dots", 0)), "p")[0][0];
+  EXPECT_NE(dots[55][55].item<float>(), dots[50][50].item<float>()) << "dot centres differ from the gaps";
+  at::Tensor solid = out(run(textured("solid", 0)), "p");
+  EXPECT_NEAR(solid.std().item<double>(), 0.0, 1e-6);
+  RunReport noise = run(textured("noise", 0));
+  EXPECT_TRUE(at::equal(out(noise, "p"), out(run(textured("noise", 0)), "p"))) << "noise is the same every time";
+  EXPECT_FALSE(at::equal(out(noise, "p"), out(run(textured("noise", 0, "b")), "p"))) << "and differs between shapes";
+  EXPECT_EQ(out(noise, "t")[0][50][50].item<float>(), 5.f) << "texture map: 5 is noise";
+
+  // Two overlapping shapes: the one with the larger z is on top, whatever the order.
+  json layered = rendering(
+      {{"0", shape({{"id", "top"}, {"center_x", 0.6}, {"width", 0.4}, {"color", "#00ff00"}, {"z", 5},
+                    {"object_class", "Bag"}})},
+       {"1", shape({{"layout", {"0", 0}}, {"id", "under"}, {"center_x", 0.4}, {"width", 0.4}, {"color", "#0000ff"},
+                    {"z", 1}, {"object_class", "Sneaker"}})}});
+  RunReport r = run(layered);
+  ASSERT_TRUE(r.success) << last_error;
+  EXPECT_TRUE(is(out(r, "p"), 50, 50, {0, 1, 0}));
+  EXPECT_TRUE(is(out(r, "p"), 25, 50, {0, 0, 1}));
+  at::Tensor inst = out(r, "i");
+  EXPECT_EQ(inst[0][50][50].item<float>(), 1.f);
+  EXPECT_EQ(inst[1][50][50].item<float>(), 0.f) << "instances keep the visible parts";
+  EXPECT_EQ(out(r, "c")[0][50][50].item<float>(), 9.f) << "Bag is class 8: the map holds 1 + 8";
+  EXPECT_EQ(out(r, "c")[0][50][25].item<float>(), 8.f) << "Sneaker is class 7";
+  EXPECT_EQ(out(r, "c")[0][5][5].item<float>(), 0.f);
+}
+
+TEST_F(Interaction, ALoggedSessionReplaysToTheSameLayout) {
+  json log = {{"format", "cozy-interaction-log"},
+              {"operations",
+               {{{"op", "add"},
+                 {"shape", {{"id", "a"}, {"shape", "rectangle"}, {"center", {0.3, 0.3}}, {"size", {0.2, 0.2}},
+                            {"color", "#ff0000"}}}},
+                {{"op", "drag"}, {"id", "a"}, {"dx", 0.2}, {"dy", 0.1}},
+                {{"op", "scale"}, {"id", "a"}, {"factor", 2.0}},
+                {{"op", "rotate"}, {"id", "a"}, {"degrees", 90}},
+                {{"op", "scale"}, {"id", "a"}, {"fx", 1.0}, {"fy", 0.5}}}}};
+  std::ofstream(dir / "in" / "log.json") << log.dump();
+  json graph = rendering({{"1", {{"class_type", "ReplayInteractions"}, {"inputs", {{"log_file", "log.json"}}}}},
+                          {"s", {{"class_type", "SaveLayout"}, {"inputs", {{"layout", {"1", 0}}}}}}});
+  RunReport r = run(graph);
+  ASSERT_TRUE(r.success) << last_error;
+  // Dragged to (0.5, 0.4), scaled to 0.4 x 0.4, turned 90 degrees, then its own height halved: 0.4 wide
+  // before turning, 0.2 high; turned, it covers x 40..60 and y 20..60.
+  at::Tensor p = out(r, "p");
+  EXPECT_TRUE(is(p, 50, 22, {1, 0, 0}));
+  EXPECT_TRUE(is(p, 50, 58, {1, 0, 0}));
+  EXPECT_TRUE(is(p, 38, 40, {1, 1, 1}));
+  EXPECT_TRUE(is(p, 62, 40, {1, 1, 1}));
+  EXPECT_NEAR(out(r, "i")[0].sum().item<double>(), 20 * 40, 1e-6);
+  // Saved and loaded, then replayed inline, the layout draws the same image.
+  fs::copy_file(options.output_dir / "layout_00001.json", dir / "in" / "saved.json");
+  RunReport loaded = run(rendering({{"1", {{"class_type", "LoadLayout"}, {"inputs", {{"file", "saved.json"}}}}}}));
+  ASSERT_TRUE(loaded.success) << last_error;
+  EXPECT_TRUE(at::equal(out(loaded, "p"), p));
+  RunReport inline_log = run(rendering(
+      {{"1", {{"class_type", "ReplayInteractions"}, {"inputs", {{"log", log["operations"].dump()}}}}}}));
+  EXPECT_TRUE(at::equal(out(inline_log, "p"), p)) << "the same log, the same image";
+}
+
+TEST_F(Interaction, BadLayoutsAndOperationsAreClearErrors) {
+  auto replayed = [&](json ops) {
+    return json{{"1", {{"class_type", "ReplayInteractions"}, {"inputs", {{"log", ops.dump()}}}}}, {"2", sink("1")}};
+  };
+  json add = {{"op", "add"}, {"shape", {{"id", "a"}, {"shape", "rectangle"}}}};
+  EXPECT_FALSE(run(replayed({add, {{"op", "drag"}, {"id", "b"}, {"dx", 1}}})).success);
+  EXPECT_EQ(last_error, "operation 1 (drag): no shape 'b' in the layout");
+  EXPECT_FALSE(run(replayed({{{"op", "add"}, {"shape", {{"id", "h"}, {"shape", "hexagon"}}}}})).success);
+  EXPECT_EQ(last_error, "shape 'h': unknown shape 'hexagon' (rectangle, ellipse or triangle)");
+  EXPECT_FALSE(run(replayed({{{"op", "add"}, {"shape", {{"id", "t"}, {"texture", "plaid"}}}}})).success);
+  EXPECT_EQ(last_error, "shape 't': unknown texture 'plaid' (solid, stripes, checker, dots or noise)");
+  EXPECT_FALSE(run(replayed({{{"op", "add"}, {"shape", {{"id", "n"}, {"size", {-0.1, 0.2}}}}}})).success);
+  EXPECT_EQ(last_error.rfind("shape 'n': width and height must be positive", 0), 0u) << last_error;
+  EXPECT_FALSE(run(replayed({add, {{"op", "recolor"}, {"id", "a"}, {"color", "#12345"}}})).success);
+  EXPECT_EQ(last_error,
+            "operation 1 (recolor): colour '#12345' does not parse: use #rrggbb, #rgb, rgb(r, g, b) or a name");
+  EXPECT_FALSE(run(replayed({add, {{"op", "explode"}, {"id", "a"}}})).success);
+  EXPECT_EQ(last_error.rfind("operation 1 (explode): unknown operation", 0), 0u) << last_error;
+  EXPECT_FALSE(run(replayed({add, add})).success);
+  EXPECT_EQ(last_error, "operation 1 (add): a shape 'a' is already in the layout");
+  EXPECT_FALSE(run(replayed({add, {{"op", "scale"}, {"id", "a"}, {"factor", 0}}})).success);
+  EXPECT_EQ(last_error, "operation 1 (scale): scale factors must be positive");
+
+  json bad_colour = {{"1", shape({{"id", "x"}, {"color", "reddish"}})}, {"2", sink("1")}};
+  EXPECT_FALSE(run(bad_colour).success);
+  EXPECT_EQ(last_error, "shape 'x': colour 'reddish' does not parse: use #rrggbb, #rgb, rgb(r, g, b) or a name");
+  json twice = {{"1", shape({{"id", "x"}})}, {"2", shape({{"layout", {"1", 0}}, {"id", "x"}})}, {"3", sink("2")}};
+  EXPECT_FALSE(run(twice).success);
+  EXPECT_EQ(last_error, "the layout already has a shape 'x'");
+  std::ofstream(dir / "in" / "not_layout.json") << R"({"shapes": []})";
+  json load = {{"1", {{"class_type", "LoadLayout"}, {"inputs", {{"file", "not_layout.json"}}}}}, {"2", sink("1")}};
+  EXPECT_FALSE(run(load).success);
+  EXPECT_EQ(last_error, (dir / "in" / "not_layout.json").string() +
+                            ": not a Cozy layout: a JSON object with \"format\": \"cozy-layout\" is expected");
+  json no_class = {{"1", shape({{"id", "x"}})},
+                   {"2", {{"class_type", "LoadGenerator"}, {"inputs", {{"checkpoint", "fashion_cdcgan_00001.pt"}}}}},
+                   {"3", {{"class_type", "ComposeScene"}, {"inputs", {{"layout", {"1", 0}}, {"generator", {"2", 0}}}}}},
+                   {"4", sink("3")}};
+  EXPECT_FALSE(run(no_class).success);
+  EXPECT_EQ(last_error, "shape 'x' has no object class: ComposeScene draws one per shape");
+  no_class["1"]["inputs"]["object_class"] = "Cat";
+  EXPECT_FALSE(run(no_class).success);
+  EXPECT_EQ(last_error.rfind("shape 'x': class 'Cat' is not one of the generator's: T-shirt/top, Trouser", 0), 0u)
+      << last_error;
+}
+
+// The fidelity metric on known cases: the layout's own rendering is a
+// perfect scene for colour and shape; a wrong colour fails.
+TEST_F(Interaction, FidelityOnKnownCases) {
+  auto graph = [&](const std::string& drawn_colour) {
+    return json{
+        {"1", shape({{"id", "a"}, {"shape", "ellipse"}, {"width", 0.5}, {"height", 0.6}, {"color", "#3366cc"},
+                     {"texture", "checker"}, {"object_class", "Bag"}})},
+        {"2", shape({{"id", "a"}, {"shape", "ellipse"}, {"width", 0.5}, {"height", 0.6}, {"color", drawn_colour},
+                     {"texture", "checker"}, {"object_class", "Bag"}})},
+        {"3", {{"class_type", "RenderLayout"}, {"inputs", {{"layout", {"2", 0}}, {"width", 128}, {"height", 128}}}}},
+        {"4", {{"class_type", "LoadClassifier"}, {"inputs", {{"checkpoint", "fashion_classifier_00001.pt"}}}}},
+        {"5", {{"class_type", "LayoutFidelity"},
+               {"inputs", {{"layout", {"1", 0}}, {"image", {"3", 0}}, {"instances", {"3", 1}}, {"classifier", {"4", 0}}}}}}};
+  };
+  RunReport same = run(graph("#3366cc"));
+  ASSERT_TRUE(same.success) << last_error;
+  EXPECT_LT(same.outputs.at("5")[1].as_float(), 0.03) << "the mean colour is the colour asked for";
+  EXPECT_DOUBLE_EQ(same.outputs.at("5")[2].as_float(), 1.0) << "the shape is exactly where asked";
+  RunReport wrong = run(graph("#cc6633"));
+  ASSERT_TRUE(wrong.success) << last_error;
+  EXPECT_GT(wrong.outputs.at("5")[1].as_float(), 0.3) << "orange is far from blue";
+}
+
+TEST_F(Interaction, ComposedScenesFollowTheirLayouts) {
+  json g = {{"1", {{"class_type", "LoadGenerator"}, {"inputs", {{"checkpoint", "fashion_cdcgan_00001.pt"}}}}},
+            {"2", {{"class_type", "LoadClassifier"}, {"inputs", {{"checkpoint", "fashion_classifier_00001.pt"}}}}},
+            {"3", {{"class_type", "SceneFidelity"},
+                   {"inputs", {{"generator", {"1", 0}}, {"classifier", {"2", 0}}, {"count", 12}, {"size", 96}}}}}};
+  RunReport r = run(g);
+  ASSERT_TRUE(r.success) << last_error;
+  json report = json::parse(r.outputs.at("3")[3].as_string());
+  EXPECT_GE(report["shapes"].get<int>(), 12);
+  EXPECT_LT(r.outputs.at("3")[1].as_float(), 0.1) << "colour error within 10% of the range: " << report.dump();
+  EXPECT_GT(r.outputs.at("3")[2].as_float(), 0.5) << "objects cover their shapes: " << report.dump();
+  EXPECT_GT(r.outputs.at("3")[0].as_float(), 0.3) << "the classifier mostly agrees (chance: 0.1): " << report.dump();
+}
+
+// A scripted user who likes trousers: each round the classifier judges the
+// batch, the liked latents breed the next; latents go from round to round
+// through SaveLatents and LoadLatents files, as a UI session would keep them.
+TEST_F(Interaction, EvolvingLikedLatentsRaisesTheirShare) {
+  const std::int64_t batch = 32, trouser = 1;
+  json base = {{"g", {{"class_type", "LoadGenerator"}, {"inputs", {{"checkpoint", "fashion_cdcgan_00001.pt"}}}}},
+               {"c", {{"class_type", "LoadClassifier"}, {"inputs", {{"checkpoint", "fashion_classifier_00001.pt"}}}}},
+               {"cs", sink("c")},
+               {"img", sink("s", 0)}};
+  auto round_graph = [&](int r, json sample) {
+    json g = base;
+    g["s"] = {{"class_type", "GANSample"}, {"inputs", sample}};
+    g["save"] = {{"class_type", "SaveLatents"},
+                 {"inputs", {{"latent", {"s", 1}}, {"filename_prefix", "round" + std::to_string(r)}}}};
+    return g;
+  };
+  RunReport first = run(round_graph(0, {{"generator", {"g", 0}}, {"seed", 7}, {"batch", batch}}));
+  ASSERT_TRUE(first.success) << last_error;
+  auto classifier = std::dynamic_pointer_cast<Classifier>(first.outputs.at("cs")[0].as_object());
+  ASSERT_TRUE(classifier);
+  at::Tensor images = out(first, "img");
+  auto liked_mask = [&](const at::Tensor& x) { return classifier->logits(x).argmax(1) == trouser; };
+  const double start = liked_mask(images).to(at::kDouble).mean().item<double>();
+  double share = start;
+  for (int r = 1; r <= 3; ++r) {
+    fs::rename(options.output_dir / ("round" + std::to_string(r - 1) + "_00001.pt"), dir / "in" / "last.pt");
+    at::Tensor mask = liked_mask(images);
+    std::string liked;
+    for (std::int64_t i = 0; i < batch; ++i)
+      if (mask[i].item<bool>()) liked += (liked.empty() ? "" : ",") + std::to_string(i);
+    json g = round_graph(r, {{"generator", {"g", 0}}, {"latent", {"e", 0}}});
+    g["l"] = {{"class_type", "LoadLatents"}, {"inputs", {{"file", "last.pt"}}}};
+    g["f"] = {{"class_type", "Feedback"}, {"inputs", {{"batch", batch}, {"liked", liked}}}};
+    g["e"] = {{"class_type", "EvolveLatents"},
+              {"inputs", {{"latent", {"l", 0}}, {"feedback", {"f", 0}}, {"generator", {"g", 0}}, {"batch", batch},
+                          {"seed", r}}}};
+    RunReport next = run(g);
+    ASSERT_TRUE(next.success) << last_error;
+    images = out(next, "img");
+    share = liked_mask(images).to(at::kDouble).mean().item<double>();
+  }
+  EXPECT_LT(start, 0.3) << "the first batch has every class in turn";
+  EXPECT_GE(share, 0.6) << "after 3 rounds, from " << start;
+}
+
+TEST_F(Interaction, FeedbackErrors) {
+  auto feedback = [&](json inputs) {
+    return json{{"1", {{"class_type", "Feedback"}, {"inputs", inputs}}}, {"2", sink("1")}};
+  };
+  EXPECT_FALSE(run(feedback({{"batch", 4}, {"liked", "1, 7"}})).success);
+  EXPECT_EQ(last_error, "image 7 is not in the batch of 4");
+  EXPECT_FALSE(run(feedback({{"batch", 4}, {"liked", "one"}})).success);
+  EXPECT_EQ(last_error, "liked: 'one' is not an image index (0, 1, 2, ...)");
+  EXPECT_FALSE(run(feedback({{"batch", 4}, {"scores", "1, 0, -1"}})).success);
+  EXPECT_EQ(last_error, "scores has 3 numbers for a batch of 4");
+  std::ofstream(dir / "in" / "fb.json") << R"({"liked": [0, 2], "disliked": [3]})";
+  RunReport from_file = run(feedback({{"batch", 4}, {"file", "fb.json"}}));
+  ASSERT_TRUE(from_file.success) << last_error;
+  auto fb = std::dynamic_pointer_cast<Feedback>(from_file.outputs.at("2")[0].as_object());
+  ASSERT_TRUE(fb);
+  EXPECT_EQ(fb->scores, (std::vector<double>{1, 0, 1, -1}));
+}
+
+}  // namespace
+}  // namespace cozy::host
