@@ -3,7 +3,8 @@
 for 28x28, unconditional, as in pytorch/examples' DCGAN).
 
   speed --threads N            training and sampling images/s at batch 64 (JSON)
-  train --steps S --out DIR    trains on Fashion-MNIST like graphs/train_gan.json
+  train --steps S --out DIR [--device cuda]
+                               trains on Fashion-MNIST like graphs/train_gan.json
                                (Adam 2e-4, betas (0.5, 0.999), label smoothing
                                0.1, seed 0) and writes 10,000 samples as IDX files
                                (samples-images-idx3-ubyte.gz, samples-labels-idx1-ubyte.gz)
@@ -123,15 +124,16 @@ def train(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     images = read_idx(os.path.join(args.data, "train-images-idx3-ubyte.gz"))
-    real_all = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1) * 2 - 1
+    dev = torch.device(args.device)
+    real_all = (torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1) * 2 - 1).to(dev)
     nz, batch = 100, 64
-    g, d, opt_g, opt_d = models(nz)
+    g, d, opt_g, opt_d = models(nz, dev)
     order, cursor = torch.randperm(len(real_all)), 0
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
         if cursor + batch > len(real_all):
             order, cursor = torch.randperm(len(real_all)), 0
-        real = real_all[order[cursor:cursor + batch]]
+        real = real_all[order[cursor:cursor + batch].to(dev)]
         cursor += batch
         ld, lg = train_step(g, d, opt_g, opt_d, real, nz)
         if step % 100 == 0:
@@ -139,12 +141,13 @@ def train(args):
                   file=sys.stderr, flush=True)
     g.eval()
     with torch.no_grad():
-        samples = torch.cat([g(torch.randn(1000, nz, 1, 1)) for _ in range(10)])
-    pixels = ((samples.squeeze(1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        samples = torch.cat([g(torch.randn(1000, nz, 1, 1, device=dev)) for _ in range(10)])
+    pixels = ((samples.squeeze(1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
     os.makedirs(args.out, exist_ok=True)
     write_idx(os.path.join(args.out, "samples-images-idx3-ubyte.gz"), pixels)
     write_idx(os.path.join(args.out, "samples-labels-idx1-ubyte.gz"), np.zeros(len(pixels), dtype=np.uint8))
-    print(json.dumps({"torch": torch.__version__, "steps": args.steps, "seconds": time.perf_counter() - start}))
+    print(json.dumps({"torch": torch.__version__, "device": args.device, "steps": args.steps,
+                      "seconds": time.perf_counter() - start}))
 
 
 def main():
@@ -161,6 +164,7 @@ def main():
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     t.add_argument("--out", required=True)
+    t.add_argument("--device", default="cpu")
     args = p.parse_args()
     speed(args) if args.mode == "speed" else train(args)
 

@@ -277,7 +277,7 @@ struct Scene {
 // in the shape's box (affine: place, size, rotation), tinted with its colour
 // and patterned with its texture, painted in z order over the background.
 Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std::int64_t height, std::int64_t seed,
-              c10::Device device, double texture_strength) {
+              c10::Device device, double texture_strength, bool clip) {
   const at::TensorOptions o = at::TensorOptions().dtype(at::kFloat).device(device);
   const std::int64_t n = static_cast<std::int64_t>(layout.shapes.size());
   Scene scene;
@@ -340,7 +340,7 @@ Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std:
     at::Tensor grid = at::stack({gx, gy}, -1).unsqueeze(0);
     at::Tensor placed = at::grid_sampler(object, grid, /*bilinear*/ 0, /*zeros*/ 0, false)[0][0];
     at::Tensor mask = inside(*s, f);
-    at::Tensor alpha = ((placed - 0.05) / 0.15).clamp(0, 1) * mask.to(at::kFloat);
+    at::Tensor alpha = ((placed - 0.05) / 0.15).clamp(0, 1) * (clip ? mask.to(at::kFloat) : at::ones_like(placed));
     at::Tensor solid = alpha > 0.5;
     // Shading with mean 1 over the object, so that the object's mean colour is the colour asked for.
     at::Tensor mean = placed.masked_select(solid).mean();
@@ -364,11 +364,14 @@ NodeDef compose_node() {
   d.spec.inputs = {InputSpec::Link("layout", types::LAYOUT), InputSpec::Link("generator", types::GENERATOR),
                    InputSpec::Int("width", 256).range(8, 8192), InputSpec::Int("height", 256).range(8, 8192),
                    InputSpec::Int("seed", 0).range(0, 2147483647),
-                   InputSpec::Float("texture_strength", 0.6).range(0, 1).with_step(0.05)};
+                   InputSpec::Float("texture_strength", 0.6).range(0, 1).with_step(0.05),
+                   InputSpec::Choice("fit", {"clip", "box"})
+                       .help("clip: the object is cut to the shape; box: it fills the shape's box, uncut")};
   d.spec.outputs = {{"IMAGE", types::IMAGE}, {"instances", types::MASK}};
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     Scene s = compose(*in.object<Layout>("layout"), *in.object<Generator>("generator"), in.integer("width"),
-                      in.integer("height"), in.integer("seed"), ctx.device(), in.number("texture_strength"));
+                      in.integer("height"), in.integer("seed"), ctx.device(), in.number("texture_strength"),
+                      in.string("fit") == "clip");
     return {s.image, s.instances};
   };
   return d;
@@ -478,12 +481,14 @@ NodeDef scene_fidelity_node() {
                    "error, the mean IoU; and images/s.");
   d.spec.inputs = {InputSpec::Link("generator", types::GENERATOR), InputSpec::Link("classifier", types::CLASSIFIER),
                    InputSpec::Int("count", 200).range(1, 100000), InputSpec::Int("max_shapes", 3).range(1, 8),
-                   InputSpec::Int("size", 128).range(16, 4096), InputSpec::Int("seed", 0).range(0, 2147483647)};
+                   InputSpec::Int("size", 128).range(16, 4096), InputSpec::Int("seed", 0).range(0, 2147483647),
+                   InputSpec::Choice("fit", {"clip", "box"})};
   d.spec.outputs = {{"class_agreement", types::FLOAT}, {"color_error", types::FLOAT}, {"iou", types::FLOAT},
                     {"report", types::STRING}};
   d.spec.output_node = true;
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     auto g = in.object<Generator>("generator");
+    const bool clip = in.string("fit") == "clip";
     auto c = in.object<Classifier>("classifier");
     const std::int64_t count = in.integer("count"), size = in.integer("size"), seed = in.integer("seed");
     Summary sum;
@@ -492,13 +497,14 @@ NodeDef scene_fidelity_node() {
       ctx.check_cancelled();
       at::Generator gen = seeded(seed + i);
       Layout layout = random_layout(gen, in.integer("max_shapes"), g->class_names());
-      Scene scene = compose(layout, *g, size, size, seed + i, ctx.device(), 0.6);
+      Scene scene = compose(layout, *g, size, size, seed + i, ctx.device(), 0.6, clip);
       sum.add(fidelity(layout, scene.image, scene.instances, *c));
       ctx.progress(i + 1, count);
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     nlohmann::json j = sum.json();
-    j.update({{"metric", "scene_fidelity"}, {"layouts", count}, {"size", size}, {"seconds", seconds},
+    j.update({{"metric", "scene_fidelity"}, {"layouts", count}, {"size", size}, {"fit", in.string("fit")},
+              {"seconds", seconds},
               {"composed_and_judged_per_s", double(count) / seconds}});
     ctx.log(LogLevel::info, j.dump());
     return {j["class_agreement"].get<double>(), j["color_error"].get<double>(), j["iou"].get<double>(), j.dump()};
