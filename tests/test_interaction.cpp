@@ -314,6 +314,31 @@ TEST_F(Interaction, EvolvingLikedLatentsRaisesTheirShare) {
   EXPECT_GE(share, 0.6) << "after 3 rounds, from " << start;
 }
 
+TEST_F(Interaction, TheShippedDiscriminatorPrefersRealImages) {
+  json g = {{"1", {{"class_type", "LoadDiscriminator"}, {"inputs", {{"checkpoint", "fashion_cdcgan_00001.pt"}}}}},
+            {"2", {{"class_type", "LoadFashionMNIST"}, {"inputs", {{"split", "test"}, {"classes", "Sneaker"}, {"subset", 64}}}}},
+            {"3", {{"class_type", "DatasetImages"}, {"inputs", {{"dataset", {"2", 0}}, {"count", 64}}}}},
+            {"4", {{"class_type", "EmptyImage"}, {"inputs", {{"width", 28}, {"height", 28}, {"batch_size", 64}}}}},
+            {"5", {{"class_type", "GaussianBlur"}, {"inputs", {{"image", {"4", 0}}, {"sigma", 0.0}}}}},
+            {"6", {{"class_type", "DiscriminatorScore"},
+                   {"inputs", {{"discriminator", {"1", 0}}, {"images", {"3", 0}}, {"class_index", 7}, {"keep", 3}}}}},
+            {"7", {{"class_type", "Sink"}, {"inputs", {{"value", {"6", 0}}}}}},
+            {"8", {{"class_type", "Sink"}, {"inputs", {{"value", {"6", 2}}}}}}};
+  RunReport r = run(g);
+  ASSERT_TRUE(r.success) << last_error;
+  const double real = r.outputs.at("7")[0].as_float();
+  EXPECT_GT(real, 0.0);
+  EXPECT_LT(real, 1.0);
+  EXPECT_EQ(std::count(r.outputs.at("8")[0].as_string().begin(), r.outputs.at("8")[0].as_string().end(), ','), 2);
+  g["3"] = {{"class_type", "Grayscale"}, {"inputs", {{"image", {"5", 0}}}}};
+  RunReport blank = run(g);
+  ASSERT_TRUE(blank.success) << last_error;
+  EXPECT_GT(real, blank.outputs.at("7")[0].as_float()) << "test sneakers look more real than blank images";
+  g["6"]["inputs"]["class_index"] = -1;
+  EXPECT_FALSE(run(g).success);
+  EXPECT_EQ(last_error, "a conditional discriminator needs class_index (0 to 9) or latent");
+}
+
 TEST_F(Interaction, FeedbackErrors) {
   auto feedback = [&](json inputs) {
     return json{{"1", {{"class_type", "Feedback"}, {"inputs", inputs}}}, {"2", sink("1")}};

@@ -193,6 +193,28 @@ TEST_F(Models, TheVaeLearnsAndItsNodesWork) {
   EXPECT_EQ(last_error, "the VAE decodes latents [N, 8], not [2, 5]");
 }
 
+TEST_F(Models, ResumingTheVaeGivesTheUninterruptedResult) {
+  auto graph = [&](int epochs, json extra) {
+    json inputs = {{"dataset", {"1", 0}}, {"epochs", epochs}, {"batch", 64}, {"latent", 4}, {"width", 4},
+                   {"checkpoint_every", 1}, {"name", "vae/r"}};
+    inputs.update(extra);
+    return json{{"1", fashion("train", 256, 1)},
+                {"2", {{"class_type", "TrainVAE"}, {"inputs", inputs}}},
+                {"3", {{"class_type", "LatentNoise"}, {"inputs", {{"size", 4}, {"batch", 3}}}}},
+                {"4", {{"class_type", "VAEDecode"}, {"inputs", {{"vae", {"2", 0}}, {"latent", {"3", 0}}}}}},
+                {"5", sink("4")}};
+  };
+  RunReport straight = run(graph(2, json::object()));
+  ASSERT_TRUE(straight.success) << last_error;
+  const fs::path epoch1 = options.output_dir / "vae" / "r_epoch1_00001.pt";
+  ASSERT_TRUE(fs::exists(epoch1));
+  RunReport resumed = run(graph(2, {{"resume", epoch1.string()}}));
+  ASSERT_TRUE(resumed.success) << last_error;
+  EXPECT_TRUE(at::equal(tensor(straight, "5"), tensor(resumed, "5")));
+  auto log = read_csv(options.output_dir / "vae" / "r_log_00002.csv");
+  EXPECT_EQ(log.size(), 2u) << "the log continues the checkpoint's";
+}
+
 // ------------------------------------------------------------------ metrics
 
 TEST_F(Models, MetricsOnKnownCases) {

@@ -62,6 +62,38 @@ class DcganGenerator : public Generator, public SavableModel {
   nlohmann::json metadata_;
 };
 
+// A DCGAN discriminator, as other plugins see it (eval mode: batch norm uses
+// its running statistics).
+class DcganDiscriminator : public Discriminator {
+ public:
+  DcganDiscriminator(DiscriminatorNet d, std::vector<std::string> classes) : d_(std::move(d)), classes_(std::move(classes)) {
+    d_->eval();
+  }
+  int64_t num_classes() const override { return d_->options.classes; }
+  const std::vector<std::string>& class_names() const override { return classes_; }
+  std::vector<int64_t> image_shape() const override {
+    return {d_->options.channels, d_->options.image_size, d_->options.image_size};
+  }
+  c10::Device device() const override { return d_->parameters().front().device(); }
+  at::Tensor logits(const at::Tensor& images, const at::Tensor& labels) const override {
+    const auto shape = image_shape();
+    if (images.dim() != 4 || images.size(1) != shape[0] || images.size(2) != shape[1] || images.size(3) != shape[2])
+      throw Error("the discriminator judges images [N, " + std::to_string(shape[0]) + ", " + std::to_string(shape[1]) +
+                  ", " + std::to_string(shape[2]) + "], not " + c10::str(images.sizes()));
+    if (num_classes() > 0 && (!labels.defined() || labels.size(0) != images.size(0)))
+      throw Error("this discriminator is class-conditional: give one label per image");
+    torch::NoGradGuard no_grad;
+    DiscriminatorNet net = d_;  // eval mode: only read
+    at::Tensor l = num_classes() == 0 ? at::Tensor()
+                                      : labels.to(device(), labels.is_floating_point() ? at::kFloat : at::kLong);
+    return net->forward(images.to(device(), at::kFloat) * 2 - 1, l);
+  }
+
+ private:
+  DiscriminatorNet d_;
+  std::vector<std::string> classes_;
+};
+
 // A generator saved as TorchScript (torch.jit.save in Python, or
 // torch::jit::Module::save). It must have an int attribute latent_size; it
 // may have num_classes (int), class_names (list of str) and output_range
@@ -252,7 +284,8 @@ NodeDef train_gan() {
                    InputSpec::Choice("adversarial", {"none", "fgsm", "pgd"}),
                    InputSpec::Float("epsilon", 0.03).range(0, 0.5).with_step(0.005).help("on the [0, 1] pixel scale"),
                    InputSpec::Int("pgd_steps", 5).range(1, 100)};
-  d.spec.outputs = {{"GENERATOR", types::GENERATOR}, {"summary", types::STRING}};
+  d.spec.outputs = {{"GENERATOR", types::GENERATOR}, {"summary", types::STRING},
+                    {"DISCRIMINATOR", types::DISCRIMINATOR}};
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     auto dataset = in.object<Dataset>("dataset");
     const auto shape = dataset->image_shape();
@@ -441,12 +474,15 @@ NodeDef train_gan() {
     sample_grid("_final");
     if (cancelled) throw Cancelled();
     for (auto& p : dnet->parameters()) p.set_requires_grad(true);
+    g->eval();
+    dnet->eval();
     std::ostringstream summary;
     summary << "DCGAN " << o.image_size << "x" << o.image_size << " trained to step " << done << " on "
             << dataset->describe();
     if (!log.empty()) summary << "; last losses D " << log.last()[0] << " G " << log.last()[1];
-    return {std::static_pointer_cast<Generator>(std::make_shared<DcganGenerator>(g, dnet, classes, metadata)),
-            summary.str()};
+    auto generator = std::make_shared<DcganGenerator>(g, dnet, classes, metadata);
+    return {std::static_pointer_cast<Generator>(generator), summary.str(),
+            std::static_pointer_cast<Discriminator>(std::make_shared<DcganDiscriminator>(dnet, classes))};
   };
   return d;
 }
@@ -572,6 +608,64 @@ NodeDef load_generator() {
   return d;
 }
 
+NodeDef load_discriminator() {
+  NodeDef d;
+  d.spec.class_type = "LoadDiscriminator";
+  d.spec.display_name = "Load Discriminator";
+  d.spec.category = "gan";
+  d.spec.description = "The discriminator saved in a Cozy GAN checkpoint (SaveModel and TrainGAN's checkpoints keep it).";
+  d.spec.inputs = {InputSpec::String("checkpoint").files_in("models", {".pt"}).help("e.g. fashion_cdcgan_00001.pt")};
+  d.spec.outputs = {{"DISCRIMINATOR", types::DISCRIMINATOR}};
+  d.spec.pure = false;  // the file can change
+  d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+    fs::path file(in.string("checkpoint"));
+    if (file.is_relative()) file = ctx.model_dir() / file;
+    Loaded l = load_gan(file, ctx.device());
+    if (!l.d) throw Error("checkpoint " + file.string() + " holds no discriminator");
+    return {std::static_pointer_cast<Discriminator>(
+        std::make_shared<DcganDiscriminator>(l.d, class_list(l.reader.metadata)))};
+  };
+  return d;
+}
+
+NodeDef discriminator_score() {
+  NodeDef d;
+  d.spec.class_type = "DiscriminatorScore";
+  d.spec.display_name = "Discriminator Score";
+  d.spec.category = "gan";
+  d.spec.description =
+      "How real each image looks to a discriminator: sigmoid of its logit, in [0, 1]. For a conditional one, the "
+      "classes come from latent (GANSample's LATENT, with class weights) or class_index. Outputs the mean, each "
+      "image's score as comma-separated text, and the indices of the best `keep` images (for rejection sampling).";
+  d.spec.inputs = {InputSpec::Link("discriminator", types::DISCRIMINATOR), InputSpec::Link("images", types::IMAGE),
+                   InputSpec::Link("latent", types::LATENT).optional(),
+                   InputSpec::Int("class_index", -1).range(-1, 100000), InputSpec::Int("keep", 8).range(1, 100000)};
+  d.spec.outputs = {{"mean", types::FLOAT}, {"scores", types::STRING}, {"best", types::STRING}};
+  d.run = [](const Inputs& in, Context&) -> Outputs {
+    auto disc = in.object<Discriminator>("discriminator");
+    const at::Tensor& images = in.tensor("images");
+    const int64_t n = images.size(0), k = disc->num_classes(), wanted = in.integer("class_index");
+    at::Tensor labels;
+    if (k > 0) {
+      if (in.has("latent") && wanted < 0) {
+        const at::Tensor& latent = in.tensor("latent");
+        if (latent.size(0) != n || latent.size(1) <= k) throw Error("the latent does not carry one row of class weights per image");
+        labels = latent.narrow(1, latent.size(1) - k, k).to(at::kFloat);
+      } else {
+        if (wanted < 0 || wanted >= k) throw Error("a conditional discriminator needs class_index (0 to " + std::to_string(k - 1) + ") or latent");
+        labels = at::full({n}, wanted, at::kLong);
+      }
+    }
+    at::Tensor scores = at::sigmoid(disc->logits(images, labels)).cpu();
+    std::string text, best;
+    for (int64_t i = 0; i < n; ++i) text += (i ? "," : "") + std::to_string(scores[i].item<float>());
+    at::Tensor order = std::get<1>(scores.sort(0, /*descending=*/true));
+    for (int64_t i = 0; i < std::min(n, in.integer("keep")); ++i) best += (i ? "," : "") + std::to_string(order[i].item<int64_t>());
+    return {scores.mean().item<double>(), text, best};
+  };
+  return d;
+}
+
 // A deep copy of a module, through an in-memory archive.
 template <class Net>
 Net copy_net(const Net& net, const DcganOptions& o, c10::Device device) {
@@ -683,6 +777,8 @@ void register_nodes(Registrar& r) {
   r.add(save_model());
   r.add(load_generator());
   r.add(fine_tune_on_feedback());
+  r.add(load_discriminator());
+  r.add(discriminator_score());
   register_latent_nodes(r);
 }
 

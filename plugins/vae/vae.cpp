@@ -128,7 +128,9 @@ NodeDef train_vae() {
                    "Trains a convolutional VAE on a data set (Adam; loss per image = binary cross-entropy summed over "
                    "pixels + beta x KL). After every epoch it reports the test set's reconstruction and KL loss per "
                    "image (with test_dataset) and writes a grid of samples from the prior; writes <name>_log.csv and "
-                   ".png. Cancelling stops after the current step. Deterministic for a seed on the CPU.");
+                   ".png, and with checkpoint_every K a checkpoint <name>_epoch<k>.pt every K epochs (weights, "
+                   "optimiser, random state: resume continues it exactly). Cancelling stops after the current step, "
+                   "keeping the checkpoints written. Deterministic for a seed on the CPU.");
   d.spec.inputs = {InputSpec::Link("dataset", types::DATASET),
                    InputSpec::Link("test_dataset", types::DATASET).optional(),
                    InputSpec::Int("epochs", 10).range(1, 10000),
@@ -138,7 +140,9 @@ NodeDef train_vae() {
                    InputSpec::Int("latent", 32).range(1, 4096),
                    InputSpec::Int("width", 32).range(4, 512),
                    InputSpec::Int("seed", 0).range(0, 2147483647),
-                   InputSpec::String("name", "vae").help("prefix of the files written")};
+                   InputSpec::String("name", "vae").help("prefix of the files written"),
+                   InputSpec::Int("checkpoint_every", 0).range(0, 100000).help("epochs; 0: no checkpoints"),
+                   InputSpec::String("resume", "").help("an epoch checkpoint of TrainVAE to continue")};
   d.spec.outputs = {{"VAE", types::VAE}, {"summary", types::STRING}};
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     auto data = in.object<Dataset>("dataset");
@@ -155,17 +159,58 @@ NodeDef train_vae() {
 
     at::Generator gen = training::seeded(seed);
     torch::manual_seed(static_cast<uint64_t>(seed));  // weight initialisation
+    const std::string resume = in.string("resume");
+    std::optional<checkpoint::Reader> start;
+    if (!resume.empty()) {
+      fs::path file(resume);
+      std::error_code ec;
+      if (file.is_relative()) file = fs::exists(ctx.output_dir() / file, ec) ? ctx.output_dir() / file : ctx.model_dir() / file;
+      start = checkpoint::open(file, device, "vae", "a VAE");
+      try {
+        o = {start->metadata.at("channels"), start->metadata.at("image_size"), start->metadata.at("latent"),
+             start->metadata.at("width")};
+      } catch (const nlohmann::json::exception& e) {
+        throw Error("incomplete checkpoint metadata in " + file.string() + ": " + e.what());
+      }
+      if (o.channels != shape[0] || o.image_size != shape[1]) throw Error("the checkpoint's images are not the data set's");
+    }
     VaeNet net(o);
     net->to(device);
     torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(in.number("lr")));
     at::Tensor prior = at::randn({64, o.latent}, gen, at::kFloat);  // the same samples every epoch
+    int64_t first = 1;
+    training::LossLog log("epoch", {"train_loss", "test_recon", "test_kl"});
+    if (start) {
+      torch::serialize::InputArchive og, state;
+      if (!start->read_module("vae", *net) || !start->read_archive("optimizer", og) ||
+          !start->read_archive("training_state", state))
+        throw Error("cannot resume from " + start->file.string() + ": it is not an epoch checkpoint of TrainVAE");
+      opt.load(og);
+      at::Tensor rng, epoch_done, rows;
+      state.read("rng", rng);
+      state.read("epoch", epoch_done);
+      state.read("log", rows);
+      gen.set_state(rng.cpu());
+      first = epoch_done.item<int64_t>() + 1;
+      rows = rows.cpu().to(at::kDouble);
+      for (int64_t i = 0; i < rows.size(0); ++i)
+        log.add(i + 1, {rows[i][0].item<double>(), rows[i][1].item<double>(), rows[i][2].item<double>()});
+    }
+    const int64_t every = in.integer("checkpoint_every");
     std::pair<at::Tensor, at::Tensor> test_set;
     if (test) test_set = test->batch(at::arange(test->size(), at::kLong));
 
-    training::LossLog log("epoch", {"train_loss", "test_recon", "test_kl"});
     const int64_t per_epoch = data->size() / batch, total = epochs * per_epoch;
     training::Clock clock;
-    for (int64_t epoch = 1; epoch <= epochs; ++epoch) {
+    std::vector<at::Tensor> log_rows;  // every epoch's row, for checkpoints
+    if (start) {
+      at::Tensor rows;
+      torch::serialize::InputArchive state;
+      start->read_archive("training_state", state);
+      state.read("log", rows);
+      for (int64_t i = 0; i < rows.size(0); ++i) log_rows.push_back(rows[i].cpu().to(at::kDouble));
+    }
+    for (int64_t epoch = first; epoch <= epochs; ++epoch) {
       net->train();
       at::Tensor order = at::randperm(data->size(), gen, at::kLong);
       double sum = 0;
@@ -199,6 +244,24 @@ NodeDef train_vae() {
         test_recon = r / double(n), test_kl = k / double(n);
       }
       log.add(epoch, {sum / double(per_epoch), test_recon, test_kl});
+      log_rows.push_back(at::tensor({sum / double(per_epoch), test_recon, test_kl}, at::kDouble));
+      if (every > 0 && epoch % every == 0) {
+        nlohmann::json meta = vae_metadata(o);
+        meta.update({{"dataset", data->describe()}, {"epochs", epoch}, {"beta", beta}, {"seed", seed}});
+        ctx.add_file(write_numbered_file(out_dir, stem + "_epoch" + std::to_string(epoch), ".pt", [&](const fs::path& t) {
+                       checkpoint::save(t, meta, [&](torch::serialize::OutputArchive& a) {
+                         checkpoint::write_module(a, "vae", *net);
+                         torch::serialize::OutputArchive og, state;
+                         opt.save(og);
+                         a.write("optimizer", og);
+                         state.write("rng", gen.get_state());
+                         state.write("epoch", at::tensor(epoch, at::kLong));
+                         state.write("log", at::stack(log_rows));
+                         a.write("training_state", state);
+                       });
+                     }),
+                     "output");
+      }
       std::ostringstream line;
       line << "epoch " << epoch << ": train loss " << sum / double(per_epoch);
       if (test) line << ", test reconstruction " << test_recon << " + KL " << test_kl << " per image";

@@ -47,6 +47,21 @@ class Generator : public Object {
   virtual at::Tensor generate(const at::Tensor& z, const at::Tensor& labels) const = 0;
 };
 
+/// A GAN's discriminator: how real images look to it.
+class Discriminator : public Object {
+ public:
+  std::string type_name() const override { return "DISCRIMINATOR"; }
+
+  virtual std::int64_t num_classes() const = 0;
+  virtual const std::vector<std::string>& class_names() const = 0;
+  /// {C, H, W} of the images it judges.
+  virtual std::vector<std::int64_t> image_shape() const = 0;
+  virtual c10::Device device() const = 0;
+  /// One logit per image [N] (higher: more real) for images [N, C, H, W] in
+  /// [0, 1] and, for a conditional one, labels as Generator::generate takes.
+  virtual at::Tensor logits(const at::Tensor& images, const at::Tensor& labels) const = 0;
+};
+
 /// A variational auto-encoder: images to a latent distribution and back.
 class Vae : public Object {
  public:
