@@ -1,0 +1,8 @@
+set(Boost_FOUND TRUE)
+set(Boost_VERSION 1.74.0)
+set(Boost_INCLUDE_DIRS "${CMAKE_CURRENT_LIST_DIR}/../include")
+if(NOT TARGET Boost::headers)
+  add_library(Boost::headers INTERFACE IMPORTED)
+  set_target_properties(Boost::headers PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${Boost_INCLUDE_DIRS}")
+  add_library(Boost::boost ALIAS Boost::headers)
+endif()

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds .gpu/, what a GPU machine without Boost, OpenCV, nlohmann or CLI11
+# needs to build and run Cozy against its own LibTorch (PyTorch's wheel):
+#   .gpu/include  the headers the build really includes (from ninja's deps)
+#   .gpu/lib      Debian's OpenCV core/imgproc/imgcodecs and what they load;
+#                 libraries OpenCV links but Cozy never calls (GDAL, GDCM,
+#                 LAPACK, BLAS, OpenJPEG, OpenEXR) are replaced by stubs
+#   .gpu/cmake    small package configs for find_package
+#   .gpu/fm       Fashion-MNIST (for the training checks)
+# Run from the repository root after a build in build/; then carry .gpu:
+#   run(command="bash scripts/gpu/checks.sh", carry=[".gpu"])
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+rm -rf .gpu && mkdir -p .gpu/include .gpu/lib .gpu/fm
+(cd build && ninja -t deps) | grep -E '^\s+/usr/include/(boost|opencv4|nlohmann|CLI|zlib|zconf)' | sed 's/^ *//' | sort -u |
+  while read -r f; do d=.gpu/include/${f#/usr/include/}; mkdir -p "$(dirname "$d")"; cp "$f" "$d"; done
+cp -r /usr/include/boost/config /usr/include/boost/predef .gpu/include/boost/
+python3 scripts/gpu/libclosure.py | while read -r f; do cp -L "$f" .gpu/lib/; done
+python3 scripts/gpu/stubs.py .gpu/lib
+(cd .gpu/lib && for l in core imgproc imgcodecs; do ln -sf libopencv_$l.so.406 libopencv_$l.so; done && ln -sf libz.so.1 libz.so)
+cp -r scripts/gpu/cmake .gpu/cmake
+cp /usr/share/datasets/fashion-mnist/*.gz .gpu/fm/
+du -sh .gpu
