@@ -339,6 +339,33 @@ TEST_F(Interaction, TheShippedDiscriminatorPrefersRealImages) {
   EXPECT_EQ(last_error, "a conditional discriminator needs class_index (0 to 9) or latent");
 }
 
+TEST_F(Interaction, LatentAndFidelityErrors) {
+  json missing = {{"1", {{"class_type", "LoadLatents"}, {"inputs", {{"file", "none.pt"}}}}}, {"2", sink("1")}};
+  EXPECT_FALSE(run(missing).success);
+  EXPECT_EQ(last_error, "latents file not found: " + (dir / "in" / "none.pt").string());
+  std::ofstream(dir / "in" / "text.pt") << "not a tensor";
+  missing["1"]["inputs"]["file"] = "text.pt";
+  EXPECT_FALSE(run(missing).success);
+  EXPECT_EQ(last_error, "not a latents file written by SaveLatents: " + (dir / "in" / "text.pt").string());
+
+  json evolve = {{"1", {{"class_type", "LatentNoise"}, {"inputs", {{"size", 6}, {"batch", 3}}}}},
+                 {"2", {{"class_type", "Feedback"}, {"inputs", {{"batch", 4}, {"liked", "0"}}}}},
+                 {"3", {{"class_type", "EvolveLatents"}, {"inputs", {{"latent", {"1", 0}}, {"feedback", {"2", 0}}}}}},
+                 {"4", sink("3")}};
+  EXPECT_FALSE(run(evolve).success);
+  EXPECT_EQ(last_error, "the feedback judges 4 images but the latents are [3, 6]");
+
+  json fidelity = {
+      {"1", shape({{"id", "a"}, {"center_x", 0.3}})},
+      {"2", shape({{"layout", {"1", 0}}, {"id", "b"}, {"center_x", 0.7}})},
+      {"3", {{"class_type", "RenderLayout"}, {"inputs", {{"layout", {"1", 0}}, {"width", 64}, {"height", 64}}}}},
+      {"4", {{"class_type", "LoadClassifier"}, {"inputs", {{"checkpoint", "fashion_classifier_00001.pt"}}}}},
+      {"5", {{"class_type", "LayoutFidelity"},
+             {"inputs", {{"layout", {"2", 0}}, {"image", {"3", 0}}, {"instances", {"3", 1}}, {"classifier", {"4", 0}}}}}}};
+  EXPECT_FALSE(run(fidelity).success);
+  EXPECT_EQ(last_error, "instances has 1 masks for 2 shapes");
+}
+
 TEST_F(Interaction, FeedbackErrors) {
   auto feedback = [&](json inputs) {
     return json{{"1", {{"class_type", "Feedback"}, {"inputs", inputs}}}, {"2", sink("1")}};

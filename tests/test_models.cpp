@@ -368,6 +368,55 @@ TEST_F(Models, AdversarialExamplesForTheDiscriminator) {
   EXPECT_TRUE(at::equal(tensor(plain, "4"), tensor(zero, "4")));
 }
 
+TEST_F(Models, MoreErrorsNameTheProblem) {
+  train_gan(1);
+  // A latent of the wrong width for GANSample.
+  json g = {{"1", {{"class_type", "LoadGenerator"}, {"inputs", {{"checkpoint", "g_00001.pt"}}}}},
+            {"2", {{"class_type", "LatentNoise"}, {"inputs", {{"size", 5}, {"batch", 2}}}}},
+            {"3", {{"class_type", "GANSample"}, {"inputs", {{"generator", {"1", 0}}, {"latent", {"2", 0}}}}}},
+            {"4", sink("3")}};
+  EXPECT_FALSE(run(g).success);
+  EXPECT_EQ(last_error, "the latent is [2, 5]; this generator takes [N, 16] or [N, 26] (z and class weights)");
+  // Feedback with nothing liked cannot steer a fine-tuning.
+  json ft = {{"1", {{"class_type", "LoadGenerator"}, {"inputs", {{"checkpoint", "g_00001.pt"}}}}},
+             {"2", {{"class_type", "GANSample"}, {"inputs", {{"generator", {"1", 0}}, {"batch", 4}}}}},
+             {"3", {{"class_type", "Feedback"}, {"inputs", {{"batch", 4}, {"disliked", "0"}}}}},
+             {"4", {{"class_type", "FineTuneOnFeedback"},
+                    {"inputs", {{"generator", {"1", 0}}, {"images", {"2", 0}}, {"latent", {"2", 1}}, {"feedback", {"3", 0}}}}}},
+             {"5", sink("4")}};
+  EXPECT_FALSE(run(ft).success);
+  EXPECT_EQ(last_error, "no image was liked: nothing to move towards");
+  // A discriminator asked to judge images of another shape.
+  json ds = {{"1", {{"class_type", "LoadDiscriminator"}, {"inputs", {{"checkpoint", "g_00001.pt"}}}}},
+             {"2", {{"class_type", "EmptyImage"}, {"inputs", {{"width", 32}, {"height", 32}, {"batch_size", 4}}}}},
+             {"3", {{"class_type", "DiscriminatorScore"},
+                    {"inputs", {{"discriminator", {"1", 0}}, {"images", {"2", 0}}, {"class_index", 1}}}}},
+             {"4", sink("3")}};
+  EXPECT_FALSE(run(ds).success);
+  EXPECT_EQ(last_error, "the discriminator judges images [N, 1, 28, 28], not [4, 3, 32, 32]");
+  // SaveMetrics takes metric reports only.
+  json sm = {{"1", {{"class_type", "String"}, {"inputs", {{"value", "hello"}}}}},
+             {"2", {{"class_type", "SaveMetrics"}, {"inputs", {{"report1", {"1", 0}}}}}}};
+  EXPECT_FALSE(run(sm).success);
+  EXPECT_EQ(last_error, "report1 is not a JSON object (connect a metric's report)");
+  // TrainVAE resumes only its own epoch checkpoints.
+  json vae = {{"1", fashion("train", 64, 1)},
+              {"2", {{"class_type", "TrainVAE"},
+                     {"inputs", {{"dataset", {"1", 0}}, {"epochs", 1}, {"latent", 4}, {"width", 4},
+                                 {"resume", (options.model_dir / "g_00001.pt").string()}}}}},
+              {"3", sink("2")}};
+  EXPECT_FALSE(run(vae).success);
+  EXPECT_EQ(last_error, (options.model_dir / "g_00001.pt").string() + " holds a gan model, not a VAE");
+  json saved = {{"1", fashion("train", 64, 1)},
+                {"2", {{"class_type", "TrainVAE"}, {"inputs", {{"dataset", {"1", 0}}, {"epochs", 1}, {"latent", 4}, {"width", 4}}}}},
+                {"3", {{"class_type", "SaveModel"}, {"inputs", {{"model", {"2", 0}}, {"filename_prefix", "v"}}}}}};
+  ASSERT_TRUE(run(saved).success) << last_error;
+  vae["2"]["inputs"]["resume"] = (options.model_dir / "v_00001.pt").string();
+  EXPECT_FALSE(run(vae).success);
+  EXPECT_EQ(last_error, "cannot resume from " + (options.model_dir / "v_00001.pt").string() +
+                            ": it is not an epoch checkpoint of TrainVAE");
+}
+
 // ------------------------------------------------------------------ TorchScript, latents
 
 TEST_F(Models, ATorchScriptGeneratorLoads) {
