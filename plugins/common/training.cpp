@@ -21,6 +21,16 @@ at::Generator seeded(std::int64_t seed) {
   return at::make_generator<at::CPUGeneratorImpl>(static_cast<std::uint64_t>(seed));
 }
 
+at::Tensor latent_noise(std::int64_t n, std::int64_t d, at::Generator& gen, double truncation) {
+  at::Tensor z = at::randn({n, d}, gen, at::kFloat);
+  for (int round = 0; truncation > 0 && round < 100; ++round) {
+    at::Tensor outside = z.abs() > truncation;
+    if (!outside.any().item<bool>()) break;
+    z = at::where(outside, at::randn(z.sizes(), gen, at::kFloat), z);
+  }
+  return truncation > 0 ? z.clamp(-truncation, truncation) : z;
+}
+
 void LossLog::add(std::int64_t x, std::vector<double> values) {
   if (values.size() != names_.size()) throw Error("LossLog: wrong number of values");
   rows_.emplace_back(x, std::move(values));

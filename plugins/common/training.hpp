@@ -18,6 +18,11 @@ namespace cozy::training {
 /// A CPU random generator seeded with `seed`: the same numbers on every machine.
 at::Generator seeded(std::int64_t seed);
 
+/// n standard-normal latent vectors of length d drawn from gen; with
+/// truncation t > 0, entries beyond +-t are redrawn (up to 100 times), then
+/// clamped (the truncation trick).
+at::Tensor latent_noise(std::int64_t n, std::int64_t d, at::Generator& gen, double truncation);
+
 /// Named series of numbers, one row per step or epoch.
 class LossLog {
  public:

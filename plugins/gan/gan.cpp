@@ -525,14 +525,7 @@ NodeDef gan_sample() {
       }
     } else {
       at::Generator gen = training::seeded(in.integer("seed"));
-      z = at::randn({in.integer("batch"), generator->latent_size()}, gen, at::kFloat);
-      const double t = in.number("truncation");
-      for (int round = 0; t > 0 && round < 100; ++round) {
-        at::Tensor outside = z.abs() > t;
-        if (!outside.any().item<bool>()) break;
-        z = at::where(outside, at::randn(z.sizes(), gen, at::kFloat), z);
-      }
-      if (t > 0) z = z.clamp(-t, t);
+      z = training::latent_noise(in.integer("batch"), generator->latent_size(), gen, in.number("truncation"));
     }
     const int64_t n = z.size(0);
     at::Tensor labels = batch_labels(n, k, wanted);

@@ -22,15 +22,8 @@ NodeDef latent_noise() {
   d.spec.outputs = {{"LATENT", types::LATENT}};
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     at::Generator gen = training::seeded(in.integer("seed"));
-    at::Tensor z = at::randn({in.integer("batch"), in.integer("size")}, gen, at::kFloat);
-    const double t = in.number("truncation");
-    for (int round = 0; t > 0 && round < 100; ++round) {
-      at::Tensor outside = z.abs() > t;
-      if (!outside.any().item<bool>()) break;
-      z = at::where(outside, at::randn(z.sizes(), gen, at::kFloat), z);
-    }
-    if (t > 0) z = z.clamp(-t, t);
-    return {z.to(ctx.device())};
+    return {training::latent_noise(in.integer("batch"), in.integer("size"), gen, in.number("truncation"))
+                .to(ctx.device())};
   };
   return d;
 }
