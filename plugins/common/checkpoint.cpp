@@ -49,7 +49,8 @@ bool load_archive(const fs::path& file, c10::Device device, torch::serialize::In
 }
 }  // namespace
 
-Reader open(const fs::path& file, c10::Device device, const std::string& kind, const std::string& what) {
+std::optional<Reader> open_if_cozy(const fs::path& file, c10::Device device, const std::string& kind,
+                                   const std::string& what) {
   std::error_code ec;
   if (!fs::is_regular_file(file, ec)) throw Error("checkpoint not found: " + file.string());
   Reader r;
@@ -57,8 +58,8 @@ Reader open(const fs::path& file, c10::Device device, const std::string& kind, c
   if (!load_archive(file, device, r.archive))
     throw Error("not a checkpoint (corrupt, or not written by torch::save): " + file.string());
   c10::IValue text;
-  if (!r.archive.try_read("metadata", text) || !text.isString())
-    throw Error("not a Cozy checkpoint (no metadata): " + file.string());
+  if (!r.archive.try_read("metadata", text)) return std::nullopt;
+  if (!text.isString()) throw Error("not a Cozy checkpoint (no metadata): " + file.string());
   try {
     r.metadata = nlohmann::json::parse(text.toStringRef());
   } catch (const std::exception&) {
@@ -71,11 +72,22 @@ Reader open(const fs::path& file, c10::Device device, const std::string& kind, c
   return r;
 }
 
-bool is_foreign_archive(const fs::path& file) {
-  torch::serialize::InputArchive archive;
-  if (!load_archive(file, c10::Device(c10::kCPU), archive)) return false;
-  c10::IValue text;
-  return !archive.try_read("metadata", text);
+Reader open(const fs::path& file, c10::Device device, const std::string& kind, const std::string& what) {
+  std::optional<Reader> r = open_if_cozy(file, device, kind, what);
+  if (!r) throw Error("not a Cozy checkpoint (no metadata): " + file.string());
+  return std::move(*r);
+}
+
+fs::path model_path(const Context& ctx, const std::string& name) {
+  fs::path file(name);
+  return file.is_relative() ? ctx.model_dir() / file : file;
+}
+
+fs::path resume_path(const Context& ctx, const std::string& name) {
+  fs::path file(name);
+  if (file.is_absolute()) return file;
+  std::error_code ec;
+  return fs::exists(ctx.output_dir() / file, ec) ? ctx.output_dir() / file : ctx.model_dir() / file;
 }
 
 }  // namespace cozy::checkpoint

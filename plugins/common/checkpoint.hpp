@@ -6,6 +6,8 @@
 // its architecture options, image shape, classes, data set, steps and seed.
 #pragma once
 
+#include <cozy/context.hpp>
+
 #include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
 #include <torch/serialize/input-archive.h>
@@ -13,6 +15,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace cozy::checkpoint {
@@ -48,8 +51,15 @@ struct Reader {
 /// the file; `what` names the model for messages ("a GAN generator").
 Reader open(const std::filesystem::path& file, c10::Device device, const std::string& kind, const std::string& what);
 
-/// True if `file` opens as a torch archive but has no Cozy metadata (for
-/// example a TorchScript module saved by torch.jit.save).
-bool is_foreign_archive(const std::filesystem::path& file);
+/// As open, but an archive without Cozy metadata (a TorchScript module saved
+/// by torch.jit.save, say) gives nullopt instead of an error.
+std::optional<Reader> open_if_cozy(const std::filesystem::path& file, c10::Device device, const std::string& kind,
+                                   const std::string& what);
+
+/// A model file named in a graph: relative names are in the models folder.
+std::filesystem::path model_path(const Context& ctx, const std::string& name);
+/// A checkpoint to continue from: relative names are looked for in the
+/// output folder (where trainers write step checkpoints), then the models folder.
+std::filesystem::path resume_path(const Context& ctx, const std::string& name);
 
 }  // namespace cozy::checkpoint

@@ -181,8 +181,9 @@ struct Loaded {
   checkpoint::Reader reader;
 };
 
-Loaded load_gan(const fs::path& file, c10::Device device) {
-  Loaded l{nullptr, nullptr, checkpoint::open(file, device, "gan", "a GAN generator")};
+Loaded load_gan(checkpoint::Reader reader, c10::Device device) {
+  const fs::path file = reader.file;
+  Loaded l{nullptr, nullptr, std::move(reader)};
   DcganOptions o = options_from(l.reader.metadata, file);
   l.g = GeneratorNet(o);
   if (!l.reader.read_module("generator", *l.g)) throw Error("checkpoint " + file.string() + " has no generator");
@@ -200,14 +201,6 @@ at::Tensor batch_labels(int64_t n, int64_t classes, int64_t wanted) {
   if (classes == 0) return {};
   if (wanted >= 0) return at::full({n}, wanted, at::kLong);
   return at::arange(n, at::kLong).remainder(classes);
-}
-
-fs::path existing_file(const Context& ctx, const std::string& name) {
-  fs::path file(name);
-  if (file.is_absolute()) return file;
-  std::error_code ec;
-  if (fs::exists(ctx.output_dir() / file, ec)) return ctx.output_dir() / file;
-  return ctx.model_dir() / file;
 }
 
 // Freezes the first k convolutions of the discriminator and the batch norms
@@ -315,7 +308,9 @@ NodeDef train_gan() {
     DiscriminatorNet dnet{nullptr};
     std::optional<Loaded> start;
     if (!resume.empty() || !init.empty()) {
-      start = load_gan(existing_file(ctx, resume.empty() ? init : resume), device);
+      start = load_gan(checkpoint::open(checkpoint::resume_path(ctx, resume.empty() ? init : resume), device, "gan",
+                                        "a GAN generator"),
+                       device);
       o = start->g->options;  // the architecture is the checkpoint's
       if (o.channels != shape[0] || o.image_size != shape[1])
         throw Error("the checkpoint makes " + std::to_string(o.channels) + "x" + std::to_string(o.image_size) + "x" +
@@ -581,10 +576,9 @@ NodeDef load_generator() {
   d.spec.outputs = {{"GENERATOR", types::GENERATOR}};
   d.spec.pure = false;  // the file can change
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
-    fs::path file(in.string("checkpoint"));
-    if (file.is_relative()) file = ctx.model_dir() / file;
-    std::error_code ec;
-    if (fs::is_regular_file(file, ec) && checkpoint::is_foreign_archive(file)) {
+    const fs::path file = checkpoint::model_path(ctx, in.string("checkpoint"));
+    std::optional<checkpoint::Reader> reader = checkpoint::open_if_cozy(file, ctx.device(), "gan", "a GAN generator");
+    if (!reader) {  // an archive without Cozy metadata: a TorchScript module?
       torch::jit::Module module;
       try {
         module = torch::jit::load(file.string(), ctx.device());
@@ -594,7 +588,7 @@ NodeDef load_generator() {
       if (!module.find_method("forward")) throw Error("not a Cozy checkpoint (no metadata): " + file.string());
       return {std::static_pointer_cast<Generator>(std::make_shared<ScriptGenerator>(module, file, ctx.device()))};
     }
-    Loaded l = load_gan(file, ctx.device());
+    Loaded l = load_gan(std::move(*reader), ctx.device());
     return {std::static_pointer_cast<Generator>(
         std::make_shared<DcganGenerator>(l.g, l.d, class_list(l.reader.metadata), l.reader.metadata))};
   };
@@ -611,9 +605,8 @@ NodeDef load_discriminator() {
   d.spec.outputs = {{"DISCRIMINATOR", types::DISCRIMINATOR}};
   d.spec.pure = false;  // the file can change
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
-    fs::path file(in.string("checkpoint"));
-    if (file.is_relative()) file = ctx.model_dir() / file;
-    Loaded l = load_gan(file, ctx.device());
+    const fs::path file = checkpoint::model_path(ctx, in.string("checkpoint"));
+    Loaded l = load_gan(checkpoint::open(file, ctx.device(), "gan", "a GAN generator"), ctx.device());
     if (!l.d) throw Error("checkpoint " + file.string() + " holds no discriminator");
     return {std::static_pointer_cast<Discriminator>(
         std::make_shared<DcganDiscriminator>(l.d, class_list(l.reader.metadata)))};

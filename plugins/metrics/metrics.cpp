@@ -17,11 +17,6 @@ namespace {
 namespace fs = std::filesystem;
 constexpr std::int64_t kBatch = 500;
 
-fs::path model_file(const Context& ctx, const std::string& name) {
-  fs::path file(name);
-  return file.is_relative() ? ctx.model_dir() / file : file;
-}
-
 // The first `limit` images of a data set (0: all) as a CPU tensor.
 std::pair<at::Tensor, at::Tensor> first_examples(const Dataset& data, std::int64_t limit) {
   const std::int64_t n = limit > 0 ? std::min(limit, data.size()) : data.size();
@@ -154,7 +149,7 @@ NodeDef load_classifier_node() {
   d.spec.outputs = {{"CLASSIFIER", types::CLASSIFIER}};
   d.spec.pure = false;  // the file can change
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
-    return {std::static_pointer_cast<Classifier>(load_classifier(model_file(ctx, in.string("checkpoint")), ctx.device()))};
+    return {std::static_pointer_cast<Classifier>(load_classifier(checkpoint::model_path(ctx, in.string("checkpoint")), ctx.device()))};
   };
   return d;
 }

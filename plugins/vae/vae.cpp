@@ -109,11 +109,6 @@ std::pair<torch::Tensor, torch::Tensor> vae_losses(VaeNet& net, const torch::Ten
   return {recon, kl};
 }
 
-fs::path model_file(const Context& ctx, const std::string& name) {
-  fs::path file(name);
-  return file.is_relative() ? ctx.model_dir() / file : file;
-}
-
 NodeDef node(const char* type, const char* display, const char* description) {
   NodeDef d;
   d.spec.class_type = type;
@@ -162,9 +157,7 @@ NodeDef train_vae() {
     const std::string resume = in.string("resume");
     std::optional<checkpoint::Reader> start;
     if (!resume.empty()) {
-      fs::path file(resume);
-      std::error_code ec;
-      if (file.is_relative()) file = fs::exists(ctx.output_dir() / file, ec) ? ctx.output_dir() / file : ctx.model_dir() / file;
+      const fs::path file = checkpoint::resume_path(ctx, resume);
       start = checkpoint::open(file, device, "vae", "a VAE");
       try {
         o = {start->metadata.at("channels"), start->metadata.at("image_size"), start->metadata.at("latent"),
@@ -297,7 +290,7 @@ NodeDef load_vae() {
   d.spec.outputs = {{"VAE", types::VAE}};
   d.spec.pure = false;  // the file can change
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
-    const fs::path file = model_file(ctx, in.string("checkpoint"));
+    const fs::path file = checkpoint::model_path(ctx, in.string("checkpoint"));
     checkpoint::Reader r = checkpoint::open(file, ctx.device(), "vae", "a VAE");
     VaeOptions o;
     try {
