@@ -28,21 +28,40 @@ at::Tensor per_plane(const at::Tensor& image, int64_t out_h, int64_t out_w, int 
   return dst.to(image.device());
 }
 
-at::Tensor per_image(const at::Tensor& image, int threads, const std::function<void(const cv::Mat&, cv::Mat&)>& fn) {
+void per_image_into(const at::Tensor& src, at::Tensor& dst, int threads,
+                    const std::function<void(const cv::Mat&, cv::Mat&)>& fn) {
   use_threads(threads);
-  const int64_t c = image.size(1);
-  // One interleaving copy for the batch (none for one channel).
-  at::Tensor src = image.to(at::kCPU).permute({0, 2, 3, 1}).contiguous();
-  at::Tensor dst = at::empty_like(src);
-  const int h = static_cast<int>(src.size(1)), w = static_cast<int>(src.size(2));
+  const int channels = static_cast<int>(src.size(1));
+  const int out_h = static_cast<int>(dst.size(2)), out_w = static_cast<int>(dst.size(3));
+  // Each image is interleaved into one buffer and its result split back into
+  // the output's planes: copies of one image, which stay in the cache, where
+  // a copy of the whole batch each way would go through memory.
+  cv::Mat interleaved;
+  cv::Mat result(out_h, out_w, CV_32FC(channels));
+  std::vector<cv::Mat> in_planes(channels), out_planes(channels);
   for (int64_t b = 0; b < src.size(0); ++b) {
-    cv::Mat in(h, w, CV_32FC(static_cast<int>(c)), src[b].data_ptr<float>());
-    cv::Mat out(h, w, CV_32FC(static_cast<int>(c)), dst[b].data_ptr<float>());
-    cv::Mat result = out;
-    fn(in, result);
-    if (result.data != out.data) result.convertTo(out, CV_32F);
+    for (int c = 0; c < channels; ++c) {
+      in_planes[c] = plane_view(src, b, c);
+      out_planes[c] = plane_view(dst, b, c);
+    }
+    if (channels == 1) {
+      cv::Mat out = out_planes[0];
+      fn(in_planes[0], out);
+      if (out.data != out_planes[0].data) out.convertTo(out_planes[0], CV_32F);
+      continue;
+    }
+    cv::merge(in_planes, interleaved);
+    fn(interleaved, result);
+    if (result.depth() != CV_32F) result.convertTo(result, CV_32F);
+    cv::split(result, out_planes.data());  // into the output's planes: create() keeps them
   }
-  return dst.permute({0, 3, 1, 2}).contiguous().to(image.device());
+}
+
+at::Tensor per_image(const at::Tensor& image, int threads, const std::function<void(const cv::Mat&, cv::Mat&)>& fn) {
+  at::Tensor src = image.to(at::kCPU).contiguous();
+  at::Tensor dst = at::empty_like(src);
+  per_image_into(src, dst, threads, fn);
+  return dst.to(image.device());
 }
 
 at::Tensor rgb_to_hsv(const at::Tensor& rgb) {

@@ -39,7 +39,7 @@ inline at::Tensor luma(const at::Tensor& image) {
 
 /// A [H, W] plane of a contiguous float32 CPU tensor, as a cv::Mat sharing
 /// its memory (no copy).
-inline cv::Mat plane_view(at::Tensor& t, int64_t b, int64_t c) {
+inline cv::Mat plane_view(const at::Tensor& t, int64_t b, int64_t c) {
   return cv::Mat(static_cast<int>(t.size(2)), static_cast<int>(t.size(3)), CV_32FC1,
                  t.data_ptr<float>() + (b * t.size(1) + c) * t.size(2) * t.size(3));
 }
@@ -53,6 +53,11 @@ at::Tensor per_plane(const at::Tensor& image, int64_t out_h, int64_t out_w, int 
 /// Runs `fn(src, dst)` on each image as an interleaved H x W x C cv::Mat
 /// (RGB order), for filters that look at all channels at once.
 at::Tensor per_image(const at::Tensor& image, int threads, const std::function<void(const cv::Mat&, cv::Mat&)>& fn);
+
+/// per_image from a contiguous CPU batch into a CPU batch of the same
+/// channels, whose planes may have another size.
+void per_image_into(const at::Tensor& src, at::Tensor& dst, int threads,
+                    const std::function<void(const cv::Mat&, cv::Mat&)>& fn);
 
 /// True when a filter should take its CPU path: fused loops and OpenCV on
 /// the tensor's memory. On other devices, filters run as tensor operations.

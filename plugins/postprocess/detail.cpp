@@ -1,6 +1,7 @@
 // Detail: blur and sharpen as tensor ops on the device; median, bilateral,
 // CLAHE and Canny with OpenCV on the CPU.
 #include "common.hpp"
+#include "kernels.hpp"
 
 #include <opencv2/imgproc.hpp>
 
@@ -67,17 +68,11 @@ void register_detail(Registrar& r) {
         const double radius = in.number("radius");
         const float a = static_cast<float>(amount), t = static_cast<float>(threshold);
         return {per_plane(image, image.size(2), image.size(3), ctx.threads(), [&](const cv::Mat& src, cv::Mat& dst) {
-          cv::Mat blurred;
+          thread_local cv::Mat blurred;  // one plane, reused
           cv::GaussianBlur(src, blurred, cv::Size(gaussian_ksize(radius), gaussian_ksize(radius)), radius, radius,
                            cv::BORDER_REFLECT_101);
-          const int64_t n = static_cast<int64_t>(src.total());
-          const float* x = src.ptr<float>();
-          const float* bl = blurred.ptr<float>();
-          float* out = dst.ptr<float>();
-          for (int64_t i = 0; i < n; ++i) {
-            const float d = x[i] - bl[i];
-            out[i] = clamp01f(x[i] + (std::abs(d) >= t ? a * d : 0.f));
-          }
+          kernels::unsharp(src.ptr<float>(), blurred.ptr<float>(), dst.ptr<float>(),
+                           static_cast<int64_t>(src.total()), a, t);
         })};
       }
       at::Tensor detail = image - gaussian_blur(image, in.number("radius"), ctx.threads());

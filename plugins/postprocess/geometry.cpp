@@ -1,5 +1,6 @@
 // Geometry and composition.
 #include "common.hpp"
+#include "kernels.hpp"
 
 #include <opencv2/imgproc.hpp>
 
@@ -8,6 +9,77 @@
 namespace cozy::postprocess {
 namespace {
 
+// Runs `fn(plane, y)` for every output row of every plane of a batch, rows
+// in parallel chunks.
+template <class Fn>
+void for_each_row(int64_t planes, int64_t rows, const Fn& fn) {
+  at::parallel_for(0, planes * rows, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) fn(k / rows, k % rows);
+  });
+}
+
+// OpenCV's INTER_NEAREST source index for each of `out` positions over `in`
+// (floor(i x in / out), as cv::resize computes it).
+std::vector<int32_t> nearest_index(int64_t in, int64_t out) {
+  const double step = 1.0 / (static_cast<double>(out) / static_cast<double>(in));
+  std::vector<int32_t> index(static_cast<std::size_t>(out));
+  for (int64_t i = 0; i < out; ++i)
+    index[static_cast<std::size_t>(i)] =
+        static_cast<int32_t>(std::min<int64_t>(static_cast<int64_t>(std::floor(i * step)), in - 1));
+  return index;
+}
+
+// Nearest-neighbour resize of a CPU batch: one gather per output row.
+at::Tensor resize_nearest(const at::Tensor& image, int64_t h, int64_t w) {
+  at::Tensor src = image.contiguous();
+  const int64_t planes = src.size(0) * src.size(1), in_h = src.size(2), in_w = src.size(3);
+  at::Tensor dst = at::empty({src.size(0), src.size(1), h, w}, src.options());
+  const std::vector<int32_t> xs = nearest_index(in_w, w), ys = nearest_index(in_h, h);
+  const float* s = src.data_ptr<float>();
+  float* d = dst.data_ptr<float>();
+  for_each_row(planes, h, [&](int64_t plane, int64_t y) {
+    kernels::gather(s + (plane * in_h + ys[static_cast<std::size_t>(y)]) * in_w, xs.data(), d + (plane * h + y) * w, w);
+  });
+  return dst;
+}
+
+// Where output index i (relative to the image's first pixel) reads from, for
+// Pad's modes; -1 for the constant border.
+int64_t border_source(int64_t i, int64_t n, int mode) {
+  if (i >= 0 && i < n) return i;
+  if (mode == cv::BORDER_CONSTANT) return -1;
+  if (mode == cv::BORDER_REPLICATE) return i < 0 ? 0 : n - 1;
+  return i < 0 ? -i : 2 * (n - 1) - i;  // reflect-101, narrower than the image
+}
+
+// Pad on a CPU batch: each output row is a copy of its source row with its
+// borders filled.
+at::Tensor pad_rows(const at::Tensor& image, int64_t left, int64_t right, int64_t top, int64_t bottom, int mode,
+                    float value) {
+  at::Tensor src = image.contiguous();
+  const int64_t planes = src.size(0) * src.size(1), h = src.size(2), w = src.size(3);
+  const int64_t out_h = h + top + bottom, out_w = w + left + right;
+  at::Tensor dst = at::empty({src.size(0), src.size(1), out_h, out_w}, src.options());
+  std::vector<int64_t> columns;  // source columns of the left and right borders
+  for (int64_t x = 0; x < left; ++x) columns.push_back(border_source(x - left, w, mode));
+  for (int64_t x = 0; x < right; ++x) columns.push_back(border_source(w + x, w, mode));
+  const float* s = src.data_ptr<float>();
+  float* d = dst.data_ptr<float>();
+  for_each_row(planes, out_h, [&](int64_t plane, int64_t y) {
+    float* out = d + (plane * out_h + y) * out_w;
+    const int64_t sy = border_source(y - top, h, mode);
+    if (sy < 0) {
+      std::fill(out, out + out_w, value);
+      return;
+    }
+    const float* row = s + (plane * h + sy) * w;
+    for (int64_t x = 0; x < left; ++x) out[x] = columns[x] < 0 ? value : row[columns[x]];
+    std::copy(row, row + w, out + left);
+    for (int64_t x = 0; x < right; ++x) out[left + w + x] = columns[left + x] < 0 ? value : row[columns[left + x]];
+  });
+  return dst;
+}
+
 const std::vector<std::string> kMethods = {"bilinear", "nearest", "bicubic", "area", "lanczos"};
 
 // Resizes with torch where it matches OpenCV (nearest, bilinear, bicubic,
@@ -15,6 +87,7 @@ const std::vector<std::string> kMethods = {"bilinear", "nearest", "bicubic", "ar
 at::Tensor resize(const at::Tensor& image, int64_t h, int64_t w, const std::string& method, int threads) {
   if (h == image.size(2) && w == image.size(3)) return image;
   at::Tensor x = image.contiguous();
+  if (cpu_kernels(image) && method == "nearest") return resize_nearest(x, h, w);
   if (cpu_kernels(image)) {
     const int interpolation = method == "nearest"    ? cv::INTER_NEAREST
                               : method == "bilinear" ? cv::INTER_LINEAR
@@ -95,10 +168,17 @@ void register_geometry(Registrar& r) {
       if (y + h > image.size(2))
         throw Error("y + height = " + std::to_string(y + h) + " exceeds the image height " +
                     std::to_string(image.size(2)));
-      if (cpu_kernels(image)) {  // row copies straight from the tensor's planes
-        return {per_plane(image, h, w, 1, [&](const cv::Mat& src, cv::Mat& dst) {
-          src(cv::Rect(static_cast<int>(x), static_cast<int>(y), static_cast<int>(w), static_cast<int>(h))).copyTo(dst);
-        })};
+      if (cpu_kernels(image)) {  // row copies straight from the tensor's planes, rows in parallel
+        at::Tensor src = image.contiguous();
+        const int64_t planes = src.size(0) * src.size(1), in_h = src.size(2), in_w = src.size(3);
+        at::Tensor dst = at::empty({src.size(0), src.size(1), h, w}, src.options());
+        const float* s = src.data_ptr<float>();
+        float* d = dst.data_ptr<float>();
+        for_each_row(planes, h, [&](int64_t plane, int64_t row) {
+          const float* from = s + (plane * in_h + y + row) * in_w + x;
+          std::copy(from, from + w, d + (plane * h + row) * w);
+        });
+        return {dst};
       }
       return {image.narrow(2, y, h).narrow(3, x, w).contiguous()};
     };
@@ -112,7 +192,7 @@ void register_geometry(Registrar& r) {
       d.spec.inputs.push_back(InputSpec::Int(side, 0).range(0, 4096));
     d.spec.inputs.push_back(InputSpec::Choice("mode", {"constant", "reflect", "replicate"}));
     d.spec.inputs.push_back(InputSpec::Float("value", 0.0).range(0, 1).with_step(0.01).help("constant mode only"));
-    d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+    d.run = [](const Inputs& in, Context&) -> Outputs {
       at::Tensor image = image_input(in, "image");
       std::vector<int64_t> pad = {in.integer("left"), in.integer("right"), in.integer("top"), in.integer("bottom")};
       const std::string& mode = in.string("mode");
@@ -124,12 +204,7 @@ void register_geometry(Registrar& r) {
         const int border = mode == "constant" ? cv::BORDER_CONSTANT
                            : mode == "reflect" ? cv::BORDER_REFLECT_101
                                                : cv::BORDER_REPLICATE;
-        const double value = in.number("value");
-        return {per_plane(image, image.size(2) + pad[2] + pad[3], image.size(3) + pad[0] + pad[1], ctx.threads(),
-                          [&](const cv::Mat& src, cv::Mat& dst) {
-                            cv::copyMakeBorder(src, dst, int(pad[2]), int(pad[3]), int(pad[0]), int(pad[1]), border,
-                                               cv::Scalar::all(value));
-                          })};
+        return {pad_rows(image, pad[0], pad[1], pad[2], pad[3], border, static_cast<float>(in.number("value")))};
       }
       if (mode == "constant") return {at::constant_pad_nd(image, pad, in.number("value"))};
       if (mode == "reflect") return {at::reflection_pad2d(image.contiguous(), pad)};
@@ -145,7 +220,7 @@ void register_geometry(Registrar& r) {
     d.spec.inputs.push_back(InputSpec::Float("degrees", 0.0).range(-360, 360).with_step(1));
     d.spec.inputs.push_back(InputSpec::Boolean("expand", false));
     d.spec.inputs.push_back(InputSpec::Float("fill", 0.0).range(0, 1).with_step(0.01));
-    d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+    d.run = [](const Inputs& in, Context&) -> Outputs {
       at::Tensor image = image_input(in, "image");
       const double degrees = in.number("degrees");
       const bool expand = in.boolean("expand");
@@ -166,11 +241,53 @@ void register_geometry(Registrar& r) {
         cv::Mat matrix = cv::getRotationMatrix2D(cv::Point2f((w - 1) / 2.f, (h - 1) / 2.f), degrees, 1.0);
         matrix.at<double>(0, 2) += (out_w - 1) / 2.0 - (w - 1) / 2.0;
         matrix.at<double>(1, 2) += (out_h - 1) / 2.0 - (h - 1) / 2.0;
-        const double fill = in.number("fill");
-        return {per_plane(image, out_h, out_w, ctx.threads(), [&](const cv::Mat& src, cv::Mat& dst) {
-                  cv::warpAffine(src, dst, matrix, dst.size(), cv::INTER_LINEAR, cv::BORDER_CONSTANT,
-                                 cv::Scalar::all(fill));
-                }).clamp_(0, 1)};
+        // warpAffine's source positions: 10-bit fixed point rounded to 1/32
+        // of a pixel, computed once per output row for the whole batch; each
+        // position and its weights serve every plane (kernels::warp_row).
+        cv::Mat inverse;
+        cv::invertAffineTransform(matrix, inverse);
+        const double* m = inverse.ptr<double>();
+        constexpr double kScale = 1 << 10;                              // AB_BITS
+        constexpr int kShift = 10 - 5, kRound = 1 << (kShift - 1);     // to INTER_BITS
+        std::vector<int32_t> step_x(static_cast<std::size_t>(out_w)), step_y(step_x.size());
+        for (int64_t x = 0; x < out_w; ++x) {
+          step_x[static_cast<std::size_t>(x)] = cv::saturate_cast<int>(m[0] * static_cast<double>(x) * kScale);
+          step_y[static_cast<std::size_t>(x)] = cv::saturate_cast<int>(m[3] * static_cast<double>(x) * kScale);
+        }
+        at::Tensor src = image.to(at::kCPU).contiguous();
+        at::Tensor out = at::empty({src.size(0), src.size(1), out_h, out_w}, src.options());
+        const float fill = static_cast<float>(in.number("fill"));
+        const int planes = static_cast<int>(src.size(1));
+        const int64_t batch = src.size(0);
+        // Image by image, in tiles of 16 x 64 output pixels (as warpAffine
+        // works in blocks): a tile's source pixels, of all planes, stay in the
+        // core's cache. Bands of 16 rows in parallel.
+        constexpr int64_t kRows = 16, kColumns = 64;
+        const int64_t bands = (out_h + kRows - 1) / kRows;
+        at::parallel_for(0, batch * bands, 1, [&](int64_t begin, int64_t end) {
+          int32_t x32[kColumns], y32[kColumns];
+          for (int64_t k = begin; k < end; ++k) {
+            const int64_t b = k / bands, top = (k % bands) * kRows, bottom = std::min(out_h, top + kRows);
+            const float* from[3];
+            for (int c = 0; c < planes; ++c) from[c] = src.data_ptr<float>() + (b * planes + c) * h * w;
+            for (int64_t left = 0; left < out_w; left += kColumns) {
+              const int64_t n = std::min(kColumns, out_w - left);
+              for (int64_t y = top; y < bottom; ++y) {
+                const int x0 = cv::saturate_cast<int>((m[1] * static_cast<double>(y) + m[2]) * kScale) + kRound;
+                const int y0 = cv::saturate_cast<int>((m[4] * static_cast<double>(y) + m[5]) * kScale) + kRound;
+                for (int64_t x = 0; x < n; ++x) {
+                  x32[x] = (x0 + step_x[static_cast<std::size_t>(left + x)]) >> kShift;
+                  y32[x] = (y0 + step_y[static_cast<std::size_t>(left + x)]) >> kShift;
+                }
+                float* to[3];
+                for (int c = 0; c < planes; ++c)
+                  to[c] = out.data_ptr<float>() + ((b * planes + c) * out_h + y) * out_w + left;
+                kernels::warp_row(from, to, planes, h, w, x32, y32, n, fill);
+              }
+            }
+          }
+        });
+        return {out.to(image.device())};
       }
       // For each output pixel, the source position: the inverse of OpenCV's
       // rotation matrix about the centres, in pixel coordinates.

@@ -1,5 +1,6 @@
 // Tone and colour: tensor operations on the run's device.
 #include "common.hpp"
+#include "kernels.hpp"
 
 #include <opencv2/core.hpp>
 
@@ -209,36 +210,8 @@ void register_tone(Registrar& r) {
       if (image.size(1) == 1 || degrees == 0) return {image};
       if (cpu_kernels(image)) {
         const float shift = static_cast<float>(std::fmod(std::fmod(degrees, 360.0) + 360.0, 360.0));
-        // Branch-free (selects only), so the loop vectorises.
-        return {map_pixels(image, 3, [&](const float* const* src, float* const* dst, int64_t n) {
-          const float* rp = src[0];
-          const float* gp = src[1];
-          const float* bp = src[2];
-          float* ro = dst[0];
-          float* go = dst[1];
-          float* bo = dst[2];
-          for (int64_t i = 0; i < n; ++i) {
-            const float r = clamp01f(rp[i]), g = clamp01f(gp[i]), b = clamp01f(bp[i]);
-            const float v = std::max(r, std::max(g, b)), delta = v - std::min(r, std::min(g, b));
-            const float safe_delta = delta > 0.f ? delta : 1.f, safe_v = v > 0.f ? v : 1.f;
-            const float sat = v > 0.f ? delta / safe_v : 0.f;
-            const float from_r = 60.f * (g - b) / safe_delta;
-            const float from_g = 120.f + 60.f * (b - r) / safe_delta;
-            const float from_b = 240.f + 60.f * (r - g) / safe_delta;
-            float h = v == r ? from_r : (v == g ? from_g : from_b);
-            h = (delta > 0.f ? h : 0.f) + shift;  // in (-60, 720)
-            h = h < 0.f ? h + 360.f : h;
-            h = h >= 360.f ? h - 360.f : h;
-            h = h >= 360.f ? h - 360.f : h;
-            const float vs = v * sat, sixth = h / 60.f;
-            float kr = 5.f + sixth, kg = 3.f + sixth, kb = 1.f + sixth;
-            kr = kr >= 6.f ? kr - 6.f : kr;
-            kg = kg >= 6.f ? kg - 6.f : kg;
-            kb = kb >= 6.f ? kb - 6.f : kb;
-            ro[i] = clamp01f(v - vs * std::max(0.f, std::min(std::min(kr, 4.f - kr), 1.f)));
-            go[i] = clamp01f(v - vs * std::max(0.f, std::min(std::min(kg, 4.f - kg), 1.f)));
-            bo[i] = clamp01f(v - vs * std::max(0.f, std::min(std::min(kb, 4.f - kb), 1.f)));
-          }
+        return {map_pixels(image, 3, [shift](const float* const* src, float* const* dst, int64_t n) {
+          kernels::hue_shift(src[0], src[1], src[2], dst[0], dst[1], dst[2], n, shift);
         })};
       }
       at::Tensor hsv = rgb_to_hsv(image.clamp(0, 1));
@@ -323,17 +296,10 @@ void register_tone(Registrar& r) {
       const bool on_luma = in.boolean("luma") && image.size(1) == 3;
       if (cpu_kernels(image)) {
         const int64_t channels = on_luma ? 1 : image.size(1);
-        return {map_pixels(image, channels, [&](const float* const* src, float* const* dst, int64_t n) {
-          if (on_luma) {
-            for (int64_t i = 0; i < n; ++i)
-              dst[0][i] = static_cast<float>(0.299f * src[0][i] + 0.587f * src[1][i] + 0.114f * src[2][i] > t);
-          } else {
-            for (int64_t c = 0; c < channels; ++c) {
-              const float* x = src[c];
-              float* out = dst[c];
-              for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(x[i] > t);
-            }
-          }
+        return {map_pixels(image, channels, [t, on_luma, channels](const float* const* src, float* const* dst, int64_t n) {
+          if (on_luma) kernels::threshold_luma(src[0], src[1], src[2], dst[0], n, t);
+          else
+            for (int64_t c = 0; c < channels; ++c) kernels::threshold(src[c], dst[c], n, t);
         })};
       }
       if (on_luma) image = luma(image);

@@ -1,0 +1,141 @@
+#include "kernels.hpp"
+
+#include <algorithm>
+
+// Two builds of each kernel on x86-64 with GCC or Clang: AVX2 (8 floats a
+// lane, gathers) and the baseline, chosen once by the loader (an ifunc, on
+// the CPU's features: "arch=" clones would test the CPU's model and miss
+// AMD's). Selects instead of branches, and no division under a condition,
+// so both vectorise.
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(__SANITIZE_ADDRESS__) && !defined(COZY_NO_MULTIVERSION)
+#define COZY_MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#else
+#define COZY_MULTIVERSION
+#endif
+
+namespace cozy::postprocess::kernels {
+namespace {
+inline float clamp01(float v) { return std::min(1.f, std::max(0.f, v)); }
+inline float wrap6(float k) { return k >= 6.f ? k - 6.f : k; }
+// HSV to RGB for one channel: v - v s max(0, min(k, 4 - k, 1)); v s = delta.
+inline float channel(float v, float delta, float k) {
+  return clamp01(v - delta * std::max(0.f, std::min(std::min(k, 4.f - k), 1.f)));
+}
+}  // namespace
+
+COZY_MULTIVERSION
+void hue_shift(const float* __restrict r_in, const float* __restrict g_in, const float* __restrict b_in,
+               float* __restrict r_out, float* __restrict g_out, float* __restrict b_out, int64_t n, float shift) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float r = clamp01(r_in[i]), g = clamp01(g_in[i]), b = clamp01(b_in[i]);
+    const float v = std::max(r, std::max(g, b));
+    const float delta = v - std::min(r, std::min(g, b));
+    // One division, always done: 60 / delta (a grey pixel's hue is 0 below).
+    const float scale = 60.f / (delta > 0.f ? delta : 1.f);
+    const float from_r = (g - b) * scale;
+    const float from_g = 120.f + (b - r) * scale;
+    const float from_b = 240.f + (r - g) * scale;
+    float h = v == r ? from_r : (v == g ? from_g : from_b);
+    h = (delta > 0.f ? h : 0.f) + shift;  // in (-60, 720)
+    h = h < 0.f ? h + 360.f : h;
+    h = h >= 360.f ? h - 360.f : h;
+    h = h >= 360.f ? h - 360.f : h;
+    const float sixth = h * (1.f / 60.f);
+    r_out[i] = channel(v, delta, wrap6(5.f + sixth));
+    g_out[i] = channel(v, delta, wrap6(3.f + sixth));
+    b_out[i] = channel(v, delta, wrap6(1.f + sixth));
+  }
+}
+
+COZY_MULTIVERSION
+void unsharp(const float* __restrict x, const float* __restrict blurred, float* __restrict out, int64_t n, float amount,
+             float threshold) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = x[i] - blurred[i];
+    out[i] = clamp01(x[i] + (std::abs(d) >= threshold ? amount * d : 0.f));
+  }
+}
+
+COZY_MULTIVERSION
+void threshold(const float* __restrict x, float* __restrict out, int64_t n, float t) {
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] > t ? 1.f : 0.f;
+}
+
+COZY_MULTIVERSION
+void threshold_luma(const float* __restrict r, const float* __restrict g, const float* __restrict b,
+                    float* __restrict out, int64_t n, float t) {
+  for (int64_t i = 0; i < n; ++i) out[i] = 0.299f * r[i] + 0.587f * g[i] + 0.114f * b[i] > t ? 1.f : 0.f;
+}
+
+COZY_MULTIVERSION
+void gather(const float* __restrict row, const int32_t* __restrict index, float* __restrict out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = row[index[i]];
+}
+
+namespace {
+// OpenCV's bilinear weights for a fraction of k / 32 (initInterTab2D, float):
+// 1 - f and f, multiplied for the four taps.
+inline float fraction(int k) { return 1.f / 32 * static_cast<float>(k); }
+
+// The gathers of a row's pixels whose four taps are inside, for one plane:
+// no branch, so the AVX2 build vectorises them. Others have offset 0 and
+// weights 0 here and are redone afterwards.
+COZY_MULTIVERSION
+void warp_gather(const float* __restrict p, float* __restrict out, const int32_t* __restrict offset,
+                 const float* __restrict w0, const float* __restrict w1, const float* __restrict w2,
+                 const float* __restrict w3, int64_t n, int32_t stride) {
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t o = offset[i];
+    out[i] = clamp01(p[o] * w0[i] + p[o + 1] * w1[i] + p[o + stride] * w2[i] + p[o + stride + 1] * w3[i]);
+  }
+}
+}  // namespace
+
+void warp_row(const float* const* src, float* const* dst, int planes, int64_t h, int64_t w, const int32_t* x32,
+              const int32_t* y32, int64_t n, float fill) {
+  constexpr int64_t kBlock = 256;
+  int32_t offset[kBlock];
+  float w0[kBlock], w1[kBlock], w2[kBlock], w3[kBlock];
+  int32_t edge[kBlock];
+  for (int64_t start = 0; start < n; start += kBlock) {
+    const int64_t count = std::min(kBlock, n - start);
+    int64_t edges = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      const int32_t x = x32[start + i], y = y32[start + i];
+      const int64_t sx = x >> 5, sy = y >> 5;
+      const float fy = fraction(y & 31), fx = fraction(x & 31);
+      const bool inside = sx >= 0 && sy >= 0 && sx < w - 1 && sy < h - 1;
+      offset[i] = inside ? static_cast<int32_t>(sy * w + sx) : 0;
+      w0[i] = inside ? (1.f - fy) * (1.f - fx) : 0.f;
+      w1[i] = inside ? (1.f - fy) * fx : 0.f;
+      w2[i] = inside ? fy * (1.f - fx) : 0.f;
+      w3[i] = inside ? fy * fx : 0.f;
+      if (!inside) edge[edges++] = static_cast<int32_t>(i);
+    }
+    for (int c = 0; c < planes; ++c)
+      warp_gather(src[c], dst[c] + start, offset, w0, w1, w2, w3, count, static_cast<int32_t>(w));
+    for (int64_t e = 0; e < edges; ++e) {  // taps outside the image take the fill
+      const int64_t i = edge[e];
+      const int32_t x = x32[start + i], y = y32[start + i];
+      const int64_t sx = x >> 5, sy = y >> 5;
+      if (sx >= w || sx + 1 < 0 || sy >= h || sy + 1 < 0) {
+        for (int c = 0; c < planes; ++c) dst[c][start + i] = fill;
+        continue;
+      }
+      const float fy = fraction(y & 31), fx = fraction(x & 31);
+      const float weight[4] = {(1.f - fy) * (1.f - fx), (1.f - fy) * fx, fy * (1.f - fx), fy * fx};
+      const bool x0 = sx >= 0, x1 = sx + 1 < w, y0 = sy >= 0, y1 = sy + 1 < h;
+      for (int c = 0; c < planes; ++c) {
+        const float* p = src[c];
+        const float v0 = x0 && y0 ? p[sy * w + sx] : fill;
+        const float v1 = x1 && y0 ? p[sy * w + sx + 1] : fill;
+        const float v2 = x0 && y1 ? p[(sy + 1) * w + sx] : fill;
+        const float v3 = x1 && y1 ? p[(sy + 1) * w + sx + 1] : fill;
+        dst[c][start + i] = clamp01(v0 * weight[0] + v1 * weight[1] + v2 * weight[2] + v3 * weight[3]);
+      }
+    }
+  }
+}
+
+}  // namespace cozy::postprocess::kernels
