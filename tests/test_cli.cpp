@@ -326,6 +326,20 @@ TEST(Cli, GraphsOfTheShippedModelsRunInShortForm) {
   ASSERT_EQ(transfer.code, 0) << transfer.err;
   EXPECT_TRUE(fs::exists(dir / "models" / "transfer" / "sneaker_gan_00001.pt"));
   EXPECT_TRUE(fs::exists(dir / "out" / "transfer" / "metrics_00001.json"));
+  // The layout-to-image model: trained briefly into the scratch models folder...
+  Result layout_gan = cozy("run " + graphs + "train_layout_gan.json --set 2.count=40 --set 3.steps=10 --set 3.batch=8" +
+                           " --set 3.width=8 --set 6.count=4 --set 7.count=4 --output-dir " + (dir / "out").string() +
+                           " --models-dir " + (dir / "models").string() + " --progress none");
+  ASSERT_EQ(layout_gan.code, 0) << layout_gan.err;
+  EXPECT_TRUE(fs::exists(dir / "models" / "layout_pix2pix_00001.pt"));
+  nlohmann::json layout_metrics =
+      nlohmann::json::parse(std::ifstream(dir / "out" / "train_layout_gan" / "metrics_00001.json"));
+  EXPECT_TRUE(layout_metrics.contains("scene_fidelity")) << layout_metrics.dump();
+  // ...and the shipped one judged beside ComposeScene.
+  Result layouts = cozy("run " + graphs + "evaluate_layouts.json --set 4.count=3 --set 5.count=3 --set 6.count=2" +
+                        " --input-dir " + COZY_SOURCE_DIR + "/input" + common);
+  ASSERT_EQ(layouts.code, 0) << layouts.err;
+  EXPECT_TRUE(fs::exists(dir / "out" / "evaluate_layouts" / "two_objects_00001.png"));
 }
 
 // Load nodes name a file in the models folder: listed as choices, checked

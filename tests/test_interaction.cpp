@@ -9,6 +9,7 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <torch/serialize/output-archive.h>
 
 #include <fstream>
 
@@ -235,12 +236,13 @@ TEST_F(Interaction, BadLayoutsAndOperationsAreClearErrors) {
 // The fidelity metric on known cases: the layout's own rendering is a
 // perfect scene for colour and shape; a wrong colour fails.
 TEST_F(Interaction, FidelityOnKnownCases) {
-  auto graph = [&](const std::string& drawn_colour) {
+  auto graph = [&](const std::string& drawn_colour, const std::string& asked_texture = "checker",
+                   const std::string& drawn_texture = "checker") {
     return json{
         {"1", shape({{"id", "a"}, {"shape", "ellipse"}, {"width", 0.5}, {"height", 0.6}, {"color", "#3366cc"},
-                     {"texture", "checker"}, {"object_class", "Bag"}})},
+                     {"texture", asked_texture}, {"object_class", "Bag"}})},
         {"2", shape({{"id", "a"}, {"shape", "ellipse"}, {"width", 0.5}, {"height", 0.6}, {"color", drawn_colour},
-                     {"texture", "checker"}, {"object_class", "Bag"}})},
+                     {"texture", drawn_texture}, {"object_class", "Bag"}})},
         {"3", {{"class_type", "RenderLayout"}, {"inputs", {{"layout", {"2", 0}}, {"width", 128}, {"height", 128}}}}},
         {"4", {{"class_type", "LoadClassifier"}, {"inputs", {{"checkpoint", "fashion_classifier_00001.pt"}}}}},
         {"5", {{"class_type", "LayoutFidelity"},
@@ -250,9 +252,18 @@ TEST_F(Interaction, FidelityOnKnownCases) {
   ASSERT_TRUE(same.success) << last_error;
   EXPECT_LT(same.outputs.at("5")[1].as_float(), 0.03) << "the mean colour is the colour asked for";
   EXPECT_DOUBLE_EQ(same.outputs.at("5")[2].as_float(), 1.0) << "the shape is exactly where asked";
+  EXPECT_DOUBLE_EQ(same.outputs.at("5")[4].as_float(), 1.0) << "the texture is the one asked";
   RunReport wrong = run(graph("#cc6633"));
   ASSERT_TRUE(wrong.success) << last_error;
   EXPECT_GT(wrong.outputs.at("5")[1].as_float(), 0.3) << "orange is far from blue";
+  // Every texture drawn is recognised as itself, and as nothing else.
+  for (const char* drawn : {"solid", "stripes", "checker", "dots", "noise"})
+    for (const char* asked : {"solid", "stripes", "checker", "dots", "noise"}) {
+      RunReport r = run(graph("#3366cc", asked, drawn));
+      ASSERT_TRUE(r.success) << last_error;
+      EXPECT_DOUBLE_EQ(r.outputs.at("5")[4].as_float(), std::string(drawn) == asked ? 1.0 : 0.0)
+          << "asked " << asked << ", drawn " << drawn << ": " << r.outputs.at("5")[3].as_string();
+    }
 }
 
 TEST_F(Interaction, ComposedScenesFollowTheirLayouts) {
@@ -382,6 +393,113 @@ TEST_F(Interaction, FeedbackErrors) {
   auto fb = std::dynamic_pointer_cast<Feedback>(from_file.outputs.at("2")[0].as_object());
   ASSERT_TRUE(fb);
   EXPECT_EQ(fb->scores, (std::vector<double>{1, 0, 1, -1}));
+}
+
+// The learned way from layout to image, small: a few layouts and scenes at
+// 32 x 32, a narrow U-Net; the L1 to the scenes falls as it trains, and the
+// saved model makes the same image after loading.
+TEST_F(Interaction, ALayoutGanTrainsSavesAndLoads) {
+  options.model_dir = dir / "models";
+  fs::create_directories(options.model_dir);
+  const std::string generator = (fs::path(COZY_SOURCE_DIR) / "models" / "fashion_cdcgan_00001.pt").string();
+  json layout = shape({{"id", "a"}, {"shape", "ellipse"}, {"center_x", 0.4}, {"width", 0.5}, {"height", 0.6},
+                       {"color", "#3366cc"}, {"texture", "checker"}, {"object_class", "Bag"}});
+  json train = {
+      {"1", {{"class_type", "LoadGenerator"}, {"inputs", {{"checkpoint", generator}}}}},
+      {"2", {{"class_type", "SyntheticLayouts"}, {"inputs", {{"generator", {"1", 0}}, {"count", 48}, {"size", 32}, {"seed", 5}}}}},
+      {"3", {{"class_type", "TrainLayoutGAN"},
+             {"inputs", {{"pairs", {"2", 0}}, {"steps", 80}, {"batch", 8}, {"width", 8}, {"test_share", 0.25},
+                         {"lr", 0.002}, {"name", "lg"}}}}},
+      {"4", {{"class_type", "SaveModel"}, {"inputs", {{"model", {"3", 0}}, {"filename_prefix", "lg"}}}}},
+      {"5", layout},
+      {"6", {{"class_type", "LayoutToImage"}, {"inputs", {{"model", {"3", 0}}, {"layout", {"5", 0}}}}}},
+      {"7", sink("6")},
+      {"8", sink("3", 1)}};
+  RunReport trained = run(train);
+  ASSERT_TRUE(trained.success) << last_error;
+  json summary = json::parse(trained.outputs.at("8")[0].as_string());
+  EXPECT_EQ(summary["train_pairs"], 36);
+  EXPECT_EQ(summary["test_pairs"], 12);
+  // The loss log: step, d_loss, g_adversarial, l1 every 10 steps.
+  std::ifstream csv(options.output_dir / "lg_log_00001.csv");
+  ASSERT_TRUE(csv) << "no loss log";
+  std::vector<double> l1;
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, "step,d_loss,g_adversarial,l1");
+  while (std::getline(csv, line)) l1.push_back(std::stod(line.substr(line.rfind(',') + 1)));
+  ASSERT_EQ(l1.size(), 8u);
+  EXPECT_LT(l1.back(), 0.8 * l1.front()) << "the L1 to the scenes falls: " << l1.front() << " -> " << l1.back();
+  EXPECT_LT(summary["test_l1"].get<double>(), l1.front()) << "and on held-out pairs";
+  EXPECT_TRUE(fs::exists(options.output_dir / "lg_samples_00001.png"));
+  at::Tensor image = out(trained, "7");
+  EXPECT_EQ(image.sizes(), (std::vector<int64_t>{1, 3, 32, 32}));
+  EXPECT_GE(image.min().item<float>(), 0.f);
+  EXPECT_LE(image.max().item<float>(), 1.f);
+
+  json load = {{"1", {{"class_type", "LoadLayoutModel"}, {"inputs", {{"checkpoint", "lg_00001.pt"}}}}},
+               {"5", layout},
+               {"6", {{"class_type", "LayoutToImage"}, {"inputs", {{"model", {"1", 0}}, {"layout", {"5", 0}}}}}},
+               {"7", sink("6")}};
+  RunReport loaded = run(load);
+  ASSERT_TRUE(loaded.success) << last_error;
+  // The file holds float16 weights: the same image to within half a level of 8 bits.
+  EXPECT_LT((out(loaded, "7") - image).abs().max().item<float>(), 0.5f / 255) << "the saved model makes the same image";
+
+  // Its errors.
+  json bad_size = {{"1", {{"class_type", "LoadGenerator"}, {"inputs", {{"checkpoint", generator}}}}},
+                   {"2", {{"class_type", "SyntheticLayouts"}, {"inputs", {{"generator", {"1", 0}}, {"size", 40}}}}},
+                   {"3", sink("2")}};
+  EXPECT_FALSE(run(bad_size).success);
+  EXPECT_EQ(last_error, "size 40 is not divisible by 16 (the U-Net halves it 4 times)");
+  json not_layout = {{"1", {{"class_type", "LoadLayoutModel"}, {"inputs", {{"checkpoint", generator}}}}}, {"2", sink("1")}};
+  EXPECT_FALSE(run(not_layout).success);
+  EXPECT_EQ(last_error, generator + " holds a gan model, not a layout-to-image model");
+  auto write_checkpoint = [&](const std::string& name, const std::string& metadata) {
+    torch::serialize::OutputArchive archive;
+    archive.write("metadata", c10::IValue(metadata));
+    archive.save_to((options.model_dir / name).string());
+    return json{{"1", {{"class_type", "LoadLayoutModel"}, {"inputs", {{"checkpoint", name}}}}}, {"2", sink("1")}};
+  };
+  EXPECT_FALSE(run(write_checkpoint("sizeless.pt", R"({"format": "cozy-checkpoint", "kind": "layout-gan"})")).success);
+  EXPECT_EQ(last_error.rfind("incomplete checkpoint metadata in " + (options.model_dir / "sizeless.pt").string(), 0), 0u)
+      << last_error;
+  EXPECT_NE(last_error.find("'size'"), std::string::npos) << last_error;
+  EXPECT_FALSE(run(write_checkpoint("empty.pt", R"({"format": "cozy-checkpoint", "kind": "layout-gan", "size": 32,
+                                                   "width": 8, "classes": ["Bag"]})"))
+                   .success);
+  EXPECT_EQ(last_error, "checkpoint " + (options.model_dir / "empty.pt").string() + " has no generator weights");
+  json neither = {{"1", {{"class_type", "LoadClassifier"}, {"inputs", {{"checkpoint", "fashion_classifier_00001.pt"}}}}},
+                  {"2", {{"class_type", "SceneFidelity"}, {"inputs", {{"classifier", {"1", 0}}}}}}};
+  options.model_dir = fs::path(COZY_SOURCE_DIR) / "models";
+  EXPECT_FALSE(run(neither).success);
+  EXPECT_EQ(last_error, "SceneFidelity needs a generator (ComposeScene) or a layout_model (LayoutToImage)");
+}
+
+// Without instances, LayoutFidelity finds a shape's object pixels itself:
+// far from the background, near the shape. A render is its own perfect
+// picture, so the estimate is the shape; a shape drawn elsewhere is missed.
+TEST_F(Interaction, FidelityEstimatesObjectPixelsWithoutInstances) {
+  auto graph = [&](double drawn_x) {
+    return json{
+        {"1", shape({{"id", "a"}, {"shape", "rectangle"}, {"width", 0.3}, {"height", 0.4}, {"color", "#e0c040"},
+                     {"object_class", "Bag"}})},
+        {"2", {{"class_type", "LayoutBackground"}, {"inputs", {{"layout", {"1", 0}}, {"color", "#101010"}}}}},
+        {"3", shape({{"id", "a"}, {"shape", "rectangle"}, {"center_x", drawn_x}, {"width", 0.3}, {"height", 0.4},
+                     {"color", "#e0c040"}})},
+        {"4", {{"class_type", "LayoutBackground"}, {"inputs", {{"layout", {"3", 0}}, {"color", "#101010"}}}}},
+        {"5", {{"class_type", "RenderLayout"}, {"inputs", {{"layout", {"4", 0}}, {"width", 64}, {"height", 64}}}}},
+        {"6", {{"class_type", "LoadClassifier"}, {"inputs", {{"checkpoint", "fashion_classifier_00001.pt"}}}}},
+        {"7", {{"class_type", "LayoutFidelity"},
+               {"inputs", {{"layout", {"2", 0}}, {"image", {"5", 0}}, {"classifier", {"6", 0}}}}}}};
+  };
+  RunReport same = run(graph(0.5));
+  ASSERT_TRUE(same.success) << last_error;
+  EXPECT_DOUBLE_EQ(same.outputs.at("7")[2].as_float(), 1.0) << "IoU of the estimate with the shape";
+  EXPECT_LT(same.outputs.at("7")[1].as_float(), 1e-3) << "colour error";
+  RunReport moved = run(graph(0.85));
+  ASSERT_TRUE(moved.success) << last_error;
+  EXPECT_LT(moved.outputs.at("7")[2].as_float(), 0.3) << "a shape drawn elsewhere is mostly missed";
 }
 
 }  // namespace

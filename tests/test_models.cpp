@@ -140,7 +140,7 @@ TEST_F(Models, ModelCheckpointErrorsNameTheFile) {
   json not_a_model = {{"1", {{"class_type", "Const"}, {"inputs", {{"value", 3}}}}},
                       {"2", {{"class_type", "SaveModel"}, {"inputs", {{"model", {"1", 0}}}}}}};
   EXPECT_FALSE(run(not_a_model).success);
-  EXPECT_EQ(last_error, "SaveModel saves models (GENERATOR, VAE, CLASSIFIER) made by Cozy's plugins");
+  EXPECT_EQ(last_error, "SaveModel saves models (GENERATOR, DISCRIMINATOR, VAE, CLASSIFIER, LAYOUT_MODEL) made by Cozy's plugins");
 }
 
 // ------------------------------------------------------------------ VAE

@@ -34,11 +34,7 @@ fs::path under_input(const Context& ctx, const std::string& name) {
 }
 
 NodeDef loader(const char* type, const char* display, const char* description) {
-  NodeDef d;
-  d.spec.class_type = type;
-  d.spec.display_name = display;
-  d.spec.category = "data";
-  d.spec.description = description;
+  NodeDef d = NodeDef::named(type, display, "data", description);
   d.spec.outputs = {{"DATASET", types::DATASET}};
   return d;
 }

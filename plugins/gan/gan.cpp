@@ -554,7 +554,7 @@ NodeDef save_model() {
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     const Value& v = in["model"];
     auto model = v.is_object() ? std::dynamic_pointer_cast<SavableModel>(v.as_object()) : nullptr;
-    if (!model) throw Error("SaveModel saves models (GENERATOR, VAE, CLASSIFIER) made by Cozy's plugins");
+    if (!model) throw Error("SaveModel saves models (GENERATOR, DISCRIMINATOR, VAE, CLASSIFIER, LAYOUT_MODEL) made by Cozy's plugins");
     fs::path target = path_inside(ctx.model_dir(), in.string("filename_prefix"), "filename_prefix");
     fs::path file = write_numbered_file(target.parent_path(), target.filename().string(), ".pt",
                                         [&](const fs::path& temp) { model->save(temp); });

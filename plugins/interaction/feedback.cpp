@@ -1,14 +1,13 @@
 // Feedback on a batch steers the next: Feedback (scores from a node input or
 // a JSON file), SaveLatents / LoadLatents (a round continues from the last),
 // EvolveLatents (the next batch bred from the liked latents).
-#include <cozy/sdk.hpp>
-
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <nlohmann/json.hpp>
 #include <torch/serialize.h>
 
+#include <cozy/sdk.hpp>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 namespace cozy::interaction {
@@ -107,9 +106,11 @@ NodeDef evolve() {
       "noise. For a class-conditional generator, give it: its latents carry the class weights after z "
       "(GANSample's LATENT); a child takes one parent's classes whole, and mutates to a random class with "
       "probability mutation / 2.";
-  d.spec.inputs = {InputSpec::Link("latent", types::LATENT), InputSpec::Link("feedback", types::FEEDBACK),
+  d.spec.inputs = {InputSpec::Link("latent", types::LATENT),
+                   InputSpec::Link("feedback", types::FEEDBACK),
                    InputSpec::Link("generator", types::GENERATOR).optional(),
-                   InputSpec::Int("batch", 64).range(1, 1000000), InputSpec::Float("mutation", 0.25).range(0, 1).with_step(0.05),
+                   InputSpec::Int("batch", 64).range(1, 1000000),
+                   InputSpec::Float("mutation", 0.25).range(0, 1).with_step(0.05),
                    InputSpec::Int("seed", 0).range(0, 2147483647)};
   d.spec.outputs = {{"LATENT", types::LATENT}};
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
@@ -130,7 +131,8 @@ NodeDef evolve() {
       classes = g->num_classes();
       if (classes > 0 && dim != g->latent_size() + classes)
         throw Error("the latents are " + c10::str(latent.sizes()) + ": a class-conditional generator's carry z and " +
-                    std::to_string(classes) + " class weights, [N, " + std::to_string(g->latent_size() + classes) + "]");
+                    std::to_string(classes) + " class weights, [N, " + std::to_string(g->latent_size() + classes) +
+                    "]");
     }
     const std::int64_t zdim = dim - classes;
     at::Tensor a = latent.index_select(0, at::multinomial(weights, n, true, gen));
@@ -159,8 +161,9 @@ NodeDef save_latents() {
   d.spec.class_type = "SaveLatents";
   d.spec.display_name = "Save Latents";
   d.spec.category = "interaction";
-  d.spec.description = "Writes latents as <prefix>_<counter>.pt under the output folder (a tensor torch::load and "
-                       "Python's torch.jit.load read), so that the next round can continue from them.";
+  d.spec.description =
+      "Writes latents as <prefix>_<counter>.pt under the output folder (a tensor torch::load and "
+      "Python's torch.jit.load read), so that the next round can continue from them.";
   d.spec.inputs = {InputSpec::Link("latent", types::LATENT), InputSpec::String("filename_prefix", "latents")};
   d.spec.output_node = true;
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {

@@ -5,23 +5,26 @@
 // (ComposeScene) and judged (LayoutFidelity, SceneFidelity); feedback on
 // results steers the next batch (Feedback, EvolveLatents, SaveLatents,
 // LoadLatents).
-#include "layout_io.hpp"
-#include "render.hpp"
-
-#include <cozy/sdk.hpp>
-
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cozy/sdk.hpp>
 #include <fstream>
 #include <sstream>
+
+#include "layout_io.hpp"
+#include "layout_model.hpp"
+#include "render.hpp"
+#include "scene.hpp"
 
 namespace cozy::interaction {
 namespace {
 
 namespace fs = std::filesystem;
 
-at::Generator seeded(std::int64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(static_cast<std::uint64_t>(seed)); }
+at::Generator seeded(std::int64_t seed) {
+  return at::make_generator<at::CPUGeneratorImpl>(static_cast<std::uint64_t>(seed));
+}
 
 fs::path under(const fs::path& folder, const std::string& name) {
   fs::path p(name);
@@ -54,12 +57,7 @@ const std::vector<std::string>& fashion_classes() {
 }
 
 NodeDef node(const char* type, const char* display, const char* category, const char* description) {
-  NodeDef d;
-  d.spec.class_type = type;
-  d.spec.display_name = display;
-  d.spec.category = category;
-  d.spec.description = description;
-  return d;
+  return NodeDef::named(type, display, category, description);
 }
 
 std::shared_ptr<Layout> copy_of(const Inputs& in, const char* name) {
@@ -200,10 +198,14 @@ NodeDef replay_node() {
   return d;
 }
 
+}  // namespace
+
 // A random layout of 1 to max_shapes non-overlapping-ish shapes.
 Layout random_layout(at::Generator& gen, std::int64_t max_shapes, const std::vector<std::string>& classes) {
   auto uniform = [&](double lo, double hi) { return lo + (hi - lo) * at::rand({1}, gen).item<double>(); };
-  auto pick = [&](std::int64_t n) { return at::randint(n, {1}, gen, at::TensorOptions(at::kLong)).item<std::int64_t>(); };
+  auto pick = [&](std::int64_t n) {
+    return at::randint(n, {1}, gen, at::TensorOptions(at::kLong)).item<std::int64_t>();
+  };
   static const char* kinds[] = {"rectangle", "ellipse", "triangle"};
   static const char* textures[] = {"solid", "stripes", "checker", "dots", "noise"};
   Layout layout;
@@ -230,6 +232,8 @@ Layout random_layout(at::Generator& gen, std::int64_t max_shapes, const std::vec
   return layout;
 }
 
+namespace {
+
 NodeDef random_layout_node() {
   NodeDef d = node("RandomLayout", "Random Layout", "interaction",
                    "A random layout of 1 to max_shapes shapes (kinds, places, sizes, rotations, colours, textures "
@@ -241,7 +245,8 @@ NodeDef random_layout_node() {
     std::vector<std::string> classes = split(in.string("classes"));
     if (classes.empty()) classes = fashion_classes();
     at::Generator gen = seeded(in.integer("seed"));
-    return {std::static_pointer_cast<Object>(std::make_shared<Layout>(random_layout(gen, in.integer("max_shapes"), classes)))};
+    return {std::static_pointer_cast<Object>(
+        std::make_shared<Layout>(random_layout(gen, in.integer("max_shapes"), classes)))};
   };
   return d;
 }
@@ -255,8 +260,11 @@ NodeDef render_node() {
   d.spec.inputs = {InputSpec::Link("layout", types::LAYOUT), InputSpec::Int("width", 256).range(8, 8192),
                    InputSpec::Int("height", 256).range(8, 8192),
                    InputSpec::String("classes", "").help("comma-separated; empty: the 10 Fashion-MNIST classes")};
-  d.spec.outputs = {{"preview", types::IMAGE}, {"instances", types::MASK}, {"class_map", types::MASK},
-                    {"color_map", types::IMAGE}, {"texture_map", types::MASK}};
+  d.spec.outputs = {{"preview", types::IMAGE},
+                    {"instances", types::MASK},
+                    {"class_map", types::MASK},
+                    {"color_map", types::IMAGE},
+                    {"texture_map", types::MASK}};
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     std::vector<std::string> classes = split(in.string("classes"));
     if (classes.empty()) classes = fashion_classes();
@@ -268,16 +276,13 @@ NodeDef render_node() {
 
 // ------------------------------------------------------------------ scenes
 
-struct Scene {
-  at::Tensor image;      // [1, 3, H, W]
-  at::Tensor instances;  // [S, H, W] object pixels of each shape, visible part
-};
+}  // namespace
 
 // Each shape's object drawn by the generator, cut to its silhouette, placed
 // in the shape's box (affine: place, size, rotation), tinted with its colour
 // and patterned with its texture, painted in z order over the background.
 Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std::int64_t height, std::int64_t seed,
-              c10::Device device, double texture_strength, bool clip) {
+              c10::Device device, double texture_strength, bool clip, std::int64_t candidates) {
   const at::TensorOptions o = at::TensorOptions().dtype(at::kFloat).device(device);
   const std::int64_t n = static_cast<std::int64_t>(layout.shapes.size());
   Scene scene;
@@ -295,7 +300,8 @@ Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std:
       labels.push_back(0);
       continue;
     }
-    if (s.object_class.empty()) throw Error("shape '" + s.id + "' has no object class: ComposeScene draws one per shape");
+    if (s.object_class.empty())
+      throw Error("shape '" + s.id + "' has no object class: ComposeScene draws one per shape");
     const std::int64_t k = class_index(g.class_names(), s.object_class);
     if (k < 0) {
       std::string names;
@@ -304,19 +310,24 @@ Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std:
     }
     labels.push_back(k);
   }
+  // `candidates` objects per shape (candidates = 1: one draw, as before).
+  const std::int64_t k_count = std::max<std::int64_t>(1, candidates);
+  std::vector<std::int64_t> drawn_labels;
+  for (std::int64_t label : labels)
+    for (std::int64_t k = 0; k < k_count; ++k) drawn_labels.push_back(label);
   at::Generator gen = seeded(seed);
-  at::Tensor z = at::randn({n, g.latent_size()}, gen, at::kFloat);
-  at::Tensor objects = g.generate(z, g.num_classes() ? at::tensor(labels, at::kLong) : at::Tensor()).to(device);
+  at::Tensor z = at::randn({n * k_count, g.latent_size()}, gen, at::kFloat);
+  at::Tensor objects = g.generate(z, g.num_classes() ? at::tensor(drawn_labels, at::kLong) : at::Tensor()).to(device);
   if (objects.size(1) == 3)  // a colour generator: its luminance is the shading
     objects = (objects * at::tensor({0.299f, 0.587f, 0.114f}, o).view({1, 3, 1, 1})).sum(1, true);
   else
     objects = objects.narrow(1, 0, 1);
-  for (const LayoutShape* s : layout.drawing_order()) {
-    const std::int64_t i = s - layout.shapes.data();
-    at::Tensor object = objects[i].unsqueeze(0);  // [1, 1, h, w]
+  // An object's grey levels placed in the shape's box on a w x h canvas: its
+  // bounding box stretched to fill the shape's box, but by no more than 1.5
+  // times in one direction than the other (the box is widened instead), so
+  // that objects keep their look. [H, W], and the shape's frame.
+  auto place = [&](const at::Tensor& object, const LayoutShape& shape, std::int64_t w, std::int64_t h) {
     const double side_y = double(object.size(2)), side_x = double(object.size(3));
-    // The object's bounding box, stretched to fill the shape's box, but by no more than 1.5 times in one
-    // direction than the other (the box is widened instead), so that objects keep their look.
     double x0 = 0, x1 = side_x, y0 = 0, y1 = side_y;
     at::Tensor on = (object[0][0] > 0.1).nonzero();
     if (on.size(0) > 0) {
@@ -324,7 +335,7 @@ Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std:
       y0 = double(lo[0].item<std::int64_t>()), x0 = double(lo[1].item<std::int64_t>());
       y1 = double(hi[0].item<std::int64_t>() + 1), x1 = double(hi[1].item<std::int64_t>() + 1);
     }
-    const double box_aspect = (s->width * double(width)) / (s->height * double(height));
+    const double box_aspect = (shape.width * double(w)) / (shape.height * double(h));
     const double crop_aspect = (x1 - x0) / (y1 - y0), limit = 1.5;
     if (box_aspect / crop_aspect > limit) {  // box much wider than the object: widen the crop
       const double grow = ((y1 - y0) * box_aspect / limit - (x1 - x0)) / 2;
@@ -333,18 +344,41 @@ Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std:
       const double grow = ((x1 - x0) / (box_aspect * limit) - (y1 - y0)) / 2;
       y0 -= grow, y1 += grow;
     }
-    Frame f = local_frame(*s, width, height, o);
+    Frame f = local_frame(shape, w, h, o);
     // Shape frame [-1, 1] -> crop rectangle -> the object's normalised coordinates.
     at::Tensor gx = ((x0 + (f.lx + 1) / 2 * (x1 - x0)) / side_x) * 2 - 1;
     at::Tensor gy = ((y0 + (f.ly + 1) / 2 * (y1 - y0)) / side_y) * 2 - 1;
     at::Tensor grid = at::stack({gx, gy}, -1).unsqueeze(0);
-    at::Tensor placed = at::grid_sampler(object, grid, /*bilinear*/ 0, /*zeros*/ 0, false)[0][0];
+    return std::make_pair(at::grid_sampler(object, grid, /*bilinear*/ 0, /*zeros*/ 0, false)[0][0], f);
+  };
+  for (const LayoutShape* s : layout.drawing_order()) {
+    const std::int64_t i = s - layout.shapes.data();
+    // Of the candidates, the one whose proportions are closest to the
+    // shape's box: the least stretched when placed. (Measured against the
+    // alternatives in docs/benchmarks.md#scenes: the best IoU with the shape,
+    // or the least cut away, raise the IoU but lower the class agreement.)
+    std::int64_t best = 0;
+    if (k_count > 1) {
+      const double box_aspect = (s->width * double(width)) / (s->height * double(height));
+      double best_score = -1e300;
+      for (std::int64_t k = 0; k < k_count; ++k) {
+        at::Tensor on = (objects[i * k_count + k][0] > 0.1).nonzero();
+        if (on.size(0) == 0) continue;
+        at::Tensor lo = std::get<0>(on.min(0)).cpu(), hi = std::get<0>(on.max(0)).cpu();
+        const double oh = double(hi[0].item<std::int64_t>() - lo[0].item<std::int64_t>() + 1);
+        const double ow = double(hi[1].item<std::int64_t>() - lo[1].item<std::int64_t>() + 1);
+        const double score = -std::abs(std::log((ow / oh) / box_aspect));
+        if (score > best_score) best_score = score, best = k;
+      }
+    }
+    auto [placed, f] = place(objects[i * k_count + best].unsqueeze(0), *s, width, height);
     at::Tensor mask = inside(*s, f);
     at::Tensor alpha = ((placed - 0.05) / 0.15).clamp(0, 1) * (clip ? mask.to(at::kFloat) : at::ones_like(placed));
     at::Tensor solid = alpha > 0.5;
     // Shading with mean 1 over the object, so that the object's mean colour is the colour asked for.
     at::Tensor mean = placed.masked_select(solid).mean();
-    at::Tensor shade = solid.any().item<bool>() ? (placed / mean.clamp_min(1e-3)).clamp(0.4, 1.6) : at::ones_like(placed);
+    at::Tensor shade =
+        solid.any().item<bool>() ? (placed / mean.clamp_min(1e-3)).clamp(0.4, 1.6) : at::ones_like(placed);
     at::Tensor colour = at::tensor({s->color[0], s->color[1], s->color[2]}, o).view({3, 1, 1});
     at::Tensor paint = (colour * shade * modulation(*s, width, height, o, texture_strength)).clamp(0, 1);
     image = image * (1 - alpha) + paint * alpha;
@@ -355,23 +389,36 @@ Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std:
   return scene;
 }
 
+namespace {
+
+InputSpec candidates_input() {
+  return InputSpec::Int("candidates", 8)
+      .range(1, 64)
+      .help("objects drawn per shape; the one whose silhouette fits the shape best is used (1: the first draw)");
+}
+
 NodeDef compose_node() {
   NodeDef d = node("ComposeScene", "Compose Scene", "interaction",
                    "A scene from a layout: each shape's object drawn by a class-conditional generator (its class), "
                    "cut to its silhouette, placed in the shape's box with its place, size and rotation (an affine "
                    "resampling, on the run's device), tinted with its colour and patterned with its texture, over the "
-                   "layout's background, in z order. Also one MASK per shape: the object's visible pixels.");
-  d.spec.inputs = {InputSpec::Link("layout", types::LAYOUT), InputSpec::Link("generator", types::GENERATOR),
-                   InputSpec::Int("width", 256).range(8, 8192), InputSpec::Int("height", 256).range(8, 8192),
+                   "layout's background, in z order. Of `candidates` objects drawn for each shape, the one whose "
+                   "proportions are closest to the shape's box (the least stretched) is used. Also one MASK per "
+                   "shape: the object's visible pixels.");
+  d.spec.inputs = {InputSpec::Link("layout", types::LAYOUT),
+                   InputSpec::Link("generator", types::GENERATOR),
+                   InputSpec::Int("width", 256).range(8, 8192),
+                   InputSpec::Int("height", 256).range(8, 8192),
                    InputSpec::Int("seed", 0).range(0, 2147483647),
-                   InputSpec::Float("texture_strength", 0.6).range(0, 1).with_step(0.05),
+                   InputSpec::Float("texture_strength", kTextureStrength).range(0, 1).with_step(0.05),
                    InputSpec::Choice("fit", {"clip", "box"})
-                       .help("clip: the object is cut to the shape; box: it fills the shape's box, uncut")};
+                       .help("clip: the object is cut to the shape; box: it fills the shape's box, uncut"),
+                   candidates_input()};
   d.spec.outputs = {{"IMAGE", types::IMAGE}, {"instances", types::MASK}};
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     Scene s = compose(*in.object<Layout>("layout"), *in.object<Generator>("generator"), in.integer("width"),
                       in.integer("height"), in.integer("seed"), ctx.device(), in.number("texture_strength"),
-                      in.string("fit") == "clip");
+                      in.string("fit") == "clip", in.integer("candidates"));
     return {s.image, s.instances};
   };
   return d;
@@ -379,19 +426,14 @@ NodeDef compose_node() {
 
 // ------------------------------------------------------------------ fidelity
 
-struct ShapeScore {
-  std::string id;
-  bool class_ok = false;
-  std::string predicted;
-  double color_error = 0, iou = 0;
-};
+}  // namespace
 
 // For each shape: the classifier's class on its box (read upright, the object
 // bright on black as in the classifier's data), the mean colour of its
 // object pixels against the colour asked, and the IoU of its object pixels
 // with the visible part of the shape.
 std::vector<ShapeScore> fidelity(const Layout& layout, const at::Tensor& image, const at::Tensor& instances,
-                                 const Classifier& classifier) {
+                                 const Classifier& classifier, Reading reading) {
   const std::int64_t height = image.size(2), width = image.size(3);
   const at::TensorOptions o = at::TensorOptions().dtype(at::kFloat).device(image.device());
   Rendered drawn = render(layout, width, height, image.device(), {});
@@ -403,15 +445,26 @@ std::vector<ShapeScore> fidelity(const Layout& layout, const at::Tensor& image, 
     const LayoutShape& s = layout.shapes[i];
     ShapeScore score;
     score.id = s.id;
-    at::Tensor grid = box_grid(s, width, height, shape[1], 1.3, o);  // objects span about 22 of 28 pixels in Fashion-MNIST
-    at::Tensor crop = at::grid_sampler(distance, grid, 0, 0, false);
-    crop = at::avg_pool2d(crop, 3, 1, 1, false, false);  // the texture is finer than the object's shape
+    at::Tensor mine = instances[static_cast<std::int64_t>(i)] > 0.5;
+    at::Tensor grid =
+        box_grid(s, width, height, shape[1], 1.3, o);  // objects span about 22 of 28 pixels in Fashion-MNIST
+    at::Tensor crop;
+    if (reading == Reading::shading) {
+      // The object's own grey levels: the image over the tint the layout asks
+      // for (colour x texture, least squares over R, G, B) on its pixels.
+      at::Tensor tint = at::tensor({s.color[0], s.color[1], s.color[2]}, o).view({3, 1, 1}) *
+                        modulation(s, width, height, o, kTextureStrength);
+      at::Tensor grey = (image[0] * tint).sum(0) / (tint * tint).sum(0).clamp_min(1e-4) * mine.to(at::kFloat);
+      crop = at::grid_sampler(grey.view({1, 1, height, width}), grid, 0, 0, false);
+    } else {
+      crop = at::grid_sampler(distance, grid, 0, 0, false);
+      crop = at::avg_pool2d(crop, 3, 1, 1, false, false);  // the texture is finer than the object's shape
+    }
     crop = crop / crop.amax().clamp_min(1e-6);
     if (shape[0] == 3) crop = crop.expand({1, 3, shape[1], shape[2]});
     const std::int64_t k = classifier.logits(crop).argmax(1).item<std::int64_t>();
     score.predicted = classifier.class_names().at(static_cast<std::size_t>(k));
     score.class_ok = class_index({score.predicted}, s.object_class) == 0;
-    at::Tensor mine = instances[static_cast<std::int64_t>(i)] > 0.5;
     if (mine.any().item<bool>()) {
       at::Tensor mean = image[0].masked_select(mine.unsqueeze(0).expand({3, height, width})).view({3, -1}).mean(1);
       at::Tensor want = at::tensor({s.color[0], s.color[1], s.color[2]}, o);
@@ -422,92 +475,170 @@ std::vector<ShapeScore> fidelity(const Layout& layout, const at::Tensor& image, 
     at::Tensor visible = drawn.instances[static_cast<std::int64_t>(i)] > 0.5;
     const double inter = (mine & visible).sum().item<double>(), uni = (mine | visible).sum().item<double>();
     score.iou = uni > 0 ? inter / uni : 0;
+    score.texture_predicted = judge_texture(s, image, mine);
+    score.texture_ok = score.texture_predicted == s.texture.kind;
     scores.push_back(score);
   }
   return scores;
 }
 
-struct Summary {
-  double class_agreement = 0, color_error = 0, iou = 0;
-  std::int64_t shapes = 0;
-  void add(const std::vector<ShapeScore>& scores) {
-    for (const auto& s : scores) class_agreement += s.class_ok, color_error += s.color_error, iou += s.iou, ++shapes;
+std::string judge_texture(const LayoutShape& shape, const at::Tensor& image, const at::Tensor& mine,
+                          double min_correlation) {
+  const std::int64_t height = image.size(2), width = image.size(3);
+  if (mine.sum().item<std::int64_t>() < 16) return "solid";  // too few pixels to see a pattern
+  const at::TensorOptions o = at::TensorOptions().dtype(at::kFloat).device(image.device());
+  at::Tensor luma = (image[0] * at::tensor({0.299f, 0.587f, 0.114f}, o).view({3, 1, 1})).sum(0);
+  at::Tensor seen = luma.masked_select(mine);
+  seen = seen - seen.mean();
+  const double seen_norm = seen.norm().item<double>();
+  if (seen_norm < 1e-6) return "solid";
+  std::string best = "solid";
+  double best_correlation = min_correlation;
+  for (const char* kind : {"stripes", "checker", "dots", "noise"}) {
+    LayoutShape asked = shape;
+    asked.texture.kind = kind;
+    at::Tensor t = pattern(asked, width, height, o).masked_select(mine);
+    t = t - t.mean();
+    const double t_norm = t.norm().item<double>();
+    if (t_norm < 1e-6) continue;
+    const double correlation = (seen * t).sum().item<double>() / (seen_norm * t_norm);
+    if (correlation > best_correlation) best_correlation = correlation, best = kind;
   }
-  nlohmann::json json() const {
-    const double n = double(std::max<std::int64_t>(shapes, 1));
-    return {{"class_agreement", class_agreement / n}, {"color_error", color_error / n}, {"iou", iou / n},
-            {"shapes", shapes}};
-  }
-};
+  return best;
+}
+
+at::Tensor estimated_instances(const Layout& layout, const at::Tensor& image) {
+  const std::int64_t height = image.size(2), width = image.size(3);
+  const at::TensorOptions o = at::TensorOptions().dtype(at::kFloat).device(image.device());
+  Rendered drawn = render(layout, width, height, image.device(), {});
+  at::Tensor bg = at::tensor({layout.background[0], layout.background[1], layout.background[2]}, o).view({1, 3, 1, 1});
+  at::Tensor far = (image - bg).abs().amax(1)[0] > 0.1;  // [H, W]
+  at::Tensor widened = at::max_pool2d(drawn.instances.unsqueeze(1), {5, 5}, {1, 1}, {2, 2}).squeeze(1);
+  return ((widened > 0.5) & far.unsqueeze(0))
+      .to(at::kFloat)
+      .narrow(0, 0, static_cast<std::int64_t>(layout.shapes.size()));
+}
+
+namespace {
+
+InputSpec reading_input() {
+  return InputSpec::Choice("reading", {"shading", "distance"})
+      .help(
+          "what the classifier reads on a shape's box: shading, the object's grey levels (the image over the "
+          "colour and texture asked); distance, how far each pixel is from the background");
+}
+Reading reading_of(const Inputs& in) {
+  return in.string("reading") == "distance" ? Reading::distance : Reading::shading;
+}
 
 NodeDef fidelity_node() {
   NodeDef d = node("LayoutFidelity", "Layout Fidelity", "metrics",
                    "Does an image follow its layout? For each shape: does the classifier give its class on its box, "
                    "how far is the mean colour of its object pixels from the colour asked (mean absolute difference "
                    "over R, G, B, on [0, 1]), and the IoU of its object pixels (instances, from ComposeScene) with "
-                   "the visible part of the shape. Texture is not judged yet.");
+                   "the visible part of the shape; and whether its texture is the one asked (the luminance of its "
+                   "object pixels correlated with each texture's template at the shape's scale and angle: the best "
+                   "at 0.2 or more, else solid). Without instances (an image from LayoutToImage), a shape's object "
+                   "pixels are those farther than 0.1 from the background within its visible part widened by 2 "
+                   "pixels.");
   d.spec.inputs = {InputSpec::Link("layout", types::LAYOUT), InputSpec::Link("image", types::IMAGE),
-                   InputSpec::Link("instances", types::MASK), InputSpec::Link("classifier", types::CLASSIFIER)};
-  d.spec.outputs = {{"class_agreement", types::FLOAT}, {"color_error", types::FLOAT}, {"iou", types::FLOAT},
-                    {"report", types::STRING}};
+                   InputSpec::Link("instances", types::MASK).optional(),
+                   InputSpec::Link("classifier", types::CLASSIFIER), reading_input()};
+  d.spec.outputs = {{"class_agreement", types::FLOAT},
+                    {"color_error", types::FLOAT},
+                    {"iou", types::FLOAT},
+                    {"report", types::STRING},
+                    {"texture_agreement", types::FLOAT}};
   d.spec.output_node = true;
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     auto layout = in.object<Layout>("layout");
     const at::Tensor& image = in.tensor("image");
-    const at::Tensor& instances = in.tensor("instances");
     if (image.dim() != 4 || image.size(0) != 1 || image.size(1) != 3)
       throw Error("LayoutFidelity judges one RGB image [1, 3, H, W], not " + c10::str(image.sizes()));
+    const at::Tensor instances =
+        in.has("instances") ? in.tensor("instances") : estimated_instances(*layout, image.to(at::kFloat));
     if (instances.size(0) != static_cast<std::int64_t>(layout->shapes.size()))
       throw Error("instances has " + std::to_string(instances.size(0)) + " masks for " +
                   std::to_string(layout->shapes.size()) + " shapes");
-    auto scores = fidelity(*layout, image.to(at::kFloat), instances.to(image.device()), *in.object<Classifier>("classifier"));
+    auto scores = fidelity(*layout, image.to(at::kFloat), instances.to(image.device()),
+                           *in.object<Classifier>("classifier"), reading_of(in));
     Summary sum;
     sum.add(scores);
     nlohmann::json j = sum.json();
     j["metric"] = "layout_fidelity";
     for (const auto& s : scores)
-      j["per_shape"][s.id] = {{"class_ok", s.class_ok}, {"predicted", s.predicted}, {"color_error", s.color_error},
-                              {"iou", s.iou}};
+      j["per_shape"][s.id] = {{"class_ok", s.class_ok},       {"predicted", s.predicted},
+                              {"color_error", s.color_error}, {"iou", s.iou},
+                              {"texture_ok", s.texture_ok},   {"texture_predicted", s.texture_predicted}};
     ctx.log(LogLevel::info, j.dump());
-    return {j["class_agreement"].get<double>(), j["color_error"].get<double>(), j["iou"].get<double>(), j.dump()};
+    return {j["class_agreement"].get<double>(), j["color_error"].get<double>(), j["iou"].get<double>(), j.dump(),
+            j["texture_agreement"].get<double>()};
   };
   return d;
 }
 
 NodeDef scene_fidelity_node() {
   NodeDef d = node("SceneFidelity", "Scene Fidelity (random layouts)", "metrics",
-                   "ComposeScene measured on count random layouts of 1 to max_shapes shapes (RandomLayout from "
-                   "seed, seed + 1, ...): the share of shapes whose class the classifier agrees with, the mean colour "
-                   "error, the mean IoU; and images/s.");
-  d.spec.inputs = {InputSpec::Link("generator", types::GENERATOR), InputSpec::Link("classifier", types::CLASSIFIER),
-                   InputSpec::Int("count", 200).range(1, 100000), InputSpec::Int("max_shapes", 3).range(1, 8),
-                   InputSpec::Int("size", 128).range(16, 4096), InputSpec::Int("seed", 0).range(0, 2147483647),
-                   InputSpec::Choice("fit", {"clip", "box"})};
-  d.spec.outputs = {{"class_agreement", types::FLOAT}, {"color_error", types::FLOAT}, {"iou", types::FLOAT},
-                    {"report", types::STRING}};
+                   "How well images follow their layouts, on count random layouts of 1 to max_shapes shapes "
+                   "(RandomLayout from seed, seed + 1, ...): the share of shapes whose class the classifier agrees "
+                   "with, the mean colour error, the mean IoU, the share whose texture is the one asked (as "
+                   "LayoutFidelity judges them); and images/s. The images come from ComposeScene with "
+                   "the generator (size x size), or, given a layout_model, from LayoutToImage (at the model's size; "
+                   "object pixels are then those far from the background within each shape, widened by 2 pixels).");
+  d.spec.inputs = {InputSpec::Link("generator", types::GENERATOR).optional(),
+                   InputSpec::Link("classifier", types::CLASSIFIER),
+                   InputSpec::Int("count", 200).range(1, 100000),
+                   InputSpec::Int("max_shapes", 3).range(1, 8),
+                   InputSpec::Int("size", 128).range(16, 4096),
+                   InputSpec::Int("seed", 0).range(0, 2147483647),
+                   InputSpec::Choice("fit", {"clip", "box"}),
+                   InputSpec::Link("layout_model", "LAYOUT_MODEL").optional(),
+                   reading_input(),
+                   candidates_input()};
+  d.spec.outputs = {{"class_agreement", types::FLOAT},
+                    {"color_error", types::FLOAT},
+                    {"iou", types::FLOAT},
+                    {"report", types::STRING},
+                    {"texture_agreement", types::FLOAT}};
   d.spec.output_node = true;
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
-    auto g = in.object<Generator>("generator");
+    std::shared_ptr<Generator> g = in.has("generator") ? in.object<Generator>("generator") : nullptr;
+    std::shared_ptr<LayoutModel> learned = in.has("layout_model") ? in.object<LayoutModel>("layout_model") : nullptr;
+    if (!g && !learned) throw Error("SceneFidelity needs a generator (ComposeScene) or a layout_model (LayoutToImage)");
     const bool clip = in.string("fit") == "clip";
     auto c = in.object<Classifier>("classifier");
-    const std::int64_t count = in.integer("count"), size = in.integer("size"), seed = in.integer("seed");
+    const std::int64_t count = in.integer("count"), seed = in.integer("seed");
+    const std::int64_t size = learned ? learned->size() : in.integer("size");
+    const std::vector<std::string>& classes = learned ? learned->class_names() : g->class_names();
     Summary sum;
     const auto start = std::chrono::steady_clock::now();
     for (std::int64_t i = 0; i < count; ++i) {
       ctx.check_cancelled();
       at::Generator gen = seeded(seed + i);
-      Layout layout = random_layout(gen, in.integer("max_shapes"), g->class_names());
-      Scene scene = compose(layout, *g, size, size, seed + i, ctx.device(), 0.6, clip);
-      sum.add(fidelity(layout, scene.image, scene.instances, *c));
+      Layout layout = random_layout(gen, in.integer("max_shapes"), classes);
+      if (learned) {
+        at::Tensor image = learned->generate(layout, ctx.device());
+        sum.add(fidelity(layout, image, estimated_instances(layout, image), *c, reading_of(in)));
+      } else {
+        Scene scene =
+            compose(layout, *g, size, size, seed + i, ctx.device(), kTextureStrength, clip, in.integer("candidates"));
+        sum.add(fidelity(layout, scene.image, scene.instances, *c, reading_of(in)));
+      }
       ctx.progress(i + 1, count);
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     nlohmann::json j = sum.json();
-    j.update({{"metric", "scene_fidelity"}, {"layouts", count}, {"size", size}, {"fit", in.string("fit")},
+    j.update({{"metric", "scene_fidelity"},
+              {"maker", learned ? "LayoutToImage" : "ComposeScene"},
+              {"layouts", count},
+              {"size", size},
+              {"reading", in.string("reading")},
               {"seconds", seconds},
-              {"composed_and_judged_per_s", double(count) / seconds}});
+              {"made_and_judged_per_s", double(count) / seconds}});
+    if (!learned) j["fit"] = in.string("fit");
     ctx.log(LogLevel::info, j.dump());
-    return {j["class_agreement"].get<double>(), j["color_error"].get<double>(), j["iou"].get<double>(), j.dump()};
+    return {j["class_agreement"].get<double>(), j["color_error"].get<double>(), j["iou"].get<double>(), j.dump(),
+            j["texture_agreement"].get<double>()};
   };
   return d;
 }
@@ -515,6 +646,7 @@ NodeDef scene_fidelity_node() {
 }  // namespace
 
 void register_feedback_nodes(Registrar& r);
+void register_layout_gan_nodes(Registrar& r);
 
 void register_nodes(Registrar& r) {
   r.add(shape_node());
@@ -529,6 +661,7 @@ void register_nodes(Registrar& r) {
   r.add(fidelity_node());
   r.add(scene_fidelity_node());
   register_feedback_nodes(r);
+  register_layout_gan_nodes(r);
 }
 
 }  // namespace cozy::interaction

@@ -1,10 +1,9 @@
 #include "layout_io.hpp"
 
-#include <cozy/error.hpp>
-
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cozy/error.hpp>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -42,10 +41,10 @@ std::pair<double, double> pair_of(const nlohmann::json& j, const char* key, std:
 
 std::array<double, 3> parse_color(const std::string& text) {
   static const std::map<std::string, std::array<int, 3>> names = {
-      {"black", {0, 0, 0}},       {"white", {255, 255, 255}}, {"red", {220, 40, 30}},     {"green", {40, 160, 60}},
-      {"blue", {40, 80, 210}},    {"yellow", {240, 210, 40}}, {"orange", {240, 140, 30}}, {"purple", {140, 60, 180}},
-      {"pink", {240, 130, 180}},  {"brown", {130, 80, 40}},   {"gray", {128, 128, 128}},  {"grey", {128, 128, 128}},
-      {"cyan", {40, 200, 220}},   {"magenta", {210, 50, 200}}};
+      {"black", {0, 0, 0}},      {"white", {255, 255, 255}}, {"red", {220, 40, 30}},     {"green", {40, 160, 60}},
+      {"blue", {40, 80, 210}},   {"yellow", {240, 210, 40}}, {"orange", {240, 140, 30}}, {"purple", {140, 60, 180}},
+      {"pink", {240, 130, 180}}, {"brown", {130, 80, 40}},   {"gray", {128, 128, 128}},  {"grey", {128, 128, 128}},
+      {"cyan", {40, 200, 220}},  {"magenta", {210, 50, 200}}};
   const std::string t = lower(text);
   auto bad = [&] { return Error("colour '" + text + "' does not parse: use #rrggbb, #rgb, rgb(r, g, b) or a name"); };
   std::array<int, 3> c{};
@@ -55,8 +54,10 @@ std::array<double, 3> parse_color(const std::string& text) {
     for (std::size_t i = 1; i < t.size(); ++i)
       if (!std::isxdigit(static_cast<unsigned char>(t[i]))) throw bad();
     for (int k = 0; k < 3; ++k) {
-      if (t.size() == 7) c[k] = std::stoi(t.substr(1 + 2 * k, 2), nullptr, 16);
-      else c[k] = 17 * std::stoi(t.substr(1 + k, 1), nullptr, 16);
+      if (t.size() == 7)
+        c[k] = std::stoi(t.substr(1 + 2 * k, 2), nullptr, 16);
+      else
+        c[k] = 17 * std::stoi(t.substr(1 + k, 1), nullptr, 16);
     }
   } else {
     int r = 0, g = 0, b = 0;
@@ -79,8 +80,7 @@ std::string color_text(const std::array<double, 3>& rgb) {
 void check_shape(const LayoutShape& s) {
   const std::string name = "shape '" + s.id + "'";
   if (s.id.empty()) throw Error("a shape needs an id");
-  if (!kKinds.count(s.kind))
-    throw Error(name + ": unknown shape '" + s.kind + "' (rectangle, ellipse or triangle)");
+  if (!kKinds.count(s.kind)) throw Error(name + ": unknown shape '" + s.kind + "' (rectangle, ellipse or triangle)");
   if (!kTextures.count(s.texture.kind))
     throw Error(name + ": unknown texture '" + s.texture.kind + "' (solid, stripes, checker, dots or noise)");
   if (!(s.width > 0) || !(s.height > 0))

@@ -1,11 +1,9 @@
 // Layouts and interaction logs as JSON (docs/interaction.md has both formats).
 #pragma once
 
-#include <cozy/layout.hpp>
-
-#include <nlohmann/json.hpp>
-
 #include <array>
+#include <cozy/layout.hpp>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace cozy::interaction {

@@ -2,10 +2,9 @@
 // and the affine frames that place objects in shapes.
 #pragma once
 
-#include <cozy/layout.hpp>
-
 #include <ATen/core/Tensor.h>
 
+#include <cozy/layout.hpp>
 #include <string>
 #include <vector>
 

@@ -48,12 +48,7 @@ std::string report(Context& ctx, const nlohmann::json& j) {
 double round4(double v) { return std::round(v * 1e4) / 1e4; }
 
 NodeDef node(const char* type, const char* display, const char* description) {
-  NodeDef d;
-  d.spec.class_type = type;
-  d.spec.display_name = display;
-  d.spec.category = "metrics";
-  d.spec.description = description;
-  return d;
+  return NodeDef::named(type, display, "metrics", description);
 }
 
 NodeDef train_classifier() {

@@ -110,12 +110,7 @@ std::pair<torch::Tensor, torch::Tensor> vae_losses(VaeNet& net, const torch::Ten
 }
 
 NodeDef node(const char* type, const char* display, const char* description) {
-  NodeDef d;
-  d.spec.class_type = type;
-  d.spec.display_name = display;
-  d.spec.category = "vae";
-  d.spec.description = description;
-  return d;
+  return NodeDef::named(type, display, "vae", description);
 }
 
 NodeDef train_vae() {

@@ -69,6 +69,19 @@ using RunFunction = std::function<Outputs(const Inputs&, Context&)>;
 struct NodeDef {
   NodeSpec spec;
   RunFunction run;
+
+  /// A definition with its names filled in; the plugin adds the inputs,
+  /// outputs and run function:
+  ///   `NodeDef d = NodeDef::named("Invert", "Invert", "image/postprocess", "out = 1 - image.");`
+  static NodeDef named(std::string class_type, std::string display_name, std::string category,
+                       std::string description) {
+    NodeDef d;
+    d.spec.class_type = std::move(class_type);
+    d.spec.display_name = std::move(display_name);
+    d.spec.category = std::move(category);
+    d.spec.description = std::move(description);
+    return d;
+  }
 };
 
 }  // namespace cozy
