@@ -448,6 +448,19 @@ TEST_F(Models, ATorchScriptGeneratorLoads) {
   EXPECT_FALSE(run(g).success);
   EXPECT_EQ(last_error,
             "TorchScript generator " + (options.model_dir / "nameless.pt").string() + " has no int attribute latent_size");
+
+  // An unconditional generator samples, but cannot draw one class per shape.
+  torch::jit::Module plain("PlainGenerator");
+  plain.register_attribute("latent_size", c10::IntType::get(), int64_t{8});
+  plain.define("def forward(self, z):\n    return torch.tanh(z[:, :1]).view(-1, 1, 1, 1).expand(-1, 1, 4, 4)\n");
+  plain.save((options.model_dir / "plain.pt").string());
+  g["1"]["inputs"]["checkpoint"] = "plain.pt";
+  ASSERT_TRUE(run(g).success) << last_error;
+  json pairs = {{"1", {{"class_type", "LoadGenerator"}, {"inputs", {{"checkpoint", "plain.pt"}}}}},
+                {"2", {{"class_type", "SyntheticLayouts"}, {"inputs", {{"generator", {"1", 0}}, {"count", 2}, {"size", 16}}}}},
+                {"3", sink("2")}};
+  EXPECT_FALSE(run(pairs).success);
+  EXPECT_EQ(last_error, "SyntheticLayouts needs a class-conditional generator (one class per shape)");
 }
 
 TEST_F(Models, LatentNoiseAndInterpolation) {
