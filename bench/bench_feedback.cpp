@@ -4,17 +4,18 @@
 // Prints, for several liked classes, that class's share of each batch.
 //
 //   build/bench/bench_feedback [rounds=3] [batch=64]
+#include <ATen/ATen.h>
+
 #include <cozy/host/executor.hpp>
 #include <cozy/host/graph.hpp>
 #include <cozy/host/registry.hpp>
 #include <cozy/host/validate.hpp>
 #include <cozy/models.hpp>
-
-#include <ATen/ATen.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+
+#include "bench_graphs.hpp"
 
 namespace {
 
@@ -24,12 +25,7 @@ using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 RunReport run(Executor& executor, const Registry& registry, const json& graph, const RunOptions& options) {
-  ParseResult parsed = parse_graph_json(graph);
-  std::vector<Issue> errors = validate(*parsed.graph, registry);
-  if (!errors.empty()) throw std::runtime_error(errors.front().to_string());
-  RunReport report = executor.run(*parsed.graph, options);
-  if (!report.failures.empty()) throw std::runtime_error(report.failures.front().message);
-  return report;
+  return bench::run_graph(executor, registry, graph, options);
 }
 
 }  // namespace
@@ -39,13 +35,7 @@ int main(int argc, char** argv) {
   const int64_t batch = argc > 2 ? std::atoll(argv[2]) : 64;
   auto registry = std::make_shared<Registry>();
   registry->load_folder(COZY_PLUGIN_DIR);
-  NodeDef sink;
-  sink.spec.class_type = "Keep";
-  sink.spec.inputs = {InputSpec::Link("value", types::ANY)};
-  sink.spec.outputs = {{"value", types::ANY}};
-  sink.spec.output_node = true;
-  sink.run = [](const Inputs& in, Context&) -> Outputs { return {in["value"]}; };
-  registry->add(sink);
+  bench::add_keep_node(*registry);
   Executor executor(registry);
   const fs::path dir = fs::temp_directory_path() / "cozy_bench_feedback";
   fs::remove_all(dir);
@@ -56,10 +46,11 @@ int main(int argc, char** argv) {
   options.use_cache = false;
   fs::create_directories(options.input_dir);
 
-  const json load = {{"g", {{"class_type", "LoadGenerator"}, {"inputs", {{"checkpoint", "fashion_cdcgan_00001.pt"}}}}},
-                     {"c", {{"class_type", "LoadClassifier"}, {"inputs", {{"checkpoint", "fashion_classifier_00001.pt"}}}}},
-                     {"kc", {{"class_type", "Keep"}, {"inputs", {{"value", {"c", 0}}}}}},
-                     {"ki", {{"class_type", "Keep"}, {"inputs", {{"value", {"s", 0}}}}}}};
+  const json load = {
+      {"g", {{"class_type", "LoadGenerator"}, {"inputs", {{"checkpoint", "fashion_cdcgan_00001.pt"}}}}},
+      {"c", {{"class_type", "LoadClassifier"}, {"inputs", {{"checkpoint", "fashion_classifier_00001.pt"}}}}},
+      {"kc", {{"class_type", "Keep"}, {"inputs", {{"value", {"c", 0}}}}}},
+      {"ki", {{"class_type", "Keep"}, {"inputs", {{"value", {"s", 0}}}}}}};
   std::printf("scripted user, EvolveLatents (mutation 0.25), %d rounds of %lld images; share of the liked class\n",
               rounds, static_cast<long long>(batch));
   std::printf("%-12s | round 0", "liked class");
@@ -68,9 +59,11 @@ int main(int argc, char** argv) {
   int counter = 0;
   for (int64_t liked_class : {1, 5, 7, 8, 0}) {
     json first = load;
-    first["s"] = {{"class_type", "GANSample"}, {"inputs", {{"generator", {"g", 0}}, {"seed", 100 + liked_class}, {"batch", batch}}}};
+    first["s"] = {{"class_type", "GANSample"},
+                  {"inputs", {{"generator", {"g", 0}}, {"seed", 100 + liked_class}, {"batch", batch}}}};
     const std::string prefix = "l" + std::to_string(counter++);
-    first["save"] = {{"class_type", "SaveLatents"}, {"inputs", {{"latent", {"s", 1}}, {"filename_prefix", prefix + "_0"}}}};
+    first["save"] = {{"class_type", "SaveLatents"},
+                     {"inputs", {{"latent", {"s", 1}}, {"filename_prefix", prefix + "_0"}}}};
     RunReport report = run(executor, *registry, first, options);
     auto classifier = std::dynamic_pointer_cast<Classifier>(report.outputs.at("kc")[0].as_object());
     at::Tensor images = report.outputs.at("ki")[0].as_tensor();
@@ -78,7 +71,8 @@ int main(int argc, char** argv) {
     std::printf("%-12s | %7.2f", classifier->class_names()[liked_class].c_str(),
                 predicted(images).to(at::kDouble).mean().item<double>());
     for (int r = 1; r <= rounds; ++r) {
-      fs::rename(options.output_dir / (prefix + "_" + std::to_string(r - 1) + "_00001.pt"), options.input_dir / "last.pt");
+      fs::rename(options.output_dir / (prefix + "_" + std::to_string(r - 1) + "_00001.pt"),
+                 options.input_dir / "last.pt");
       at::Tensor mask = predicted(images);
       std::string liked;
       for (int64_t i = 0; i < batch; ++i)
@@ -87,8 +81,13 @@ int main(int argc, char** argv) {
       g["l"] = {{"class_type", "LoadLatents"}, {"inputs", {{"file", "last.pt"}}}};
       g["f"] = {{"class_type", "Feedback"}, {"inputs", {{"batch", batch}, {"liked", liked}}}};
       g["e"] = {{"class_type", "EvolveLatents"},
-                {"inputs", {{"latent", {"l", 0}}, {"feedback", {"f", 0}}, {"generator", {"g", 0}}, {"batch", batch},
-                            {"mutation", 0.25}, {"seed", r}}}};
+                {"inputs",
+                 {{"latent", {"l", 0}},
+                  {"feedback", {"f", 0}},
+                  {"generator", {"g", 0}},
+                  {"batch", batch},
+                  {"mutation", 0.25},
+                  {"seed", r}}}};
       g["s"] = {{"class_type", "GANSample"}, {"inputs", {{"generator", {"g", 0}}, {"latent", {"e", 0}}}}};
       g["save"] = {{"class_type", "SaveLatents"},
                    {"inputs", {{"latent", {"s", 1}}, {"filename_prefix", prefix + "_" + std::to_string(r)}}}};

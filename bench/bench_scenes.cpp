@@ -17,6 +17,8 @@
 #include <filesystem>
 #include <map>
 
+#include "bench_graphs.hpp"
+
 namespace {
 
 using namespace cozy;
@@ -88,13 +90,7 @@ int main(int argc, char** argv) {
   const int repeats = argc > 1 ? std::atoi(argv[1]) : 21;
   auto registry = std::make_shared<Registry>();
   registry->load_folder(COZY_PLUGIN_DIR);
-  NodeDef keep;
-  keep.spec.class_type = "Keep";
-  keep.spec.inputs = {InputSpec::Link("value", types::ANY)};
-  keep.spec.outputs = {{"value", types::ANY}};
-  keep.spec.output_node = true;
-  keep.run = [](const Inputs& in, Context&) -> Outputs { return {in["value"]}; };
-  registry->add(keep);
+  bench::add_keep_node(*registry);
   Executor executor(registry);
   RunOptions options;
   options.model_dir = fs::path(COZY_SOURCE_DIR) / "models";
@@ -110,15 +106,11 @@ int main(int argc, char** argv) {
     load["m"] = {{"class_type", "LoadLayoutModel"}, {"inputs", {{"checkpoint", "layout_pix2pix_00001.pt"}}}};
     load["km"] = {{"class_type", "Keep"}, {"inputs", {{"value", {"m", 0}}}}};
   }
-  ParseResult parsed = parse_graph_json(load);
-  std::vector<Issue> errors = validate(*parsed.graph, *registry);
-  if (!errors.empty()) {
-    std::fprintf(stderr, "%s\n", errors.front().to_string().c_str());
-    return 1;
-  }
-  RunReport report = executor.run(*parsed.graph, options);
-  if (!report.failures.empty()) {
-    std::fprintf(stderr, "%s\n", report.failures.front().message.c_str());
+  RunReport report;
+  try {
+    report = bench::run_graph(executor, *registry, load, options);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
     return 1;
   }
   const Value generator = report.outputs.at("kg")[0], layout = report.outputs.at("kl")[0];
