@@ -4,20 +4,27 @@
 // sampling images/s (generator forward, no gradients).
 //
 //   build/bench/bench_gan [--device cuda] [--repeats 5] [--threads 1,2] [--python /usr/bin/python3]
+//                         [--system-malloc]
+//
+// Cozy's side keeps freed memory for reuse as the `cozy` command does
+// (host::keep_freed_memory); --system-malloc leaves glibc's defaults.
 //
 // The Python side is bench/python/dcgan_peer.py speed, run with the same
-// settings; figures are medians of the repeats; ratio = Cozy / Python.
-#include "dcgan.hpp"
-
+// settings. The two take turns: each repeat measures Cozy, then Python, so a
+// slow spell of this shared machine falls on both; figures are medians of the
+// repeats; ratio = Cozy / Python.
 #include <ATen/Parallel.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <cozy/host/executor.hpp>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "dcgan.hpp"
 
 namespace {
 
@@ -81,7 +88,8 @@ Rates measure(c10::Device device, int repeats, int steps) {
   g->eval();
   torch::NoGradGuard no_grad;
   at::Tensor images;
-  for (int i = 0; i < 3; ++i) images = g->forward(torch::randn({batch, nz}, torch::TensorOptions().device(device)), none);
+  for (int i = 0; i < 3; ++i)
+    images = g->forward(torch::randn({batch, nz}, torch::TensorOptions().device(device)), none);
   for (int r = 0; r < repeats; ++r) {
     sync();
     auto t = Clock::now();
@@ -95,8 +103,8 @@ Rates measure(c10::Device device, int repeats, int steps) {
 
 Rates python_peer(const std::string& python, const std::string& device, int threads, int repeats, int steps) {
   std::ostringstream cmd;
-  cmd << python << " " << COZY_SOURCE_DIR << "/bench/python/dcgan_peer.py speed --threads " << threads
-      << " --repeats " << repeats << " --steps " << steps << " --device " << device;
+  cmd << python << " " << COZY_SOURCE_DIR << "/bench/python/dcgan_peer.py speed --threads " << threads << " --repeats "
+      << repeats << " --steps " << steps << " --device " << device;
   FILE* pipe = popen(cmd.str().c_str(), "r");
   if (!pipe) return {};
   std::string out;
@@ -116,26 +124,44 @@ int main(int argc, char** argv) {
   std::string device_name = "cpu", python = "/usr/bin/python3";
   int repeats = 5, steps = 10;
   std::vector<int> threads = {1, 2};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string arg = argv[i], value = argv[i + 1];
-    if (arg == "--device") device_name = value;
-    else if (arg == "--repeats") repeats = std::stoi(value);
-    else if (arg == "--steps") steps = std::stoi(value);
-    else if (arg == "--python") python = value;
+  bool system_malloc = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--system-malloc") {
+      system_malloc = true;
+      continue;
+    }
+    if (i + 1 >= argc) break;
+    const std::string value = argv[++i];
+    if (arg == "--device")
+      device_name = value;
+    else if (arg == "--repeats")
+      repeats = std::stoi(value);
+    else if (arg == "--steps")
+      steps = std::stoi(value);
+    else if (arg == "--python")
+      python = value;
     else if (arg == "--threads") {
       threads.clear();
       std::stringstream list(value);
       for (std::string t; std::getline(list, t, ',');) threads.push_back(std::stoi(t));
     }
   }
+  if (!system_malloc) cozy::host::keep_freed_memory();
   const c10::Device device(device_name);
-  std::printf("DCGAN 28x28 (w 64, latent 100), batch 64, %s; images/s, median of %d x %d steps\n",
+  std::printf("DCGAN 28x28 (w 64, latent 100), batch 64, %s; images/s, median of %d turns of %d steps each\n",
               device.str().c_str(), repeats, steps);
   std::printf("%-8s %3s | %10s %10s | %6s\n", "what", "thr", "cozy", "python", "ratio");
   for (int t : threads) {
     at::set_num_threads(t);
-    Rates ours = measure(device, repeats, steps);
-    Rates theirs = python_peer(python, device_name, t, repeats, steps);
+    std::vector<double> train_ours, train_theirs, sample_ours, sample_theirs;
+    for (int r = 0; r < repeats; ++r) {
+      Rates ours = measure(device, 1, steps);
+      Rates theirs = python_peer(python, device_name, t, 1, steps);
+      train_ours.push_back(ours.train), sample_ours.push_back(ours.sample);
+      train_theirs.push_back(theirs.train), sample_theirs.push_back(theirs.sample);
+    }
+    const Rates ours{median(train_ours), median(sample_ours)}, theirs{median(train_theirs), median(sample_theirs)};
     std::printf("%-8s %3d | %10.1f %10.1f | %6.2f\n", "train", t, ours.train, theirs.train,
                 theirs.train > 0 ? ours.train / theirs.train : 0.0);
     std::printf("%-8s %3d | %10.1f %10.1f | %6.2f\n", "sample", t, ours.sample, theirs.sample,

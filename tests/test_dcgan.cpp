@@ -1,0 +1,77 @@
+// The DCGAN's own transposed convolution (plugins/gan/dcgan.cpp) against
+// LibTorch's at::conv_transpose2d: the same values and the same gradients.
+#include <gtest/gtest.h>
+
+#include "dcgan.hpp"
+
+namespace cozy::gan {
+namespace {
+
+// Largest difference relative to the reference's largest magnitude.
+double relative_error(const torch::Tensor& got, const torch::Tensor& want) {
+  return ((got - want).abs().max() / want.abs().max().clamp_min(1e-12)).item<double>();
+}
+
+struct Geometry {
+  int64_t in, out, kernel, stride, padding, size;
+};
+
+TEST(DcganConvTranspose, MatchesLibTorchInValueAndGradients) {
+  torch::manual_seed(3);
+  // Every geometry the DCGAN uses: the 1 x 1 latent (a matrix product), the
+  // 28 x 28 stack's 3 x 3 one, and the 4 x 4 stride-2 ones, down to 1 channel.
+  for (const Geometry& g :
+       {Geometry{100, 256, 4, 1, 0, 1}, Geometry{110, 256, 4, 1, 0, 1}, Geometry{256, 128, 3, 2, 1, 4},
+        Geometry{128, 64, 4, 2, 1, 7}, Geometry{64, 1, 4, 2, 1, 14}, Geometry{16, 3, 4, 2, 1, 16}}) {
+    SCOPED_TRACE(std::to_string(g.in) + "->" + std::to_string(g.out) + " k" + std::to_string(g.kernel) + " s" +
+                 std::to_string(g.stride) + " on " + std::to_string(g.size));
+    torch::Tensor x = torch::randn({5, g.in, g.size, g.size}).requires_grad_();
+    torch::Tensor w = (torch::randn({g.in, g.out, g.kernel, g.kernel}) * 0.05).requires_grad_();
+    torch::Tensor want = at::conv_transpose2d(x, w, {}, g.stride, g.padding);
+    torch::Tensor got = conv_transpose(x, w, g.stride, g.padding);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    EXPECT_LT(relative_error(got, want), 1e-5);
+    torch::Tensor upstream = torch::randn_like(want);
+    auto want_grads = torch::autograd::grad({want}, {x, w}, {upstream});
+    auto got_grads = torch::autograd::grad({got}, {x, w}, {upstream});
+    EXPECT_LT(relative_error(got_grads[0], want_grads[0]), 1e-5) << "input gradient";
+    EXPECT_LT(relative_error(got_grads[1], want_grads[1]), 1e-5) << "weight gradient";
+    // Without gradients (sampling) the same values.
+    torch::NoGradGuard no_grad;
+    EXPECT_LT(relative_error(conv_transpose(x, w, g.stride, g.padding), want), 1e-5);
+  }
+}
+
+TEST(DcganConvTranspose, GeneratorEqualsItsLayersRunInOrder) {
+  for (int64_t size : {28, 32, 64}) {
+    for (int64_t classes : {0, 10}) {
+      SCOPED_TRACE("size " + std::to_string(size) + ", classes " + std::to_string(classes));
+      torch::manual_seed(size + classes);
+      DcganOptions o;
+      o.image_size = size, o.classes = classes, o.width = 16, o.channels = size == 28 ? 1 : 3;
+      GeneratorNet g(o);
+      torch::Tensor z = torch::randn({4, o.latent});
+      torch::Tensor labels = torch::arange(4) % std::max<int64_t>(classes, 1);
+      torch::Tensor input = classes ? torch::cat({z, torch::one_hot(labels, classes).to(torch::kFloat)}, 1) : z;
+      for (bool training : {true, false}) {
+        g->train(training);
+        torch::Tensor got = g->forward(z, labels);
+        // The Sequential's own forward: LibTorch's ConvTranspose2d modules.
+        torch::Tensor want = g->net->forward(input.view({4, input.size(1), 1, 1}));
+        ASSERT_EQ(got.sizes(), (std::vector<int64_t>{4, o.channels, size, size}));
+        EXPECT_LT(relative_error(got, want), 1e-5) << (training ? "training" : "eval");
+        if (training) {
+          auto params = g->parameters();
+          torch::Tensor upstream = torch::randn_like(want);
+          auto got_grads = torch::autograd::grad({got}, params, {upstream});
+          auto want_grads = torch::autograd::grad({want}, params, {upstream});
+          for (std::size_t i = 0; i < params.size(); ++i)
+            EXPECT_LT(relative_error(got_grads[i], want_grads[i]), 1e-4) << "parameter " << i;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cozy::gan
