@@ -12,6 +12,8 @@
 #include <torch/serialize/archive.h>
 
 #include <fstream>
+#include <opencv2/imgcodecs.hpp>
+#include <set>
 
 namespace cozy::host {
 namespace {
@@ -354,6 +356,89 @@ TEST_F(Models, FreezeDKeepsTheFirstDiscriminatorLayers) {
   EXPECT_EQ(last_error, "freeze_d 8 is more than the discriminator's 4 convolutions");
 }
 
+// A copy of an archive without the entries named in `drop` (nested archives
+// copied whole): a checkpoint as another program might have written it.
+void copy_archive(torch::serialize::InputArchive& from, torch::serialize::OutputArchive& to,
+                  const std::set<std::string>& drop = {}) {
+  for (const std::string& key : from.keys()) {
+    if (drop.count(key)) continue;
+    torch::serialize::InputArchive nested;
+    at::Tensor tensor;
+    c10::IValue value;
+    if (from.try_read(key, nested)) {
+      torch::serialize::OutputArchive out;
+      copy_archive(nested, out);
+      to.write(key, out);
+    } else if (from.try_read(key, tensor)) {
+      const bool buffer = key == "running_mean" || key == "running_var" || key == "num_batches_tracked";
+      to.write(key, tensor, buffer);
+    } else if (from.try_read(key, value)) {
+      to.write(key, value);
+    }
+  }
+}
+
+TEST_F(Models, TrainingFromACheckpointChecksThatItFits) {
+  ASSERT_TRUE(run(gan_training(3)).success) << last_error;  // 10 classes, 1 x 28 x 28
+  const fs::path base = options.model_dir / "g_00001.pt", step3 = options.output_dir / "run" / "g_step3_00001.pt";
+  // Image folders: 32 x 32 colour, and 28 x 28 grey in two classes.
+  for (const char* cls : {"a", "b"}) {
+    fs::create_directories(dir / "in" / "colour" / cls);
+    fs::create_directories(dir / "in" / "grey" / cls);
+    for (int i = 0; i < 2; ++i) {
+      const std::string name = std::to_string(i) + ".png";
+      cv::imwrite((dir / "in" / "colour" / cls / name).string(), cv::Mat(32, 32, CV_8UC3, cv::Scalar(10 * i, 50, 90)));
+      cv::imwrite((dir / "in" / "grey" / cls / name).string(), cv::Mat(28, 28, CV_8UC1, cv::Scalar(40 * i)));
+    }
+  }
+  options.input_dir = dir / "in";
+  json colour = gan_training(2, {{"init_from", base.string()}});
+  colour["1"] = {{"class_type", "LoadImageFolder"}, {"inputs", {{"folder", "colour"}}}};
+  EXPECT_FALSE(run(colour).success);
+  EXPECT_EQ(last_error, "the checkpoint makes 1x28x28 images; the data set's are [3, 32, 32]");
+  json two_classes = gan_training(2, {{"init_from", base.string()}});
+  two_classes["1"] = {{"class_type", "LoadImageFolder"}, {"inputs", {{"folder", "grey"}, {"grey", true}}}};
+  EXPECT_FALSE(run(two_classes).success);
+  EXPECT_EQ(last_error, "the checkpoint has 10 classes; the data set 2");
+  // Resuming on another data set (its order no longer fits).
+  json other_data = gan_training(9, {{"resume", step3.string()}});
+  other_data["1"]["inputs"]["subset"] = 96;
+  EXPECT_FALSE(run(other_data).success);
+  EXPECT_EQ(last_error, "cannot resume: the data set is not the one it was trained on");
+
+  // A checkpoint with the generator only.
+  torch::serialize::InputArchive full;
+  full.load_from(base.string());
+  torch::serialize::OutputArchive generator_only;
+  copy_archive(full, generator_only, {"discriminator"});
+  const fs::path g_only = options.model_dir / "g_only.pt";
+  generator_only.save_to(g_only.string());
+  json sample = {{"1", {{"class_type", "LoadGenerator"}, {"inputs", {{"checkpoint", "g_only.pt"}}}}},
+                 {"2", {{"class_type", "GANSample"}, {"inputs", {{"generator", {"1", 0}}, {"batch", 2}}}}},
+                 {"3", sink("2")}};
+  EXPECT_TRUE(run(sample).success) << "the generator alone samples: " << last_error;
+  EXPECT_FALSE(run(gan_training(2, {{"resume", g_only.string()}})).success);
+  EXPECT_EQ(last_error, "cannot resume: the checkpoint has no discriminator");
+  EXPECT_FALSE(run(gan_training(2, {{"init_from", g_only.string()}, {"freeze_d", 1}})).success);
+  EXPECT_EQ(last_error, "freeze_d needs a checkpoint with a discriminator");
+  EXPECT_TRUE(run(gan_training(2, {{"init_from", g_only.string()}})).success)
+      << "without freeze_d a new discriminator is trained: " << last_error;
+  json d_only = {{"1", {{"class_type", "LoadDiscriminator"}, {"inputs", {{"checkpoint", "g_only.pt"}}}}},
+                 {"2", sink("1")}};
+  EXPECT_FALSE(run(d_only).success);
+  EXPECT_EQ(last_error, "checkpoint " + g_only.string() + " holds no discriminator");
+  json tune = {
+      {"1", {{"class_type", "LoadGenerator"}, {"inputs", {{"checkpoint", "g_only.pt"}}}}},
+      {"2", {{"class_type", "GANSample"}, {"inputs", {{"generator", {"1", 0}}, {"batch", 2}}}}},
+      {"3", {{"class_type", "Feedback"}, {"inputs", {{"batch", 2}, {"liked", "0"}}}}},
+      {"4",
+       {{"class_type", "FineTuneOnFeedback"},
+        {"inputs", {{"generator", {"1", 0}}, {"images", {"2", 0}}, {"latent", {"2", 1}}, {"feedback", {"3", 0}}}}}},
+      {"5", sink("4")}};
+  EXPECT_FALSE(run(tune).success);
+  EXPECT_EQ(last_error, "FineTuneOnFeedback needs a DCGAN with its discriminator (from TrainGAN or a Cozy checkpoint)");
+}
+
 TEST_F(Models, AdversarialExamplesForTheDiscriminator) {
   RunReport plain = run(gan_training(3));
   RunReport fgsm = run(gan_training(3, {{"adversarial", "fgsm"}, {"epsilon", 0.05}}));
@@ -448,6 +533,34 @@ TEST_F(Models, ATorchScriptGeneratorLoads) {
   EXPECT_FALSE(run(g).success);
   EXPECT_EQ(last_error,
             "TorchScript generator " + (options.model_dir / "nameless.pt").string() + " has no int attribute latent_size");
+
+  // The probe at load: attributes of the wrong type or range, a forward that
+  // fails on a test latent, and one that does not return images.
+  auto refused = [&](const char* name, torch::jit::Module& m) {
+    m.save((options.model_dir / name).string());
+    g["1"]["inputs"]["checkpoint"] = name;
+    EXPECT_FALSE(run(g).success) << name;
+    return last_error;
+  };
+  const std::string prefix = "TorchScript generator " + (options.model_dir).string() + "/";
+  torch::jit::Module text_latent("TextLatent");
+  text_latent.register_attribute("latent_size", c10::StringType::get(), std::string("eight"));
+  text_latent.define("def forward(self, z):\n    return z.view(-1, 1, 2, 4)\n");
+  EXPECT_EQ(refused("text_latent.pt", text_latent), prefix + "text_latent.pt: latent_size is not an int");
+  torch::jit::Module zero_latent("ZeroLatent");
+  zero_latent.register_attribute("latent_size", c10::IntType::get(), int64_t{0});
+  zero_latent.define("def forward(self, z):\n    return z.view(-1, 1, 1, 1)\n");
+  EXPECT_EQ(refused("zero_latent.pt", zero_latent), prefix + "zero_latent.pt: bad latent_size or num_classes");
+  torch::jit::Module failing("Failing");
+  failing.register_attribute("latent_size", c10::IntType::get(), int64_t{8});
+  failing.define("def forward(self, z):\n    return z.view(-1, 3, 3, 3)\n");  // 8 values are not 27
+  EXPECT_EQ(refused("failing.pt", failing), prefix +
+                                                "failing.pt failed on a test latent: RuntimeError: shape "
+                                                "'[-1, 3, 3, 3]' is invalid for input of size 8");
+  torch::jit::Module flat("Flat");
+  flat.register_attribute("latent_size", c10::IntType::get(), int64_t{8});
+  flat.define("def forward(self, z):\n    return torch.tanh(z)\n");
+  EXPECT_EQ(refused("flat.pt", flat), prefix + "flat.pt does not return images [N, C, H, W]");
 
   // An unconditional generator samples, but cannot draw one class per shape.
   torch::jit::Module plain("PlainGenerator");

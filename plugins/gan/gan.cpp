@@ -127,6 +127,12 @@ class ScriptGenerator : public Generator {
       probe = generate(at::zeros({1, latent_}), classes_ ? at::zeros({1}, at::kLong) : at::Tensor());
     } catch (const c10::Error& e) {
       throw Error("TorchScript generator " + file.string() + " failed on a test latent: " + e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      // The interpreter's errors carry both tracebacks first; the cause is the last line.
+      std::string cause = e.what();
+      while (!cause.empty() && cause.back() == '\n') cause.pop_back();
+      cause = cause.substr(cause.find_last_of('\n') + 1);
+      throw Error("TorchScript generator " + file.string() + " failed on a test latent: " + cause);
     }
     if (probe.dim() != 4) throw Error("TorchScript generator " + file.string() + " does not return images [N, C, H, W]");
     shape_ = {probe.size(1), probe.size(2), probe.size(3)};
