@@ -393,6 +393,45 @@ TEST_F(Interaction, FeedbackErrors) {
   auto fb = std::dynamic_pointer_cast<Feedback>(from_file.outputs.at("2")[0].as_object());
   ASSERT_TRUE(fb);
   EXPECT_EQ(fb->scores, (std::vector<double>{1, 0, 1, -1}));
+  const std::string in = (dir / "in").string() + "/";
+  EXPECT_FALSE(run(feedback({{"batch", 4}, {"file", "none.json"}})).success);
+  EXPECT_EQ(last_error, "feedback file not found: " + in + "none.json");
+  std::ofstream(dir / "in" / "list.json") << "[0, 2]";
+  EXPECT_FALSE(run(feedback({{"batch", 4}, {"file", "list.json"}})).success);
+  EXPECT_EQ(last_error, "feedback file is not a JSON object: " + in + "list.json");
+  std::ofstream(dir / "in" / "words.json") << R"({"liked": ["first"]})";
+  EXPECT_FALSE(run(feedback({{"batch", 4}, {"file", "words.json"}})).success);
+  EXPECT_EQ(last_error, "feedback file " + in + "words.json: liked, disliked and scores must be lists of numbers");
+}
+
+TEST_F(Interaction, LayoutAndLogFileErrors) {
+  const std::string in = (dir / "in").string() + "/";
+  auto load = [&](const std::string& file) {
+    return json{{"1", {{"class_type", "LoadLayout"}, {"inputs", {{"file", file}}}}}, {"2", sink("1")}};
+  };
+  EXPECT_FALSE(run(load("none.json")).success);
+  EXPECT_EQ(last_error, "layout not found: " + in + "none.json");
+  std::ofstream(dir / "in" / "broken.json") << R"({"format": "cozy-layout", "shapes": [)";
+  EXPECT_FALSE(run(load("broken.json")).success);
+  EXPECT_EQ(last_error, "layout is not valid JSON: " + in + "broken.json");
+  std::ofstream(dir / "in" / "number.json") << R"({"format": "cozy-layout", "shapes": [7]})";
+  EXPECT_FALSE(run(load("number.json")).success);
+  EXPECT_EQ(last_error.rfind(in + "number.json: ", 0), 0u) << last_error;
+  EXPECT_NE(last_error.find("a shape is a JSON object, not 7"), std::string::npos) << last_error;
+
+  auto replay = [&](json inputs) {
+    inputs["layout"] = {"1", 0};
+    return json{{"1", shape({{"id", "a"}})},
+                {"2", {{"class_type", "ReplayInteractions"}, {"inputs", inputs}}},
+                {"3", sink("2")}};
+  };
+  EXPECT_FALSE(run(replay({{"log", "[{\"op\": \"drag\""}})).success);
+  EXPECT_EQ(last_error, "log is not valid JSON");
+  EXPECT_FALSE(run(replay({{"log_file", "session.json"}})).success);
+  EXPECT_EQ(last_error, "interaction log not found: " + in + "session.json");
+  std::ofstream(dir / "in" / "session.json") << "[{";
+  EXPECT_FALSE(run(replay({{"log_file", "session.json"}})).success);
+  EXPECT_EQ(last_error, "interaction log is not valid JSON: " + in + "session.json");
 }
 
 // The learned way from layout to image, small: a few layouts and scenes at

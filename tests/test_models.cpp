@@ -439,6 +439,20 @@ TEST_F(Models, TrainingFromACheckpointChecksThatItFits) {
   EXPECT_EQ(last_error, "FineTuneOnFeedback needs a DCGAN with its discriminator (from TrainGAN or a Cozy checkpoint)");
 }
 
+TEST_F(Models, ClassifierAndVaeNeedSizesDivisibleByFour) {
+  fs::create_directories(dir / "in" / "odd" / "a");
+  cv::imwrite((dir / "in" / "odd" / "a" / "x.png").string(), cv::Mat(30, 30, CV_8UC1, cv::Scalar(100)));
+  options.input_dir = dir / "in";
+  for (const char* trainer : {"TrainClassifier", "TrainVAE"}) {
+    json g = {{"1", {{"class_type", "LoadImageFolder"}, {"inputs", {{"folder", "odd"}, {"grey", true}}}}},
+              {"2", {{"class_type", trainer}, {"inputs", {{"dataset", {"1", 0}}, {"epochs", 1}}}}},
+              {"3", sink("2")}};
+    EXPECT_FALSE(run(g).success) << trainer;
+    EXPECT_EQ(last_error, std::string(trainer) == "TrainVAE" ? "the VAE needs an image size divisible by 4"
+                                                             : "the classifier needs an image size divisible by 4");
+  }
+}
+
 TEST_F(Models, AdversarialExamplesForTheDiscriminator) {
   RunReport plain = run(gan_training(3));
   RunReport fgsm = run(gan_training(3, {{"adversarial", "fgsm"}, {"epsilon", 0.05}}));

@@ -148,8 +148,9 @@ NodeDef load_layout() {
   d.spec.pure = false;  // the file can change
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     const fs::path file = under(ctx.input_dir(), in.string("file"));
+    const nlohmann::json j = read_json(file, "layout");  // its errors name the file
     try {
-      return {std::static_pointer_cast<Object>(std::make_shared<Layout>(layout_from_json(read_json(file, "layout"))))};
+      return {std::static_pointer_cast<Object>(std::make_shared<Layout>(layout_from_json(j)))};
     } catch (const Error& e) {
       throw Error(file.string() + ": " + e.what());
     }
