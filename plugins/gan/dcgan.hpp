@@ -13,7 +13,6 @@
 
 #include <torch/torch.h>
 
-#include <array>
 #include <string>
 #include <vector>
 
@@ -33,8 +32,6 @@ struct GeneratorNetImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& z, const torch::Tensor& labels);
   DcganOptions options;
   torch::nn::Sequential net{nullptr};
-  /// Stride and padding of each layer of `net` that is a transposed convolution.
-  std::vector<std::array<int64_t, 2>> up_geometry;
 };
 TORCH_MODULE(GeneratorNet);
 
@@ -46,14 +43,6 @@ struct DiscriminatorNetImpl : torch::nn::Module {
   torch::nn::Sequential net{nullptr};
 };
 TORCH_MODULE(DiscriminatorNet);
-
-/// A transposed 2-d convolution (no bias, output padding 0, as the DCGAN
-/// uses). On the CPU it runs as what it is, the data gradient of an ordinary
-/// convolution, which LibTorch hands to oneDNN, while its own transposed path
-/// is a slower im2col and GEMM per image; a 1 x 1 input (the first layer) is
-/// one matrix product. Elsewhere it calls at::conv_transpose2d. Same values
-/// within float rounding; gradients for the input and the weight.
-torch::Tensor conv_transpose(const torch::Tensor& input, const torch::Tensor& weight, int64_t stride, int64_t padding);
 
 /// DCGAN's initialisation: conv weights N(0, 0.02), batch-norm N(1, 0.02).
 void init_weights(torch::nn::Module& module, at::Generator& generator);

@@ -22,6 +22,7 @@
 #include <sstream>
 
 #include "checkpoint.hpp"
+#include "layers.hpp"
 #include "layout_model.hpp"
 #include "render.hpp"
 #include "scene.hpp"
@@ -82,10 +83,11 @@ struct UNetImpl : nn::Module {
   }
   torch::Tensor forward(const torch::Tensor& maps) {
     torch::Tensor e1 = d1->forward(maps), e2 = d2->forward(e1), e3 = d3->forward(e2), e4 = d4->forward(e3);
-    torch::Tensor y = torch::cat({u4->forward(e4), e3}, 1);
-    y = torch::cat({u3->forward(y), e2}, 1);
-    y = torch::cat({u2->forward(y), e1}, 1);
-    return torch::sigmoid(u1->forward(y));
+    // The transposed convolutions through cozy::layers (oneDNN on the CPU).
+    torch::Tensor y = torch::cat({layers::forward(*u4, e4), e3}, 1);
+    y = torch::cat({layers::forward(*u3, y), e2}, 1);
+    y = torch::cat({layers::forward(*u2, y), e1}, 1);
+    return torch::sigmoid(layers::forward(*u1, y));
   }
   Pix2PixOptions options;
   nn::Sequential d1{nullptr}, d2{nullptr}, d3{nullptr}, d4{nullptr}, u4{nullptr}, u3{nullptr}, u2{nullptr};

@@ -7,6 +7,7 @@
 //            ConvT(w, C, 4, 2, 1) -> logits; sigmoid -> image in [0, 1]
 // Loss per image: binary cross-entropy summed over pixels + beta * KL.
 #include "checkpoint.hpp"
+#include "layers.hpp"
 #include "training.hpp"
 
 #include <cozy/sdk.hpp>
@@ -49,7 +50,8 @@ struct VaeNetImpl : nn::Module {
     torch::Tensor h = encoder->forward(images);
     return {mean->forward(h), logvar->forward(h)};
   }
-  torch::Tensor decode_logits(const torch::Tensor& z) { return decoder->forward(z); }
+  // The transposed convolutions through cozy::layers (oneDNN on the CPU).
+  torch::Tensor decode_logits(const torch::Tensor& z) { return layers::forward(*decoder, z); }
 
   VaeOptions options;
   nn::Sequential encoder{nullptr}, decoder{nullptr};

@@ -1,11 +1,15 @@
-// The DCGAN's own transposed convolution (plugins/gan/dcgan.cpp) against
-// LibTorch's at::conv_transpose2d: the same values and the same gradients.
+// The models' transposed convolution (plugins/common/layers.cpp) against
+// LibTorch's at::conv_transpose2d and its modules: the same values and the
+// same gradients, in the DCGAN and in a decoder with biases.
 #include <gtest/gtest.h>
 
 #include "dcgan.hpp"
+#include "layers.hpp"
 
 namespace cozy::gan {
 namespace {
+
+using layers::conv_transpose;
 
 // Largest difference relative to the reference's largest magnitude.
 double relative_error(const torch::Tensor& got, const torch::Tensor& want) {
@@ -16,7 +20,7 @@ struct Geometry {
   int64_t in, out, kernel, stride, padding, size;
 };
 
-TEST(DcganConvTranspose, MatchesLibTorchInValueAndGradients) {
+TEST(ConvTranspose, MatchesLibTorchInValueAndGradients) {
   torch::manual_seed(3);
   // Every geometry the DCGAN uses: the 1 x 1 latent (a matrix product), the
   // 28 x 28 stack's 3 x 3 one, and the 4 x 4 stride-2 ones, down to 1 channel.
@@ -27,22 +31,29 @@ TEST(DcganConvTranspose, MatchesLibTorchInValueAndGradients) {
                  std::to_string(g.stride) + " on " + std::to_string(g.size));
     torch::Tensor x = torch::randn({5, g.in, g.size, g.size}).requires_grad_();
     torch::Tensor w = (torch::randn({g.in, g.out, g.kernel, g.kernel}) * 0.05).requires_grad_();
-    torch::Tensor want = at::conv_transpose2d(x, w, {}, g.stride, g.padding);
-    torch::Tensor got = conv_transpose(x, w, g.stride, g.padding);
+    // Odd geometries with a bias, even ones without.
+    torch::Tensor bias = g.size % 2 ? torch::randn({g.out}).requires_grad_() : torch::Tensor();
+    torch::Tensor want = at::conv_transpose2d(x, w, bias, g.stride, g.padding);
+    torch::Tensor got = conv_transpose(x, w, bias, g.stride, g.padding);
     ASSERT_EQ(got.sizes(), want.sizes());
     EXPECT_LT(relative_error(got, want), 1e-5);
     torch::Tensor upstream = torch::randn_like(want);
-    auto want_grads = torch::autograd::grad({want}, {x, w}, {upstream});
-    auto got_grads = torch::autograd::grad({got}, {x, w}, {upstream});
+    std::vector<torch::Tensor> inputs = {x, w};
+    if (bias.defined()) inputs.push_back(bias);
+    auto want_grads = torch::autograd::grad({want}, inputs, {upstream});
+    auto got_grads = torch::autograd::grad({got}, inputs, {upstream});
     EXPECT_LT(relative_error(got_grads[0], want_grads[0]), 1e-5) << "input gradient";
     EXPECT_LT(relative_error(got_grads[1], want_grads[1]), 1e-5) << "weight gradient";
+    if (bias.defined()) {
+      EXPECT_LT(relative_error(got_grads[2], want_grads[2]), 1e-5) << "bias gradient";
+    }
     // Without gradients (sampling) the same values.
     torch::NoGradGuard no_grad;
-    EXPECT_LT(relative_error(conv_transpose(x, w, g.stride, g.padding), want), 1e-5);
+    EXPECT_LT(relative_error(conv_transpose(x, w, bias, g.stride, g.padding), want), 1e-5);
   }
 }
 
-TEST(DcganConvTranspose, GeneratorEqualsItsLayersRunInOrder) {
+TEST(ConvTranspose, DcganGeneratorEqualsItsLayersRunByLibTorch) {
   for (int64_t size : {28, 32, 64}) {
     for (int64_t classes : {0, 10}) {
       SCOPED_TRACE("size " + std::to_string(size) + ", classes " + std::to_string(classes));
@@ -71,6 +82,29 @@ TEST(DcganConvTranspose, GeneratorEqualsItsLayersRunInOrder) {
       }
     }
   }
+}
+
+TEST(ConvTranspose, ASequentialWithBiasesAsLibTorchRunsIt) {
+  namespace nn = torch::nn;
+  torch::manual_seed(9);
+  // The VAE's decoder, then a U-Net step (GroupNorm).
+  nn::Sequential decoder(
+      nn::Linear(8, 16 * 7 * 7), nn::ReLU(), nn::Unflatten(nn::UnflattenOptions(1, {16, 7, 7})),
+      nn::ConvTranspose2d(nn::ConvTranspose2dOptions(16, 8, 4).stride(2).padding(1)), nn::ReLU(),
+      nn::ConvTranspose2d(nn::ConvTranspose2dOptions(8, 4, 4).stride(2).padding(1)),
+      nn::GroupNorm(nn::GroupNormOptions(2, 4)),
+      // Options conv_transpose does not take (output padding): LibTorch's own forward.
+      nn::ConvTranspose2d(nn::ConvTranspose2dOptions(4, 2, 3).stride(2).padding(1).output_padding(1)));
+  torch::Tensor z = torch::randn({3, 8});
+  torch::Tensor got = layers::forward(*decoder, z), want = decoder->forward(z);
+  ASSERT_EQ(got.sizes(), (std::vector<int64_t>{3, 2, 56, 56}));
+  EXPECT_LT(relative_error(got, want), 1e-5);
+  auto params = decoder->parameters();
+  torch::Tensor upstream = torch::randn_like(want);
+  auto got_grads = torch::autograd::grad({got}, params, {upstream});
+  auto want_grads = torch::autograd::grad({want}, params, {upstream});
+  for (std::size_t i = 0; i < params.size(); ++i)
+    EXPECT_LT(relative_error(got_grads[i], want_grads[i]), 1e-4) << "parameter " << i;
 }
 
 }  // namespace

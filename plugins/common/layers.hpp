@@ -1,0 +1,30 @@
+// Layers the model plugins share, where LibTorch's own CPU path is slow.
+//
+// A transposed convolution on the CPU: LibTorch 1.13 runs it as an im2col and
+// a GEMM per image (slow_conv_transpose2d), while it hands ordinary
+// convolutions and their gradients to oneDNN. A transposed convolution is the
+// data gradient of the ordinary convolution with the same weight, so it runs
+// as that (and its backward as the ordinary convolution and its weight
+// gradient); a 1 x 1 input with stride 1 is one matrix product. Same values
+// within float rounding (tests/test_layers.cpp). Other devices and dtypes use
+// at::conv_transpose2d.
+#pragma once
+
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+
+namespace cozy::layers {
+
+/// conv_transpose2d(x, weight) + bias (bias may be undefined), for square
+/// stride and padding, no output padding, dilation 1, one group.
+at::Tensor conv_transpose(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, int64_t stride,
+                          int64_t padding);
+
+/// The module's forward, through conv_transpose when its options allow.
+at::Tensor forward(torch::nn::ConvTranspose2dImpl& module, const at::Tensor& x);
+
+/// The Sequential's layers in order, its ConvTranspose2d layers through the
+/// function above.
+at::Tensor forward(torch::nn::SequentialImpl& sequential, const at::Tensor& x);
+
+}  // namespace cozy::layers
