@@ -1,6 +1,7 @@
 #include "layers.hpp"
 
 #include <ATen/Context.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/ops/conv2d.h>
 #include <ATen/ops/conv_transpose2d.h>
 #include <ATen/ops/convolution_backward.h>
@@ -67,7 +68,8 @@ at::Tensor conv_transpose(const at::Tensor& x, const at::Tensor& w, const at::Te
     return at::conv_transpose2d(x, w, bias, {stride, stride}, {padding, padding});
   } else if (x.size(2) == 1 && x.size(3) == 1 && stride == 1 && padding == 0) {
     y = at::mm(x.flatten(1), w.flatten(1)).view({x.size(0), w.size(1), w.size(2), w.size(3)});
-  } else if (at::globalContext().userEnabledMkldnn() && at::hasMKLDNN()) {
+  } else if (at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad()) &&
+             at::globalContext().userEnabledMkldnn() && at::hasMKLDNN()) {
     y = ConvTransposeByGradient::apply(x.contiguous(), w, stride, padding);
   } else {
     return at::conv_transpose2d(x, w, bias, {stride, stride}, {padding, padding});
