@@ -40,7 +40,8 @@ struct Rates {
   double train = 0, sample = 0;
 };
 
-Rates measure(c10::Device device, int repeats, int steps) {
+// One turn: a fresh model, 3 untimed steps, then `steps` timed steps of training, then of sampling.
+Rates measure(c10::Device device, int steps) {
   torch::manual_seed(0);
   const int64_t batch = 64, nz = 100;
   DcganOptions o;  // the defaults: 28x28, w 64, latent 100, 1 channel, unconditional
@@ -77,34 +78,30 @@ Rates measure(c10::Device device, int repeats, int steps) {
     (void)loss_d.item<float>(), (void)loss_g.item<float>();
   };
   for (int i = 0; i < 3; ++i) step();
-  std::vector<double> train, sample;
-  for (int r = 0; r < repeats; ++r) {
-    sync();
-    auto t = Clock::now();
-    for (int i = 0; i < steps; ++i) step();
-    sync();
-    train.push_back(std::chrono::duration<double>(Clock::now() - t).count() / steps);
-  }
+  sync();
+  auto t = Clock::now();
+  for (int i = 0; i < steps; ++i) step();
+  sync();
+  const double train = std::chrono::duration<double>(Clock::now() - t).count() / steps;
   g->eval();
   torch::NoGradGuard no_grad;
   at::Tensor images;
   for (int i = 0; i < 3; ++i)
     images = g->forward(torch::randn({batch, nz}, torch::TensorOptions().device(device)), none);
-  for (int r = 0; r < repeats; ++r) {
-    sync();
-    auto t = Clock::now();
-    for (int i = 0; i < steps; ++i)
-      images = (g->forward(torch::randn({batch, nz}, torch::TensorOptions().device(device)), none) + 1) * 0.5;
-    (void)images.reshape(-1)[0].item<float>();
-    sample.push_back(std::chrono::duration<double>(Clock::now() - t).count() / steps);
-  }
-  return {batch / median(train), batch / median(sample)};
+  sync();
+  t = Clock::now();
+  for (int i = 0; i < steps; ++i)
+    images = (g->forward(torch::randn({batch, nz}, torch::TensorOptions().device(device)), none) + 1) * 0.5;
+  (void)images.reshape(-1)[0].item<float>();
+  const double sample = std::chrono::duration<double>(Clock::now() - t).count() / steps;
+  return {batch / train, batch / sample};
 }
 
-Rates python_peer(const std::string& python, const std::string& device, int threads, int repeats, int steps) {
+// One turn of the Python peer with the same settings.
+Rates python_peer(const std::string& python, const std::string& device, int threads, int steps) {
   std::ostringstream cmd;
-  cmd << python << " " << COZY_SOURCE_DIR << "/bench/python/dcgan_peer.py speed --threads " << threads << " --repeats "
-      << repeats << " --steps " << steps << " --device " << device;
+  cmd << python << " " << COZY_SOURCE_DIR << "/bench/python/dcgan_peer.py speed --threads " << threads << " --repeats 1"
+      << " --steps " << steps << " --device " << device;
   FILE* pipe = popen(cmd.str().c_str(), "r");
   if (!pipe) return {};
   std::string out;
@@ -156,8 +153,8 @@ int main(int argc, char** argv) {
     at::set_num_threads(t);
     std::vector<double> train_ours, train_theirs, sample_ours, sample_theirs;
     for (int r = 0; r < repeats; ++r) {
-      Rates ours = measure(device, 1, steps);
-      Rates theirs = python_peer(python, device_name, t, 1, steps);
+      Rates ours = measure(device, steps);
+      Rates theirs = python_peer(python, device_name, t, steps);
       train_ours.push_back(ours.train), sample_ours.push_back(ours.sample);
       train_theirs.push_back(theirs.train), sample_theirs.push_back(theirs.sample);
     }

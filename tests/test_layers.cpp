@@ -16,6 +16,17 @@ double relative_error(const torch::Tensor& got, const torch::Tensor& want) {
   return ((got - want).abs().max() / want.abs().max().clamp_min(1e-12)).item<double>();
 }
 
+// The gradients of `params` through two computations of the same output,
+// for one random upstream gradient.
+void expect_same_parameter_gradients(const torch::Tensor& got, const torch::Tensor& want,
+                                     const std::vector<torch::Tensor>& params) {
+  torch::Tensor upstream = torch::randn_like(want);
+  auto got_grads = torch::autograd::grad({got}, params, {upstream});
+  auto want_grads = torch::autograd::grad({want}, params, {upstream});
+  for (std::size_t i = 0; i < params.size(); ++i)
+    EXPECT_LT(relative_error(got_grads[i], want_grads[i]), 1e-4) << "parameter " << i;
+}
+
 struct Geometry {
   int64_t in, out, kernel, stride, padding, size;
 };
@@ -72,12 +83,7 @@ TEST(ConvTranspose, DcganGeneratorEqualsItsLayersRunByLibTorch) {
         ASSERT_EQ(got.sizes(), (std::vector<int64_t>{4, o.channels, size, size}));
         EXPECT_LT(relative_error(got, want), 1e-5) << (training ? "training" : "eval");
         if (training) {
-          auto params = g->parameters();
-          torch::Tensor upstream = torch::randn_like(want);
-          auto got_grads = torch::autograd::grad({got}, params, {upstream});
-          auto want_grads = torch::autograd::grad({want}, params, {upstream});
-          for (std::size_t i = 0; i < params.size(); ++i)
-            EXPECT_LT(relative_error(got_grads[i], want_grads[i]), 1e-4) << "parameter " << i;
+          expect_same_parameter_gradients(got, want, g->parameters());
         }
       }
     }
@@ -99,12 +105,7 @@ TEST(ConvTranspose, ASequentialWithBiasesAsLibTorchRunsIt) {
   torch::Tensor got = layers::forward(*decoder, z), want = decoder->forward(z);
   ASSERT_EQ(got.sizes(), (std::vector<int64_t>{3, 2, 56, 56}));
   EXPECT_LT(relative_error(got, want), 1e-5);
-  auto params = decoder->parameters();
-  torch::Tensor upstream = torch::randn_like(want);
-  auto got_grads = torch::autograd::grad({got}, params, {upstream});
-  auto want_grads = torch::autograd::grad({want}, params, {upstream});
-  for (std::size_t i = 0; i < params.size(); ++i)
-    EXPECT_LT(relative_error(got_grads[i], want_grads[i]), 1e-4) << "parameter " << i;
+  expect_same_parameter_gradients(got, want, decoder->parameters());
 }
 
 }  // namespace

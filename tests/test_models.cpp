@@ -550,31 +550,34 @@ TEST_F(Models, ATorchScriptGeneratorLoads) {
 
   // The probe at load: attributes of the wrong type or range, a forward that
   // fails on a test latent, and one that does not return images.
-  auto refused = [&](const char* name, torch::jit::Module& m) {
+  // A module with latent_size = `latent` and the given forward, saved as
+  // `name`: the error LoadGenerator gives.
+  auto refused = [&](const std::string& name, const c10::IValue& latent, const std::string& forward) {
+    torch::jit::Module m("Probe");
+    const c10::TypePtr type = latent.isInt() ? c10::TypePtr(c10::IntType::get()) : c10::TypePtr(c10::StringType::get());
+    m.register_attribute("latent_size", type, latent);
+    m.define(forward);
     m.save((options.model_dir / name).string());
     g["1"]["inputs"]["checkpoint"] = name;
     EXPECT_FALSE(run(g).success) << name;
     return last_error;
   };
   const std::string prefix = "TorchScript generator " + (options.model_dir).string() + "/";
-  torch::jit::Module text_latent("TextLatent");
-  text_latent.register_attribute("latent_size", c10::StringType::get(), std::string("eight"));
-  text_latent.define("def forward(self, z):\n    return z.view(-1, 1, 2, 4)\n");
-  EXPECT_EQ(refused("text_latent.pt", text_latent), prefix + "text_latent.pt: latent_size is not an int");
-  torch::jit::Module zero_latent("ZeroLatent");
-  zero_latent.register_attribute("latent_size", c10::IntType::get(), int64_t{0});
-  zero_latent.define("def forward(self, z):\n    return z.view(-1, 1, 1, 1)\n");
-  EXPECT_EQ(refused("zero_latent.pt", zero_latent), prefix + "zero_latent.pt: bad latent_size or num_classes");
-  torch::jit::Module failing("Failing");
-  failing.register_attribute("latent_size", c10::IntType::get(), int64_t{8});
-  failing.define("def forward(self, z):\n    return z.view(-1, 3, 3, 3)\n");  // 8 values are not 27
-  EXPECT_EQ(refused("failing.pt", failing), prefix +
-                                                "failing.pt failed on a test latent: RuntimeError: shape "
-                                                "'[-1, 3, 3, 3]' is invalid for input of size 8");
-  torch::jit::Module flat("Flat");
-  flat.register_attribute("latent_size", c10::IntType::get(), int64_t{8});
-  flat.define("def forward(self, z):\n    return torch.tanh(z)\n");
-  EXPECT_EQ(refused("flat.pt", flat), prefix + "flat.pt does not return images [N, C, H, W]");
+  EXPECT_EQ(refused("text_latent.pt", std::string("eight"), "def forward(self, z):\n    return z.view(-1, 1, 2, 4)\n"),
+            prefix + "text_latent.pt: latent_size is not an int");
+  EXPECT_EQ(refused("zero_latent.pt", int64_t{0}, "def forward(self, z):\n    return z.view(-1, 1, 1, 1)\n"),
+            prefix + "zero_latent.pt: bad latent_size or num_classes");
+  // 8 values are not 27: the interpreter's error, named by its last line.
+  EXPECT_EQ(refused("failing.pt", int64_t{8}, "def forward(self, z):\n    return z.view(-1, 3, 3, 3)\n"),
+            prefix + "failing.pt failed on a test latent: RuntimeError: shape '[-1, 3, 3, 3]' is invalid for input "
+                     "of size 8");
+  // A forward that wants labels without num_classes: the call itself fails (c10::Error).
+  const std::string unlabelled =
+      refused("unlabelled.pt", int64_t{8}, "def forward(self, z, labels):\n    return z.view(-1, 1, 2, 4)\n");
+  EXPECT_EQ(unlabelled.rfind(prefix + "unlabelled.pt failed on a test latent: ", 0), 0u) << unlabelled;
+  EXPECT_NE(unlabelled.find("labels"), std::string::npos) << unlabelled;
+  EXPECT_EQ(refused("flat.pt", int64_t{8}, "def forward(self, z):\n    return torch.tanh(z)\n"),
+            prefix + "flat.pt does not return images [N, C, H, W]");
 
   // An unconditional generator samples, but cannot draw one class per shape.
   torch::jit::Module plain("PlainGenerator");

@@ -63,17 +63,14 @@ at::Tensor conv_transpose(const at::Tensor& x, const at::Tensor& w, const at::Te
                           int64_t padding) {
   const bool cpu_float =
       x.device().is_cpu() && x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat && x.dim() == 4;
-  at::Tensor y;
-  if (!cpu_float) {
+  const bool one_by_one = x.size(2) == 1 && x.size(3) == 1 && stride == 1 && padding == 0;
+  const bool onednn = at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad()) &&
+                      at::globalContext().userEnabledMkldnn() && at::hasMKLDNN();
+  if (!cpu_float || !(one_by_one || onednn))
     return at::conv_transpose2d(x, w, bias, {stride, stride}, {padding, padding});
-  } else if (x.size(2) == 1 && x.size(3) == 1 && stride == 1 && padding == 0) {
-    y = at::mm(x.flatten(1), w.flatten(1)).view({x.size(0), w.size(1), w.size(2), w.size(3)});
-  } else if (at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad()) &&
-             at::globalContext().userEnabledMkldnn() && at::hasMKLDNN()) {
-    y = ConvTransposeByGradient::apply(x.contiguous(), w, stride, padding);
-  } else {
-    return at::conv_transpose2d(x, w, bias, {stride, stride}, {padding, padding});
-  }
+  const at::Tensor y = one_by_one
+                           ? at::mm(x.flatten(1), w.flatten(1)).view({x.size(0), w.size(1), w.size(2), w.size(3)})
+                           : ConvTransposeByGradient::apply(x.contiguous(), w, stride, padding);
   return bias.defined() ? y + bias.view({1, -1, 1, 1}) : y;
 }
 

@@ -125,13 +125,15 @@ class ScriptGenerator : public Generator {
     at::Tensor probe;
     try {
       probe = generate(at::zeros({1, latent_}), classes_ ? at::zeros({1}, at::kLong) : at::Tensor());
-    } catch (const c10::Error& e) {
-      throw Error("TorchScript generator " + file.string() + " failed on a test latent: " + e.what_without_backtrace());
     } catch (const std::exception& e) {
-      // The interpreter's errors carry both tracebacks first; the cause is the last line.
-      std::string cause = e.what();
-      while (!cause.empty() && cause.back() == '\n') cause.pop_back();
-      cause = cause.substr(cause.find_last_of('\n') + 1);
+      // c10 errors without their C++ backtrace; the interpreter's carry both
+      // tracebacks first and the cause on the last line.
+      const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+      std::string cause = c10_error ? c10_error->what_without_backtrace() : e.what();
+      if (!c10_error) {
+        while (!cause.empty() && cause.back() == '\n') cause.pop_back();
+        cause = cause.substr(cause.find_last_of('\n') + 1);
+      }
       throw Error("TorchScript generator " + file.string() + " failed on a test latent: " + cause);
     }
     if (probe.dim() != 4) throw Error("TorchScript generator " + file.string() + " does not return images [N, C, H, W]");
