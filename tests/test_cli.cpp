@@ -295,6 +295,13 @@ TEST(Cli, ModelGraphsRunInShortForm) {
   ASSERT_EQ(vae.code, 0) << vae.err;
   EXPECT_TRUE(fs::exists(dir / "models" / "fashion_vae_00001.pt"));
   EXPECT_TRUE(fs::exists(dir / "out" / "train_vae" / "reconstructions_00001.png"));
+  Result critic = cozy("run " + graphs + "train_critic.json --set 1.subset=256 --set 3.epochs=1" + common);
+  ASSERT_EQ(critic.code, 0) << critic.err;
+  EXPECT_TRUE(fs::exists(dir / "models" / "fashion_critic_00001.pt"));
+  Result dcgan = cozy("run " + graphs + "train_dcgan.json --set 1.subset=256 --set 2.epochs=0 --set 2.steps=3" + common);
+  ASSERT_EQ(dcgan.code, 0) << dcgan.err;
+  EXPECT_TRUE(fs::exists(dir / "models" / "fashion_dcgan_00001.pt"));
+  EXPECT_TRUE(fs::exists(dir / "out" / "train_dcgan" / "samples_00001.png"));
 }
 
 TEST(Cli, GraphsOfTheShippedModelsRunInShortForm) {
@@ -340,6 +347,34 @@ TEST(Cli, GraphsOfTheShippedModelsRunInShortForm) {
                         " --input-dir " + COZY_SOURCE_DIR + "/input" + common);
   ASSERT_EQ(layouts.code, 0) << layouts.err;
   EXPECT_TRUE(fs::exists(dir / "out" / "evaluate_layouts" / "two_objects_00001.png"));
+}
+
+// The interaction issue's three graphs: the two-object scene, a recorded
+// editing session replayed, one round of feedback (which writes a model:
+// into a scratch models folder holding copies of the shipped ones).
+TEST(Cli, InteractionGraphsRun) {
+  fs::path dir = scratch("interaction_graphs");
+  fs::create_directories(dir / "models");
+  for (const char* f :
+       {"fashion_cdcgan_00001.pt", "fashion_classifier_00001.pt", "fashion_critic_00001.pt", "layout_pix2pix_00001.pt"})
+    fs::copy_file(fs::path(COZY_SOURCE_DIR) / "models" / f, dir / "models" / f);
+  const std::string common = " --output-dir " + (dir / "out").string() + " --models-dir " + (dir / "models").string() +
+                             " --input-dir " + COZY_SOURCE_DIR + "/input --progress none --threads 1";
+  const std::string graphs = std::string(COZY_SOURCE_DIR) + "/graphs/";
+  Result scene = cozy("run " + graphs + "layout_scene.json" + common);
+  ASSERT_EQ(scene.code, 0) << scene.err;
+  EXPECT_EQ(png_width(dir / "out" / "layout_scene_00001.png"), 3u * 256 + 4 * 4);
+  EXPECT_TRUE(fs::exists(dir / "out" / "layout_scene_layout_00001.json"));
+  EXPECT_NE(scene.err.find("\"metric\":\"layout_fidelity\""), std::string::npos) << scene.err;
+  Result replay = cozy("run " + graphs + "interaction_replay.json" + common);
+  ASSERT_EQ(replay.code, 0) << replay.err;
+  EXPECT_EQ(png_width(dir / "out" / "interaction_replay_00001.png"), 2u * 256 + 3 * 4);
+  Result round = cozy("run " + graphs + "feedback_round.json --set 10.steps=2" + common);
+  ASSERT_EQ(round.code, 0) << round.err;
+  EXPECT_TRUE(fs::exists(dir / "models" / "feedback_round" / "feedback_gan_00001.pt"));
+  EXPECT_TRUE(fs::exists(dir / "out" / "feedback_round" / "batches_00001.png"));
+  EXPECT_TRUE(fs::exists(dir / "out" / "feedback_round" / "fine_tuned_00001.png"));
+  EXPECT_TRUE(fs::exists(dir / "out" / "feedback_round" / "latents_00001.pt"));
 }
 
 // Load nodes name a file in the models folder: listed as choices, checked

@@ -682,15 +682,22 @@ NodeDef fine_tune_on_feedback() {
   d.spec.category = "gan";
   d.spec.description =
       "A few adversarial steps that move a DCGAN towards what the user liked: the discriminator learns the liked "
-      "images as real and the disliked ones (and fresh samples) as fake; the generator learns to please it, with "
-      "classes drawn from the liked images' class weights. images, latent and feedback are one judged batch "
+      "images as real and the disliked ones and fresh samples (as many as the batch judged) as fake, all seen "
+      "through DiffAugment's random shifts and cutouts so that a few liked images are not memorised; the generator "
+      "learns to please it, with classes drawn from the liked images' class weights. images, latent and feedback are "
+      "one judged batch "
       "(GANSample's outputs and a Feedback). Writes the result as a new checkpoint <prefix>_<counter>.pt in the "
       "models folder; the generator given is left as it was.";
-  d.spec.inputs = {InputSpec::Link("generator", types::GENERATOR), InputSpec::Link("images", types::IMAGE),
-                   InputSpec::Link("latent", types::LATENT), InputSpec::Link("feedback", types::FEEDBACK),
-                   InputSpec::Int("steps", 20).range(1, 100000), InputSpec::Float("lr", 1e-4).range(1e-7, 1),
-                   InputSpec::Int("seed", 0).range(0, 2147483647),
-                   InputSpec::String("filename_prefix", "feedback_gan")};
+  d.spec.inputs = {
+      InputSpec::Link("generator", types::GENERATOR),
+      InputSpec::Link("images", types::IMAGE),
+      InputSpec::Link("latent", types::LATENT),
+      InputSpec::Link("feedback", types::FEEDBACK),
+      InputSpec::Int("steps", 100).range(1, 100000),
+      InputSpec::Float("lr", 1e-4).range(1e-7, 1),
+      InputSpec::Int("seed", 0).range(0, 2147483647),
+      InputSpec::Boolean("augment", true).help("DiffAugment: random shifts and cutouts of what the discriminator sees"),
+      InputSpec::String("filename_prefix", "feedback_gan")};
   d.spec.outputs = {{"GENERATOR", types::GENERATOR}};
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     auto base = std::dynamic_pointer_cast<DcganGenerator>(in.object<Generator>("generator"));
@@ -731,26 +738,53 @@ NodeDef fine_tune_on_feedback() {
     auto bce = [](const at::Tensor& logits, double target) {
       return torch::binary_cross_entropy_with_logits(logits, at::full_like(logits, target));
     };
+    // DiffAugment (Zhao et al. 2020): every image the discriminator sees,
+    // liked, disliked or generated, is moved by up to 1/8 of its side and
+    // has a square of half its side cut out, differentiably, so that a few
+    // liked images are not simply memorised (measured: docs/benchmarks.md#feedback).
+    const bool augment_all = in.boolean("augment");
+    auto augment = [&](const at::Tensor& x) {
+      if (!augment_all) return x;
+      const int64_t b = x.size(0), h = x.size(2), wd = x.size(3);
+      const at::TensorOptions f = at::TensorOptions(at::kFloat);
+      at::Tensor theta = at::zeros({b, 2, 3}, f);
+      theta.select(1, 0).select(1, 0).fill_(1);
+      theta.select(1, 1).select(1, 1).fill_(1);
+      theta.select(2, 2).copy_(at::randint(-h / 8, h / 8 + 1, {b, 2}, gen, f) * (2.0 / double(h)));
+      at::Tensor grid = at::affine_grid_generator(theta.to(x.device()), {b, x.size(1), h, wd}, false);
+      at::Tensor moved = at::grid_sampler(x + 1, grid, /*nearest*/ 1, /*zeros*/ 0, false);  // 0 = black after -1
+      at::Tensor cy = at::randint(0, h, {b, 1, 1, 1}, gen, f).to(x.device());
+      at::Tensor cx = at::randint(0, wd, {b, 1, 1, 1}, gen, f).to(x.device());
+      at::Tensor ys = at::arange(h, x.options()).view({1, 1, h, 1}),
+                 xs = at::arange(wd, x.options()).view({1, 1, 1, wd});
+      at::Tensor keep = (((ys - cy).abs() >= double(h / 4)) | ((xs - cx).abs() >= double(wd / 4))).to(x.dtype());
+      return moved * keep - 1;
+    };
     for (int64_t step = 1; step <= steps; ++step) {
       ctx.check_cancelled();
-      at::Tensor z = at::randn({m, o.latent}, gen, at::kFloat).to(device);
-      at::Tensor w = o.classes ? real_w.index_select(0, at::randint(m, {m}, gen, at::TensorOptions(at::kLong)).to(device))
-                               : at::Tensor();
+      // As many fresh samples as the batch judged: the discriminator learns
+      // what the generator makes now, not only the few liked images.
+      at::Tensor z = at::randn({n, o.latent}, gen, at::kFloat).to(device);
+      at::Tensor w = o.classes
+                         ? real_w.index_select(0, at::randint(m, {n}, gen, at::TensorOptions(at::kLong)).to(device))
+                         : at::Tensor();
       opt_d.zero_grad();
       at::Tensor fake = g->forward(z, w);
-      at::Tensor loss_d = bce(dnet->forward(real, real_w), 0.9) + bce(dnet->forward(fake.detach(), w), 0.0);
-      if (bad.defined()) loss_d = loss_d + bce(dnet->forward(bad, bad_w), 0.0);
+      at::Tensor loss_d = bce(dnet->forward(augment(real), real_w), 0.9);
+      loss_d = loss_d + bce(dnet->forward(augment(fake.detach()), w), 0.0);
+      if (bad.defined()) loss_d = loss_d + bce(dnet->forward(augment(bad), bad_w), 0.0);
       loss_d.backward();
       opt_d.step();
       opt_g.zero_grad();
-      at::Tensor loss_g = bce(dnet->forward(fake, w), 1.0);
+      at::Tensor loss_g = bce(dnet->forward(augment(fake), w), 1.0);
       loss_g.backward();
       opt_g.step();
       ctx.progress(step, steps, "step " + std::to_string(step) + " D " + std::to_string(loss_d.item<float>()) + " G " +
                                     std::to_string(loss_g.item<float>()));
     }
     nlohmann::json meta = base->metadata();
-    meta["fine_tuned_on_feedback"] = {{"liked", m}, {"disliked", disliked.size()}, {"steps", steps}};
+    meta["fine_tuned_on_feedback"] = {
+        {"liked", m}, {"disliked", disliked.size()}, {"steps", steps}, {"augment", augment_all}};
     auto tuned = std::make_shared<DcganGenerator>(g, dnet, base->class_names(), meta);
     fs::path target = path_inside(ctx.model_dir(), in.string("filename_prefix"), "filename_prefix");
     ctx.add_file(write_numbered_file(target.parent_path(), target.filename().string(), ".pt",

@@ -283,7 +283,8 @@ NodeDef render_node() {
 // in the shape's box (affine: place, size, rotation), tinted with its colour
 // and patterned with its texture, painted in z order over the background.
 Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std::int64_t height, std::int64_t seed,
-              c10::Device device, double texture_strength, bool clip, std::int64_t candidates) {
+              c10::Device device, double texture_strength, bool clip, std::int64_t candidates,
+              const Classifier* critic) {
   const at::TensorOptions o = at::TensorOptions().dtype(at::kFloat).device(device);
   const std::int64_t n = static_cast<std::int64_t>(layout.shapes.size());
   Scene scene;
@@ -310,6 +311,14 @@ Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std:
       throw Error("shape '" + s.id + "': class '" + s.object_class + "' is not one of the generator's: " + names);
     }
     labels.push_back(k);
+  }
+  std::vector<std::int64_t> critic_labels;
+  if (critic) {
+    for (const auto& s : layout.shapes) {
+      critic_labels.push_back(class_index(critic->class_names(), s.object_class));
+      if (critic_labels.back() < 0)
+        throw Error("shape '" + s.id + "': class '" + s.object_class + "' is not one of the critic's");
+    }
   }
   // `candidates` objects per shape (candidates = 1: one draw, as before).
   const std::int64_t k_count = std::max<std::int64_t>(1, candidates);
@@ -352,34 +361,71 @@ Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std:
     at::Tensor grid = at::stack({gx, gy}, -1).unsqueeze(0);
     return std::make_pair(at::grid_sampler(object, grid, /*bilinear*/ 0, /*zeros*/ 0, false)[0][0], f);
   };
+  // A candidate object placed for a shape: its coverage (alpha), its solid
+  // pixels and its shading (grey levels with mean 1 over the object).
+  struct Placed {
+    at::Tensor alpha, solid, shade, mask;
+  };
+  auto prepare = [&](std::int64_t j, const LayoutShape& s) {
+    auto [placed, f] = place(objects[j].unsqueeze(0), s, width, height);
+    at::Tensor mask = inside(s, f);
+    Placed p;
+    p.mask = mask;
+    p.alpha = ((placed - 0.05) / 0.15).clamp(0, 1) * (clip ? mask.to(at::kFloat) : at::ones_like(placed));
+    p.solid = p.alpha > 0.5;
+    // Shading with mean 1 over the object, so that the object's mean colour is the colour asked for.
+    at::Tensor mean = placed.masked_select(p.solid).mean();
+    p.shade = p.solid.any().item<bool>() ? (placed / mean.clamp_min(1e-3)).clamp(0.4, 1.6) : at::ones_like(placed);
+    return p;
+  };
   for (const LayoutShape* s : layout.drawing_order()) {
     const std::int64_t i = s - layout.shapes.data();
-    // Of the candidates, the one whose proportions are closest to the
-    // shape's box: the least stretched when placed. (Measured against the
-    // alternatives in docs/benchmarks.md#scenes: the best IoU with the shape,
-    // or the least cut away, raise the IoU but lower the class agreement.)
     std::int64_t best = 0;
-    if (k_count > 1) {
-      const double box_aspect = (s->width * double(width)) / (s->height * double(height));
-      double best_score = -1e300;
+    Placed chosen;
+    if (k_count > 1 && critic) {
+      // Of the candidates the critic recognises as the shape's class (with
+      // probability kCriticConfidence or more, read as the fidelity measure
+      // reads them: shading on the solid pixels, upright, in the shape's
+      // box), the one that covers the shape best (IoU); if it recognises
+      // none, the one it believes most.
+      const std::int64_t critic_label = critic_labels[static_cast<std::size_t>(i)];
+      std::vector<Placed> placed;
+      std::vector<at::Tensor> greys, solids, masks;
       for (std::int64_t k = 0; k < k_count; ++k) {
-        at::Tensor on = (objects[i * k_count + k][0] > 0.1).nonzero();
-        if (on.size(0) == 0) continue;
-        at::Tensor lo = std::get<0>(on.min(0)).cpu(), hi = std::get<0>(on.max(0)).cpu();
-        const double oh = double(hi[0].item<std::int64_t>() - lo[0].item<std::int64_t>() + 1);
-        const double ow = double(hi[1].item<std::int64_t>() - lo[1].item<std::int64_t>() + 1);
-        const double score = -std::abs(std::log((ow / oh) / box_aspect));
-        if (score > best_score) best_score = score, best = k;
+        placed.push_back(prepare(i * k_count + k, *s));
+        greys.push_back(placed.back().shade * placed.back().solid);
+        solids.push_back(placed.back().solid);
+        masks.push_back(placed.back().mask);
       }
+      at::Tensor crops = read_box(*s, at::stack(greys).unsqueeze(1), critic->image_shape());
+      at::Tensor belief =
+          at::softmax(critic->logits(crops.to(critic->device())), 1).select(1, critic_label).to(o.device());
+      at::Tensor solid = at::stack(solids), mask = at::stack(masks);
+      at::Tensor iou = (solid & mask).sum({1, 2}).to(at::kFloat) / (solid | mask).sum({1, 2}).clamp_min(1);
+      best = at::where(belief >= kCriticConfidence, 2 + iou, belief).argmax().item<std::int64_t>();
+      chosen = placed[static_cast<std::size_t>(best)];
+    } else {
+      if (k_count > 1) {
+        // Of the candidates, the one whose proportions are closest to the
+        // shape's box: the least stretched when placed. (Measured against the
+        // alternatives in docs/benchmarks.md#scenes: the best IoU with the
+        // shape, or the least cut away, raise the IoU but lower the class
+        // agreement.)
+        const double box_aspect = (s->width * double(width)) / (s->height * double(height));
+        double best_score = -1e300;
+        for (std::int64_t k = 0; k < k_count; ++k) {
+          at::Tensor on = (objects[i * k_count + k][0] > 0.1).nonzero();
+          if (on.size(0) == 0) continue;
+          at::Tensor lo = std::get<0>(on.min(0)).cpu(), hi = std::get<0>(on.max(0)).cpu();
+          const double oh = double(hi[0].item<std::int64_t>() - lo[0].item<std::int64_t>() + 1);
+          const double ow = double(hi[1].item<std::int64_t>() - lo[1].item<std::int64_t>() + 1);
+          const double score = -std::abs(std::log((ow / oh) / box_aspect));
+          if (score > best_score) best_score = score, best = k;
+        }
+      }
+      chosen = prepare(i * k_count + best, *s);
     }
-    auto [placed, f] = place(objects[i * k_count + best].unsqueeze(0), *s, width, height);
-    at::Tensor mask = inside(*s, f);
-    at::Tensor alpha = ((placed - 0.05) / 0.15).clamp(0, 1) * (clip ? mask.to(at::kFloat) : at::ones_like(placed));
-    at::Tensor solid = alpha > 0.5;
-    // Shading with mean 1 over the object, so that the object's mean colour is the colour asked for.
-    at::Tensor mean = placed.masked_select(solid).mean();
-    at::Tensor shade =
-        solid.any().item<bool>() ? (placed / mean.clamp_min(1e-3)).clamp(0.4, 1.6) : at::ones_like(placed);
+    const at::Tensor &alpha = chosen.alpha, &solid = chosen.solid, &shade = chosen.shade;
     at::Tensor colour = at::tensor({s->color[0], s->color[1], s->color[2]}, o).view({3, 1, 1});
     at::Tensor paint = (colour * shade * modulation(*s, width, height, o, texture_strength)).clamp(0, 1);
     image = image * (1 - alpha) + paint * alpha;
@@ -395,7 +441,14 @@ namespace {
 InputSpec candidates_input() {
   return InputSpec::Int("candidates", 8)
       .range(1, 64)
-      .help("objects drawn per shape; the one whose silhouette fits the shape best is used (1: the first draw)");
+      .help(
+          "objects drawn per shape; the one the critic finds most like its class, or without one the least "
+          "stretched, is used (1: the first draw)");
+}
+InputSpec critic_input() {
+  return InputSpec::Link("critic", types::CLASSIFIER)
+      .optional()
+      .help("a classifier that picks, of the candidates, the object most like the shape's class");
 }
 
 NodeDef compose_node() {
@@ -414,12 +467,14 @@ NodeDef compose_node() {
                    InputSpec::Float("texture_strength", kTextureStrength).range(0, 1).with_step(0.05),
                    InputSpec::Choice("fit", {"clip", "box"})
                        .help("clip: the object is cut to the shape; box: it fills the shape's box, uncut"),
-                   candidates_input()};
+                   candidates_input(),
+                   critic_input()};
   d.spec.outputs = {{"IMAGE", types::IMAGE}, {"instances", types::MASK}};
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     Scene s = compose(*in.object<Layout>("layout"), *in.object<Generator>("generator"), in.integer("width"),
                       in.integer("height"), in.integer("seed"), ctx.device(), in.number("texture_strength"),
-                      in.string("fit") == "clip", in.integer("candidates"));
+                      in.string("fit") == "clip", in.integer("candidates"),
+                      in.has("critic") ? in.object<Classifier>("critic").get() : nullptr);
     return {s.image, s.instances};
   };
   return d;
@@ -428,6 +483,14 @@ NodeDef compose_node() {
 // ------------------------------------------------------------------ fidelity
 
 }  // namespace
+
+at::Tensor read_box(const LayoutShape& s, const at::Tensor& grey, const std::vector<std::int64_t>& image_shape) {
+  const std::int64_t n = grey.size(0), height = grey.size(2), width = grey.size(3);
+  at::Tensor grid = box_grid(s, width, height, image_shape.at(1), kReadMargin, grey.options());
+  at::Tensor crop = at::grid_sampler(grey, grid.expand({n, -1, -1, -1}), 0, 0, false);
+  crop = crop / crop.amax({1, 2, 3}, true).clamp_min(1e-6);
+  return image_shape.at(0) == 3 ? crop.expand({n, 3, -1, -1}) : crop;
+}
 
 // For each shape: the classifier's class on its box (read upright, the object
 // bright on black as in the classifier's data), the mean colour of its
@@ -447,8 +510,6 @@ std::vector<ShapeScore> fidelity(const Layout& layout, const at::Tensor& image, 
     ShapeScore score;
     score.id = s.id;
     at::Tensor mine = instances[static_cast<std::int64_t>(i)] > 0.5;
-    at::Tensor grid =
-        box_grid(s, width, height, shape[1], 1.3, o);  // objects span about 22 of 28 pixels in Fashion-MNIST
     at::Tensor crop;
     if (reading == Reading::shading) {
       // The object's own grey levels: the image over the tint the layout asks
@@ -456,13 +517,14 @@ std::vector<ShapeScore> fidelity(const Layout& layout, const at::Tensor& image, 
       at::Tensor tint = at::tensor({s.color[0], s.color[1], s.color[2]}, o).view({3, 1, 1}) *
                         modulation(s, width, height, o, kTextureStrength);
       at::Tensor grey = (image[0] * tint).sum(0) / (tint * tint).sum(0).clamp_min(1e-4) * mine.to(at::kFloat);
-      crop = at::grid_sampler(grey.view({1, 1, height, width}), grid, 0, 0, false);
+      crop = read_box(s, grey.view({1, 1, height, width}), shape);
     } else {
+      at::Tensor grid = box_grid(s, width, height, shape[1], kReadMargin, o);
       crop = at::grid_sampler(distance, grid, 0, 0, false);
       crop = at::avg_pool2d(crop, 3, 1, 1, false, false);  // the texture is finer than the object's shape
+      crop = crop / crop.amax().clamp_min(1e-6);
+      if (shape[0] == 3) crop = crop.expand({1, 3, shape[1], shape[2]});
     }
-    crop = crop / crop.amax().clamp_min(1e-6);
-    if (shape[0] == 3) crop = crop.expand({1, 3, shape[1], shape[2]});
     const std::int64_t k = classifier.logits(crop).argmax(1).item<std::int64_t>();
     score.predicted = classifier.class_names().at(static_cast<std::size_t>(k));
     score.class_ok = class_index({score.predicted}, s.object_class) == 0;
@@ -595,7 +657,8 @@ NodeDef scene_fidelity_node() {
                    InputSpec::Choice("fit", {"clip", "box"}),
                    InputSpec::Link("layout_model", "LAYOUT_MODEL").optional(),
                    reading_input(),
-                   candidates_input()};
+                   candidates_input(),
+                   critic_input()};
   d.spec.outputs = {{"class_agreement", types::FLOAT},
                     {"color_error", types::FLOAT},
                     {"iou", types::FLOAT},
@@ -608,6 +671,7 @@ NodeDef scene_fidelity_node() {
     if (!g && !learned) throw Error("SceneFidelity needs a generator (ComposeScene) or a layout_model (LayoutToImage)");
     const bool clip = in.string("fit") == "clip";
     auto c = in.object<Classifier>("classifier");
+    std::shared_ptr<Classifier> critic = in.has("critic") ? in.object<Classifier>("critic") : nullptr;
     const std::int64_t count = in.integer("count"), seed = in.integer("seed");
     const std::int64_t size = learned ? learned->size() : in.integer("size");
     const std::vector<std::string>& classes = learned ? learned->class_names() : g->class_names();
@@ -621,8 +685,8 @@ NodeDef scene_fidelity_node() {
         at::Tensor image = learned->generate(layout, ctx.device());
         sum.add(fidelity(layout, image, estimated_instances(layout, image), *c, reading_of(in)));
       } else {
-        Scene scene =
-            compose(layout, *g, size, size, seed + i, ctx.device(), kTextureStrength, clip, in.integer("candidates"));
+        Scene scene = compose(layout, *g, size, size, seed + i, ctx.device(), kTextureStrength, clip,
+                              in.integer("candidates"), critic.get());
         sum.add(fidelity(layout, scene.image, scene.instances, *c, reading_of(in)));
       }
       ctx.progress(i + 1, count);
@@ -636,7 +700,11 @@ NodeDef scene_fidelity_node() {
               {"reading", in.string("reading")},
               {"seconds", seconds},
               {"made_and_judged_per_s", double(count) / seconds}});
-    if (!learned) j["fit"] = in.string("fit");
+    if (!learned) {
+      j["fit"] = in.string("fit");
+      j["candidates"] = in.integer("candidates");
+      j["critic"] = critic != nullptr;
+    }
     ctx.log(LogLevel::info, j.dump());
     return {j["class_agreement"].get<double>(), j["color_error"].get<double>(), j["iou"].get<double>(), j.dump(),
             j["texture_agreement"].get<double>()};

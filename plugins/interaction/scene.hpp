@@ -24,10 +24,28 @@ struct Scene {
 };
 
 /// ComposeScene: each shape's object drawn by the class-conditional
-/// generator (the best fitting of `candidates` draws), placed in its box,
-/// tinted and textured, in z order.
+/// generator, placed in its box, tinted and textured, in z order. Of
+/// `candidates` draws per shape it uses, with a critic, the one that covers
+/// the shape best of those the critic gives the shape's class with
+/// probability kCriticConfidence or more (read as `read_box` reads them), or
+/// the one it believes most if none; without a critic, the least stretched.
 Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std::int64_t height, std::int64_t seed,
-              c10::Device device, double texture_strength, bool clip, std::int64_t candidates = 1);
+              c10::Device device, double texture_strength, bool clip, std::int64_t candidates = 1,
+              const Classifier* critic = nullptr);
+
+/// How sure a critic must be of a candidate's class before ComposeScene
+/// looks at how well it covers the shape (0.5 to 0.9 measured in
+/// docs/benchmarks.md#scenes).
+inline constexpr double kCriticConfidence = 0.8;
+
+/// How much wider than a shape's box the classifier's view of it is:
+/// objects span about 22 of 28 pixels in Fashion-MNIST.
+inline constexpr double kReadMargin = 1.3;
+
+/// What a classifier taking `image_shape` ({C, H, W}) reads of a shape from
+/// grey levels [N, 1, H, W] on the canvas: the square around its box, upright
+/// (its rotation undone), scaled so that the brightest pixel is 1.
+at::Tensor read_box(const LayoutShape& s, const at::Tensor& grey, const std::vector<std::int64_t>& image_shape);
 
 struct ShapeScore {
   std::string id;
