@@ -456,9 +456,11 @@ NodeDef compose_node() {
                    "A scene from a layout: each shape's object drawn by a class-conditional generator (its class), "
                    "cut to its silhouette, placed in the shape's box with its place, size and rotation (an affine "
                    "resampling, on the run's device), tinted with its colour and patterned with its texture, over the "
-                   "layout's background, in z order. Of `candidates` objects drawn for each shape, the one whose "
-                   "proportions are closest to the shape's box (the least stretched) is used. Also one MASK per "
-                   "shape: the object's visible pixels.");
+                   "layout's background, in z order. Of `candidates` objects drawn for each shape it uses, given a "
+                   "critic (a classifier), the one covering the shape best of those the critic gives the shape's "
+                   "class with probability 0.8 or more (else the one it believes most); without one, the one whose "
+                   "proportions are closest to the shape's box (the least stretched). Also one MASK per shape: the "
+                   "object's visible pixels.");
   d.spec.inputs = {InputSpec::Link("layout", types::LAYOUT),
                    InputSpec::Link("generator", types::GENERATOR),
                    InputSpec::Int("width", 256).range(8, 8192),
