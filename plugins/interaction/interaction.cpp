@@ -362,7 +362,8 @@ Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std:
     return std::make_pair(at::grid_sampler(object, grid, /*bilinear*/ 0, /*zeros*/ 0, false)[0][0], f);
   };
   // A candidate object placed for a shape: its coverage (alpha), its solid
-  // pixels and its shading (grey levels with mean 1 over the object).
+  // pixels, its shading (grey levels with mean 1 over the object) and the
+  // shape's own pixels (mask).
   struct Placed {
     at::Tensor alpha, solid, shade, mask;
   };
