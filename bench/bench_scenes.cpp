@@ -101,7 +101,9 @@ int main(int argc, char** argv) {
   json load = {{"g", {{"class_type", "LoadGenerator"}, {"inputs", {{"checkpoint", "fashion_cdcgan_00001.pt"}}}}},
                {"l", {{"class_type", "LoadLayout"}, {"inputs", {{"file", "two_objects_layout.json"}}}}},
                {"kg", {{"class_type", "Keep"}, {"inputs", {{"value", {"g", 0}}}}}},
-               {"kl", {{"class_type", "Keep"}, {"inputs", {{"value", {"l", 0}}}}}}};
+               {"kl", {{"class_type", "Keep"}, {"inputs", {{"value", {"l", 0}}}}}},
+               {"c", {{"class_type", "LoadClassifier"}, {"inputs", {{"checkpoint", "fashion_critic_00001.pt"}}}}},
+               {"kc", {{"class_type", "Keep"}, {"inputs", {{"value", {"c", 0}}}}}}};
   if (learned) {
     load["m"] = {{"class_type", "LoadLayoutModel"}, {"inputs", {{"checkpoint", "layout_pix2pix_00001.pt"}}}};
     load["km"] = {{"class_type", "Keep"}, {"inputs", {{"value", {"m", 0}}}}};
@@ -113,7 +115,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
   }
-  const Value generator = report.outputs.at("kg")[0], layout = report.outputs.at("kl")[0];
+  const Value generator = report.outputs.at("kg")[0], layout = report.outputs.at("kl")[0],
+              critic = report.outputs.at("kc")[0];
 
   std::printf("one layout of 2 shapes (input/two_objects_layout.json), CPU; images/s, median of %d\n", repeats);
   std::printf("%-34s %4s %4s | %10s\n", "what", "size", "thr", "images/s");
@@ -126,6 +129,12 @@ int main(int argc, char** argv) {
           {"layout", layout}, {"generator", generator}, {"width", size}, {"height", size}};
       const double render = median_rate(repeats, [&] { (void)call(*registry, "RenderLayout", render_in, ctx); });
       const double compose = median_rate(repeats, [&] { (void)call(*registry, "ComposeScene", compose_in, ctx); });
+      // As the shipped graphs compose: uncut, the critic choosing among the 8 candidates.
+      std::map<std::string, Value> critic_in = compose_in;
+      critic_in["fit"] = std::string("box");
+      critic_in["critic"] = critic;
+      const double with_critic =
+          median_rate(repeats, [&] { (void)call(*registry, "ComposeScene", critic_in, ctx); });
       const double both = median_rate(repeats, [&] {
         (void)call(*registry, "RenderLayout", render_in, ctx);
         (void)call(*registry, "ComposeScene", compose_in, ctx);
@@ -134,6 +143,8 @@ int main(int argc, char** argv) {
       std::printf("%-34s %4lld %4d | %10.1f\n", "ComposeScene", static_cast<long long>(size), threads, compose);
       std::printf("%-34s %4lld %4d | %10.1f\n", "RenderLayout + ComposeScene", static_cast<long long>(size), threads,
                   both);
+      std::printf("%-34s %4lld %4d | %10.1f\n", "ComposeScene, box, critic", static_cast<long long>(size), threads,
+                  with_critic);
     }
     if (learned) {
       const Value model = report.outputs.at("km")[0];
