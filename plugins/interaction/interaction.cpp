@@ -335,8 +335,9 @@ Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std:
   // An object's grey levels placed in the shape's box on a w x h canvas: its
   // bounding box stretched to fill the shape's box, but by no more than 1.5
   // times in one direction than the other (the box is widened instead), so
-  // that objects keep their look. [H, W], and the shape's frame.
-  auto place = [&](const at::Tensor& object, const LayoutShape& shape, std::int64_t w, std::int64_t h) {
+  // that objects keep their look. [H, W]; f is the shape's frame on the canvas.
+  auto place = [&](const at::Tensor& object, const LayoutShape& shape, const Frame& f) {
+    const std::int64_t w = width, h = height;
     const double side_y = double(object.size(2)), side_x = double(object.size(3));
     double x0 = 0, x1 = side_x, y0 = 0, y1 = side_y;
     at::Tensor on = (object[0][0] > 0.1).nonzero();
@@ -354,12 +355,11 @@ Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std:
       const double grow = ((x1 - x0) / (box_aspect * limit) - (y1 - y0)) / 2;
       y0 -= grow, y1 += grow;
     }
-    Frame f = local_frame(shape, w, h, o);
     // Shape frame [-1, 1] -> crop rectangle -> the object's normalised coordinates.
     at::Tensor gx = ((x0 + (f.lx + 1) / 2 * (x1 - x0)) / side_x) * 2 - 1;
     at::Tensor gy = ((y0 + (f.ly + 1) / 2 * (y1 - y0)) / side_y) * 2 - 1;
     at::Tensor grid = at::stack({gx, gy}, -1).unsqueeze(0);
-    return std::make_pair(at::grid_sampler(object, grid, /*bilinear*/ 0, /*zeros*/ 0, false)[0][0], f);
+    return at::grid_sampler(object, grid, /*bilinear*/ 0, /*zeros*/ 0, false)[0][0];
   };
   // A candidate object placed for a shape: its coverage (alpha), its solid
   // pixels, its shading (grey levels with mean 1 over the object) and the
@@ -367,9 +367,8 @@ Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std:
   struct Placed {
     at::Tensor alpha, solid, shade, mask;
   };
-  auto prepare = [&](std::int64_t j, const LayoutShape& s) {
-    auto [placed, f] = place(objects[j].unsqueeze(0), s, width, height);
-    at::Tensor mask = inside(s, f);
+  auto prepare = [&](std::int64_t j, const LayoutShape& s, const Frame& f, const at::Tensor& mask) {
+    at::Tensor placed = place(objects[j].unsqueeze(0), s, f);
     Placed p;
     p.mask = mask;
     p.alpha = ((placed - 0.05) / 0.15).clamp(0, 1) * (clip ? mask.to(at::kFloat) : at::ones_like(placed));
@@ -381,6 +380,8 @@ Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std:
   };
   for (const LayoutShape* s : layout.drawing_order()) {
     const std::int64_t i = s - layout.shapes.data();
+    const Frame frame = local_frame(*s, width, height, o);
+    const at::Tensor shape_mask = inside(*s, frame);
     std::int64_t best = 0;
     Placed chosen;
     if (k_count > 1 && critic) {
@@ -393,7 +394,7 @@ Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std:
       std::vector<Placed> placed;
       std::vector<at::Tensor> greys, solids, masks;
       for (std::int64_t k = 0; k < k_count; ++k) {
-        placed.push_back(prepare(i * k_count + k, *s));
+        placed.push_back(prepare(i * k_count + k, *s, frame, shape_mask));
         greys.push_back(placed.back().shade * placed.back().solid);
         solids.push_back(placed.back().solid);
         masks.push_back(placed.back().mask);
@@ -424,7 +425,7 @@ Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std:
           if (score > best_score) best_score = score, best = k;
         }
       }
-      chosen = prepare(i * k_count + best, *s);
+      chosen = prepare(i * k_count + best, *s, frame, shape_mask);
     }
     const at::Tensor &alpha = chosen.alpha, &solid = chosen.solid, &shade = chosen.shade;
     at::Tensor colour = at::tensor({s->color[0], s->color[1], s->color[2]}, o).view({3, 1, 1});
