@@ -362,15 +362,13 @@ Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std:
     return at::grid_sampler(object, grid, /*bilinear*/ 0, /*zeros*/ 0, false)[0][0];
   };
   // A candidate object placed for a shape: its coverage (alpha), its solid
-  // pixels, its shading (grey levels with mean 1 over the object) and the
-  // shape's own pixels (mask).
+  // pixels and its shading (grey levels with mean 1 over the object).
   struct Placed {
-    at::Tensor alpha, solid, shade, mask;
+    at::Tensor alpha, solid, shade;
   };
   auto prepare = [&](std::int64_t j, const LayoutShape& s, const Frame& f, const at::Tensor& mask) {
     at::Tensor placed = place(objects[j].unsqueeze(0), s, f);
     Placed p;
-    p.mask = mask;
     p.alpha = ((placed - 0.05) / 0.15).clamp(0, 1) * (clip ? mask.to(at::kFloat) : at::ones_like(placed));
     p.solid = p.alpha > 0.5;
     // Shading with mean 1 over the object, so that the object's mean colour is the colour asked for.
@@ -392,18 +390,17 @@ Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std:
       // none, the one it believes most.
       const std::int64_t critic_label = critic_labels[static_cast<std::size_t>(i)];
       std::vector<Placed> placed;
-      std::vector<at::Tensor> greys, solids, masks;
+      std::vector<at::Tensor> greys, solids;
       for (std::int64_t k = 0; k < k_count; ++k) {
         placed.push_back(prepare(i * k_count + k, *s, frame, shape_mask));
         greys.push_back(placed.back().shade * placed.back().solid);
         solids.push_back(placed.back().solid);
-        masks.push_back(placed.back().mask);
       }
       at::Tensor crops = read_box(*s, at::stack(greys).unsqueeze(1), critic->image_shape());
       at::Tensor belief =
           at::softmax(critic->logits(crops.to(critic->device())), 1).select(1, critic_label).to(o.device());
-      at::Tensor solid = at::stack(solids), mask = at::stack(masks);
-      at::Tensor iou = (solid & mask).sum({1, 2}).to(at::kFloat) / (solid | mask).sum({1, 2}).clamp_min(1);
+      at::Tensor solid = at::stack(solids);
+      at::Tensor iou = (solid & shape_mask).sum({1, 2}).to(at::kFloat) / (solid | shape_mask).sum({1, 2}).clamp_min(1);
       best = at::where(belief >= kCriticConfidence, 2 + iou, belief).argmax().item<std::int64_t>();
       chosen = placed[static_cast<std::size_t>(best)];
     } else {
