@@ -1,10 +1,10 @@
 // Geometry and composition.
-#include "common.hpp"
-#include "kernels.hpp"
-
+#include <cmath>
+#include <cstring>
 #include <opencv2/imgproc.hpp>
 
-#include <cmath>
+#include "common.hpp"
+#include "kernels.hpp"
 
 namespace cozy::postprocess {
 namespace {
@@ -53,16 +53,14 @@ int64_t border_source(int64_t i, int64_t n, int mode) {
 }
 
 // Pad on a CPU batch: each output row is a copy of its source row with its
-// borders filled.
+// borders filled: a constant, the edge pixel, or the row mirrored about its
+// edge pixel (reflect-101).
 at::Tensor pad_rows(const at::Tensor& image, int64_t left, int64_t right, int64_t top, int64_t bottom, int mode,
                     float value) {
   at::Tensor src = image.contiguous();
   const int64_t planes = src.size(0) * src.size(1), h = src.size(2), w = src.size(3);
   const int64_t out_h = h + top + bottom, out_w = w + left + right;
   at::Tensor dst = at::empty({src.size(0), src.size(1), out_h, out_w}, src.options());
-  std::vector<int64_t> columns;  // source columns of the left and right borders
-  for (int64_t x = 0; x < left; ++x) columns.push_back(border_source(x - left, w, mode));
-  for (int64_t x = 0; x < right; ++x) columns.push_back(border_source(w + x, w, mode));
   const float* s = src.data_ptr<float>();
   float* d = dst.data_ptr<float>();
   for_each_row(planes, out_h, [&](int64_t plane, int64_t y) {
@@ -73,9 +71,14 @@ at::Tensor pad_rows(const at::Tensor& image, int64_t left, int64_t right, int64_
       return;
     }
     const float* row = s + (plane * h + sy) * w;
-    for (int64_t x = 0; x < left; ++x) out[x] = columns[x] < 0 ? value : row[columns[x]];
-    std::copy(row, row + w, out + left);
-    for (int64_t x = 0; x < right; ++x) out[left + w + x] = columns[left + x] < 0 ? value : row[columns[left + x]];
+    std::memcpy(out + left, row, static_cast<std::size_t>(w) * sizeof(float));
+    if (mode == cv::BORDER_REFLECT_101) {  // out[left - k] = row[k], out[left + w - 1 + k] = row[w - 1 - k]
+      kernels::reverse(row + 1, out, left);
+      kernels::reverse(row + w - 1 - right, out + left + w, right);
+    } else {
+      std::fill(out, out + left, mode == cv::BORDER_CONSTANT ? value : row[0]);
+      std::fill(out + left + w, out + out_w, mode == cv::BORDER_CONSTANT ? value : row[w - 1]);
+    }
   });
   return dst;
 }
@@ -309,16 +312,28 @@ void register_geometry(Registrar& r) {
   {
     NodeDef d = filter("Flip", "Flip", "geometry", "Mirrors left-right (horizontal), top-bottom (vertical), or both.");
     d.spec.inputs.push_back(InputSpec::Choice("direction", {"horizontal", "vertical", "both"}));
-    d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+    d.run = [](const Inputs& in, Context&) -> Outputs {
       at::Tensor image = image_input(in, "image");
       const std::string& direction = in.string("direction");
-      if (cpu_kernels(image)) {
-        const int code = direction == "horizontal" ? 1 : direction == "vertical" ? 0 : -1;
-        return {per_plane(image, image.size(2), image.size(3), ctx.threads(),
-                          [&](const cv::Mat& src, cv::Mat& dst) { cv::flip(src, dst, code); })};
+      const bool across = direction != "vertical", down = direction != "horizontal";
+      if (cpu_kernels(image)) {  // each output row is a source row, mirrored or copied; rows in parallel
+        at::Tensor src = image.contiguous();
+        const int64_t planes = src.size(0) * src.size(1), h = src.size(2), w = src.size(3);
+        at::Tensor dst = at::empty_like(src);
+        const float* s = src.data_ptr<float>();
+        float* d = dst.data_ptr<float>();
+        for_each_row(planes, h, [&](int64_t plane, int64_t y) {
+          const float* row = s + (plane * h + (down ? h - 1 - y : y)) * w;
+          float* out = d + (plane * h + y) * w;
+          if (across)
+            kernels::reverse(row, out, w);
+          else
+            std::memcpy(out, row, static_cast<std::size_t>(w) * sizeof(float));
+        });
+        return {dst};
       }
-      if (direction == "horizontal") return {image.flip({3})};
-      if (direction == "vertical") return {image.flip({2})};
+      if (!down) return {image.flip({3})};
+      if (!across) return {image.flip({2})};
       return {image.flip({2, 3})};
     };
     r.add(std::move(d));

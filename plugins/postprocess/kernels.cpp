@@ -69,6 +69,11 @@ void threshold_luma(const float* __restrict r, const float* __restrict g, const 
 }
 
 COZY_MULTIVERSION
+void reverse(const float* __restrict row, float* __restrict out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = row[n - 1 - i];
+}
+
+COZY_MULTIVERSION
 void gather(const float* __restrict row, const int32_t* __restrict index, float* __restrict out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = row[index[i]];
 }

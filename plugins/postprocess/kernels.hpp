@@ -23,6 +23,9 @@ void threshold(const float* x, float* out, int64_t n, float t);
 /// out = luma(r, g, b) > t ? 1 : 0 with BT.601 weights.
 void threshold_luma(const float* r, const float* g, const float* b, float* out, int64_t n, float t);
 
+/// out[i] = row[n - 1 - i] for i < n: a row mirrored left to right.
+void reverse(const float* row, float* out, int64_t n);
+
 /// out[i] = row[index[i]] for i < n: a row of a nearest-neighbour resize.
 void gather(const float* row, const int32_t* index, float* out, int64_t n);
 
