@@ -46,7 +46,8 @@ inline cv::Mat plane_view(const at::Tensor& t, int64_t b, int64_t c) {
 
 /// Runs `fn(src_plane, dst_plane)` on every channel plane of every image,
 /// writing into a new [B, C, out_h, out_w] tensor. Contiguous CPU tensors are
-/// wrapped without copies; others make one trip to the CPU and back.
+/// wrapped without copies; a batch on a GPU goes through pinned host memory
+/// image by image, its copies overlapping the CPU's work.
 at::Tensor per_plane(const at::Tensor& image, int64_t out_h, int64_t out_w, int threads,
                      const std::function<void(const cv::Mat&, cv::Mat&)>& fn);
 
