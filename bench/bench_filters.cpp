@@ -1,30 +1,31 @@
 // Post-process filters against OpenCV doing the same operation on the same
-// data, in the same run: a batch of 16 RGB images of 512 x 512, CPU.
+// data, in the same run: a batch of 16 RGB images of 512 x 512 (--size N for
+// N x N; Resize and Crop then take N / 2, Crop from N / 8), CPU.
 //
 //   build/bench/bench_filters [repeats] [--system-malloc] [--device cuda] [--only LABEL-PREFIX]
-//                             [--peer-reuses-output]   (BENCH_VERBOSE=1 prints every round)
+//                             [--peer-reuses-output] [--size N]   (BENCH_VERBOSE=1 prints every round)
 //
 // With --device cuda, Cozy's nodes run on the GPU (the batch already there;
 // timed until the result is ready) against OpenCV on every CPU core.
 // Cozy runs each node once on the [16, 3, 512, 512] batch; OpenCV runs its
 // functions on 16 interleaved 512 x 512 x 3 float images (its own layout).
 // Images per second are medians of the repeats; ratio = Cozy / OpenCV.
-#include <cozy/host/executor.hpp>
-#include <cozy/host/registry.hpp>
-
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <opencv2/core.hpp>
-#include <opencv2/core/utility.hpp>
-#include <opencv2/imgproc.hpp>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cozy/host/executor.hpp>
+#include <cozy/host/registry.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
+#include <opencv2/core.hpp>
+#include <opencv2/core/utility.hpp>
+#include <opencv2/imgproc.hpp>
 #include <thread>
 
 namespace {
@@ -68,6 +69,13 @@ struct Case {
   std::function<cv::Mat(const cv::Mat&)> opencv;
 };
 
+// Minor page faults of the process so far: fresh pages a run touched.
+long page_faults() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_minflt;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -80,7 +88,9 @@ int main(int argc, char** argv) {
   bool system_malloc = false;
   std::string only;
   bool peer_reuses_output = false;
+  int64_t size = 512;
   constexpr int kWarmup = 4;
+  static constexpr int kSettleMs = 50;
   c10::Device device(c10::kCPU);
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -88,12 +98,14 @@ int main(int argc, char** argv) {
     else if (arg == "--device" && i + 1 < argc) device = c10::Device(argv[++i]);
     else if (arg == "--only" && i + 1 < argc) only = argv[++i];
     else if (arg == "--peer-reuses-output") peer_reuses_output = true;
+    else if (arg == "--size" && i + 1 < argc)
+      size = std::atoll(argv[++i]);
     else repeats = std::atoi(argv[i]);
   }
   if (!system_malloc) host::keep_freed_memory();  // as `cozy` does
   host::Registry registry;
   registry.load_folder(COZY_PLUGIN_DIR);
-  const int64_t batch = 16, size = 512;
+  const int64_t batch = 16;
   at::manual_seed(0);
   at::Tensor images = at::rand({batch, 3, size, size});
   at::Tensor layer = images.flip({3}).contiguous();
@@ -226,28 +238,34 @@ int main(int argc, char** argv) {
          return out;
        }},
   };
+  const int64_t half = size / 2, eighth = size / 8;
   for (auto [method, interpolation] : {std::pair{"nearest", cv::INTER_NEAREST}, std::pair{"bilinear", cv::INTER_LINEAR},
                                        std::pair{"bicubic", cv::INTER_CUBIC}, std::pair{"area", cv::INTER_AREA},
                                        std::pair{"lanczos", cv::INTER_LANCZOS4}}) {
     int inter = interpolation;
-    cases.push_back({std::string("Resize 256 ") + method, "Resize", {{"width", 256}, {"height", 256}, {"method", std::string(method)}},
-                     [inter](const cv::Mat& m) {
+    cases.push_back({"Resize " + std::to_string(half) + " " + method,
+                     "Resize",
+                     {{"width", half}, {"height", half}, {"method", std::string(method)}},
+                     [inter, half](const cv::Mat& m) {
                        cv::Mat out;
-                       cv::resize(m, out, cv::Size(256, 256), 0, 0, inter);
+                       cv::resize(m, out, cv::Size(int(half), int(half)), 0, 0, inter);
                        return inter == cv::INTER_CUBIC || inter == cv::INTER_LANCZOS4 ? clamp01(out) : out;
                      }});
   }
-  cases.push_back({"Crop 256", "Crop", {{"x", 64}, {"y", 64}, {"width", 256}, {"height", 256}},
-                   [](const cv::Mat& m) { return m(cv::Rect(64, 64, 256, 256)).clone(); }});
+  cases.push_back(
+      {"Crop " + std::to_string(half),
+       "Crop",
+       {{"x", eighth}, {"y", eighth}, {"width", half}, {"height", half}},
+       [=](const cv::Mat& m) { return m(cv::Rect(int(eighth), int(eighth), int(half), int(half))).clone(); }});
   cases.push_back({"Pad 16 reflect", "Pad", {{"left", 16}, {"top", 16}, {"right", 16}, {"bottom", 16}, {"mode", std::string("reflect")}},
                    [](const cv::Mat& m) {
                      cv::Mat out;
                      cv::copyMakeBorder(m, out, 16, 16, 16, 16, cv::BORDER_REFLECT_101);
                      return out;
                    }});
-  cases.push_back({"Rotate 30", "Rotate", {{"degrees", 30.0}},
-                   [](const cv::Mat& m) {
-                     cv::Mat out, matrix = cv::getRotationMatrix2D(cv::Point2f(255.5f, 255.5f), 30, 1);
+  cases.push_back({"Rotate 30", "Rotate", {{"degrees", 30.0}}, [](const cv::Mat& m) {
+                     const float centre = (m.cols - 1) / 2.f;
+                     cv::Mat out, matrix = cv::getRotationMatrix2D(cv::Point2f(centre, centre), 30, 1);
                      cv::warpAffine(m, out, matrix, m.size(), cv::INTER_LINEAR, cv::BORDER_CONSTANT);
                      return out;
                    }});
@@ -316,6 +334,12 @@ int main(int argc, char** argv) {
               in.default_value);
       }
       std::vector<double> ours, theirs;
+      std::vector<long> our_faults, their_faults;
+      // Both thread pools spin for a while after a parallel region (OpenMP's
+      // and OpenCV's); on a machine with as many cores as threads, one side's
+      // spinning workers would take the cores the other side's timed run
+      // needs. A pause after each side lets them go to sleep first.
+      auto settle = [] { std::this_thread::sleep_for(std::chrono::milliseconds(kSettleMs)); };
       // Both sides produce the whole batch: OpenCV's 16 results stay alive
       // until the round ends, as the node's [16, C, H, W] output does (with
       // --peer-reuses-output each result is dropped before the next image, so
@@ -335,17 +359,25 @@ int main(int argc, char** argv) {
         run_opencv();
       }
       for (int r = 0; r < repeats; ++r) {
+        long faults = page_faults();
         auto start = Clock::now();
         Outputs out = node->def.run(Inputs(spec, values), context);
         ready(out);
         ours.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+        our_faults.push_back(page_faults() - faults);
         out.clear();
+        settle();
+        faults = page_faults();
         start = Clock::now();
         run_opencv();
         theirs.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+        their_faults.push_back(page_faults() - faults);
+        settle();
       }
       if (std::getenv("BENCH_VERBOSE"))
-        for (std::size_t r = 0; r < ours.size(); ++r) std::printf("  run %zu: cozy %.2f ms, opencv %.2f ms\n", r, 1e3 * ours[r], 1e3 * theirs[r]);
+        for (std::size_t r = 0; r < ours.size(); ++r)
+          std::printf("  run %zu: cozy %.2f ms (%ld page faults), opencv %.2f ms (%ld)\n", r, 1e3 * ours[r],
+                      our_faults[r], 1e3 * theirs[r], their_faults[r]);
       double cozy_rate = batch / median(ours), cv_rate = batch / median(theirs);
       std::printf("%-22s %3d | %10.1f %10.1f | %6.2f\n", c.label.c_str(), threads, cozy_rate, cv_rate, cozy_rate / cv_rate);
       std::fflush(stdout);
@@ -356,7 +388,7 @@ int main(int argc, char** argv) {
   // Cozy geometry filter must) against interleaved 512 x 512 x 3 (one 3 KiB
   // row, as OpenCV's). Copy-only filters cannot beat this ratio.
   if (!gpu && (only.empty() || std::string("memcpy").compare(0, only.size(), only) == 0)) {
-    const int64_t h = 256, w = 256, x = 64, y = 64;
+    const int64_t h = half, w = half, x = eighth, y = eighth;
     at::Tensor planar_out = at::empty({batch, 3, h, w});
     std::vector<double> planar, interleaved;
     for (int r = 0; r < repeats + kWarmup; ++r) {
