@@ -469,6 +469,23 @@ TEST_F(Filters, FlipIsOpenCVsFlip) {
   }
 }
 
+// A batch larger than the last-level cache (32 MiB here): Pad and Flip
+// write it with non-temporal stores (kernels::streams), which the small
+// images above never do.
+TEST_F(Filters, PadAndFlipOfABatchLargerThanTheCache) {
+  at::Tensor batch = at::rand({12, 3, 512, 511});  // 37.6 MB; odd rows: every alignment
+  for (auto [direction, dims] :
+       {std::pair{"horizontal", std::vector<int64_t>{3}}, std::pair{"vertical", std::vector<int64_t>{2}},
+        std::pair{"both", std::vector<int64_t>{2, 3}}}) {
+    at::Tensor out = run("Flip", {{"direction", direction}}, batch);
+    ASSERT_TRUE(out.defined()) << last_error;
+    EXPECT_TRUE(at::equal(out, batch.flip(dims))) << direction;
+  }
+  at::Tensor padded = run("Pad", {{"left", 5}, {"top", 2}, {"right", 16}, {"bottom", 1}, {"mode", "reflect"}}, batch);
+  ASSERT_TRUE(padded.defined()) << last_error;
+  EXPECT_TRUE(at::equal(padded, at::reflection_pad2d(batch, {5, 16, 2, 1})));
+}
+
 TEST_F(Filters, BlendModesWithOpacityAndMask) {
   for (int64_t channels : {1, 3}) {
     at::Tensor base = random_batch(channels), layer = random_batch(channels);

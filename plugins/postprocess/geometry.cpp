@@ -10,11 +10,13 @@ namespace cozy::postprocess {
 namespace {
 
 // Runs `fn(plane, y)` for every output row of every plane of a batch, rows
-// in parallel chunks.
+// in parallel chunks. `streamed`: fn writes with non-temporal stores, fenced
+// at the end of each chunk, before its thread joins.
 template <class Fn>
-void for_each_row(int64_t planes, int64_t rows, const Fn& fn) {
+void for_each_row(int64_t planes, int64_t rows, const Fn& fn, bool streamed = false) {
   at::parallel_for(0, planes * rows, 64, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) fn(k / rows, k % rows);
+    if (streamed) kernels::stream_fence();
   });
 }
 
@@ -29,16 +31,23 @@ std::vector<int32_t> nearest_index(int64_t in, int64_t out) {
   return index;
 }
 
-// Nearest-neighbour resize of a CPU batch: one gather per output row.
+// Nearest-neighbour resize of a CPU batch: one gather per output row, of
+// all the image's planes at once.
 at::Tensor resize_nearest(const at::Tensor& image, int64_t h, int64_t w) {
   at::Tensor src = image.contiguous();
-  const int64_t planes = src.size(0) * src.size(1), in_h = src.size(2), in_w = src.size(3);
-  at::Tensor dst = at::empty({src.size(0), src.size(1), h, w}, src.options());
+  const int64_t channels = src.size(1), in_h = src.size(2), in_w = src.size(3);
+  at::Tensor dst = at::empty({src.size(0), channels, h, w}, src.options());
   const std::vector<int32_t> xs = nearest_index(in_w, w), ys = nearest_index(in_h, h);
   const float* s = src.data_ptr<float>();
   float* d = dst.data_ptr<float>();
-  for_each_row(planes, h, [&](int64_t plane, int64_t y) {
-    kernels::gather(s + (plane * in_h + ys[static_cast<std::size_t>(y)]) * in_w, xs.data(), d + (plane * h + y) * w, w);
+  for_each_row(src.size(0), h, [&](int64_t b, int64_t y) {
+    const float* rows[3];
+    float* out[3];
+    for (int64_t c = 0; c < channels; ++c) {
+      rows[c] = s + ((b * channels + c) * in_h + ys[static_cast<std::size_t>(y)]) * in_w;
+      out[c] = d + ((b * channels + c) * h + y) * w;
+    }
+    kernels::gather(rows, xs.data(), out, static_cast<int>(channels), w);
   });
   return dst;
 }
@@ -63,23 +72,30 @@ at::Tensor pad_rows(const at::Tensor& image, int64_t left, int64_t right, int64_
   at::Tensor dst = at::empty({src.size(0), src.size(1), out_h, out_w}, src.options());
   const float* s = src.data_ptr<float>();
   float* d = dst.data_ptr<float>();
-  for_each_row(planes, out_h, [&](int64_t plane, int64_t y) {
-    float* out = d + (plane * out_h + y) * out_w;
-    const int64_t sy = border_source(y - top, h, mode);
-    if (sy < 0) {
-      std::fill(out, out + out_w, value);
-      return;
-    }
-    const float* row = s + (plane * h + sy) * w;
-    std::memcpy(out + left, row, static_cast<std::size_t>(w) * sizeof(float));
-    if (mode == cv::BORDER_REFLECT_101) {  // out[left - k] = row[k], out[left + w - 1 + k] = row[w - 1 - k]
-      kernels::reverse(row + 1, out, left);
-      kernels::reverse(row + w - 1 - right, out + left + w, right);
-    } else {
-      std::fill(out, out + left, mode == cv::BORDER_CONSTANT ? value : row[0]);
-      std::fill(out + left + w, out + out_w, mode == cv::BORDER_CONSTANT ? value : row[w - 1]);
-    }
-  });
+  const bool stream = kernels::streams(static_cast<int64_t>(dst.nbytes()));
+  for_each_row(
+      planes, out_h,
+      [&](int64_t plane, int64_t y) {
+        float* out = d + (plane * out_h + y) * out_w;
+        const int64_t sy = border_source(y - top, h, mode);
+        if (sy < 0) {
+          std::fill(out, out + out_w, value);
+          return;
+        }
+        const float* row = s + (plane * h + sy) * w;
+        if (stream)
+          kernels::stream_copy(row, out + left, w);
+        else
+          kernels::copy(row, out + left, w);
+        if (mode == cv::BORDER_REFLECT_101) {  // out[left - k] = row[k], out[left + w - 1 + k] = row[w - 1 - k]
+          kernels::reverse(row + 1, out, left);
+          kernels::reverse(row + w - 1 - right, out + left + w, right);
+        } else {
+          std::fill(out, out + left, mode == cv::BORDER_CONSTANT ? value : row[0]);
+          std::fill(out + left + w, out + out_w, mode == cv::BORDER_CONSTANT ? value : row[w - 1]);
+        }
+      },
+      stream);
   return dst;
 }
 
@@ -178,8 +194,7 @@ void register_geometry(Registrar& r) {
         const float* s = src.data_ptr<float>();
         float* d = dst.data_ptr<float>();
         for_each_row(planes, h, [&](int64_t plane, int64_t row) {
-          const float* from = s + (plane * in_h + y + row) * in_w + x;
-          std::copy(from, from + w, d + (plane * h + row) * w);
+          kernels::copy(s + (plane * in_h + y + row) * in_w + x, d + (plane * h + row) * w, w);
         });
         return {dst};
       }
@@ -322,14 +337,18 @@ void register_geometry(Registrar& r) {
         at::Tensor dst = at::empty_like(src);
         const float* s = src.data_ptr<float>();
         float* d = dst.data_ptr<float>();
-        for_each_row(planes, h, [&](int64_t plane, int64_t y) {
-          const float* row = s + (plane * h + (down ? h - 1 - y : y)) * w;
-          float* out = d + (plane * h + y) * w;
-          if (across)
-            kernels::reverse(row, out, w);
-          else
-            std::memcpy(out, row, static_cast<std::size_t>(w) * sizeof(float));
-        });
+        const bool stream = kernels::streams(static_cast<int64_t>(dst.nbytes()));
+        for_each_row(
+            planes, h,
+            [&](int64_t plane, int64_t y) {
+              const float* row = s + (plane * h + (down ? h - 1 - y : y)) * w;
+              float* out = d + (plane * h + y) * w;
+              if (across)
+                stream ? kernels::stream_reverse(row, out, w) : kernels::reverse(row, out, w);
+              else
+                stream ? kernels::stream_copy(row, out, w) : kernels::copy(row, out, w);
+            },
+            stream);
         return {dst};
       }
       if (!down) return {image.flip({3})};

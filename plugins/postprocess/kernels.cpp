@@ -1,6 +1,13 @@
 #include "kernels.hpp"
 
 #include <algorithm>
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 // Two builds of each kernel on x86-64 with GCC or Clang: AVX2 (8 floats a
 // lane, gathers) and the baseline, chosen once by the loader (an ifunc, on
@@ -69,13 +76,95 @@ void threshold_luma(const float* __restrict r, const float* __restrict g, const 
 }
 
 COZY_MULTIVERSION
+void copy(const float* __restrict row, float* __restrict out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = row[i];
+}
+
+COZY_MULTIVERSION
 void reverse(const float* __restrict row, float* __restrict out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = row[n - 1 - i];
 }
 
+#if defined(__SSE2__)
+// Non-temporal stores, 4 floats at a time from the first 16-byte boundary:
+// memory-bound either way, so SSE2 is enough.
+void stream_copy(const float* row, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i < n && (reinterpret_cast<std::uintptr_t>(out + i) & 15) != 0; ++i) out[i] = row[i];
+  for (; i + 4 <= n; i += 4) _mm_stream_ps(out + i, _mm_loadu_ps(row + i));
+  for (; i < n; ++i) out[i] = row[i];
+}
+
+// The row read forwards, the output written backwards: reading backwards
+// while streaming runs at half the speed here.
+void stream_reverse(const float* row, float* out, int64_t n) {
+  int64_t i = 0;  // out[n - 1 - i] = row[i]
+  for (; i < n && (reinterpret_cast<std::uintptr_t>(out + n - i) & 15) != 0; ++i) out[n - 1 - i] = row[i];
+  for (; i + 4 <= n; i += 4) {
+    const __m128 v = _mm_loadu_ps(row + i);
+    _mm_stream_ps(out + n - 4 - i, _mm_shuffle_ps(v, v, _MM_SHUFFLE(0, 1, 2, 3)));
+  }
+  for (; i < n; ++i) out[n - 1 - i] = row[i];
+}
+
+void stream_fence() { _mm_sfence(); }
+#else
+void stream_copy(const float* row, float* out, int64_t n) { copy(row, out, n); }
+void stream_reverse(const float* row, float* out, int64_t n) { reverse(row, out, n); }
+void stream_fence() {}
+#endif
+
+namespace {
+// The last-level cache one core sees: Linux's sysfs (sysconf's figure can be
+// the whole socket's, 256 MiB for this machine's 32 MiB), else 32 MiB.
+int64_t last_level_cache() {
+  int64_t best = 0;
+  int best_level = 0;
+  for (int index = 0; index < 8; ++index) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index) + "/";
+    std::ifstream level_file(dir + "level"), size_file(dir + "size");
+    int level = 0;
+    int64_t size = 0;
+    std::string unit;
+    if (!(level_file >> level) || !(size_file >> size)) continue;
+    size_file >> unit;  // "32768K"
+    if (unit == "K")
+      size <<= 10;
+    else if (unit == "M")
+      size <<= 20;
+    if (level >= best_level) best = size, best_level = level;
+  }
+  return best > 0 ? best : int64_t{32} << 20;
+}
+}  // namespace
+
+bool streams(int64_t bytes) {
+  static const int64_t cache = last_level_cache();
+  return bytes > cache;
+}
+
+namespace {
 COZY_MULTIVERSION
-void gather(const float* __restrict row, const int32_t* __restrict index, float* __restrict out, int64_t n) {
+void gather_plane(const float* __restrict row, const int32_t* __restrict index, float* __restrict out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = row[index[i]];
+}
+
+COZY_MULTIVERSION
+void gather_three(const float* __restrict r0, const float* __restrict r1, const float* __restrict r2,
+                  const int32_t* __restrict index, float* __restrict o0, float* __restrict o1, float* __restrict o2,
+                  int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t j = index[i];
+    o0[i] = r0[j];
+    o1[i] = r1[j];
+    o2[i] = r2[j];
+  }
+}
+}  // namespace
+
+void gather(const float* const* rows, const int32_t* index, float* const* out, int planes, int64_t n) {
+  if (planes == 3) return gather_three(rows[0], rows[1], rows[2], index, out[0], out[1], out[2], n);
+  for (int c = 0; c < planes; ++c) gather_plane(rows[c], index, out[c], n);
 }
 
 namespace {
