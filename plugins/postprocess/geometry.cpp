@@ -73,27 +73,30 @@ at::Tensor pad_rows(const at::Tensor& image, int64_t left, int64_t right, int64_
   const float* s = src.data_ptr<float>();
   float* d = dst.data_ptr<float>();
   const bool stream = kernels::streams(static_cast<int64_t>(dst.nbytes()));
+  // Streamed, each row is made in a buffer in the core's cache and streamed
+  // out whole: its borders' lines too.
   for_each_row(
       planes, out_h,
       [&](int64_t plane, int64_t y) {
-        float* out = d + (plane * out_h + y) * out_w;
+        thread_local std::vector<float> line;
+        if (stream && line.size() < static_cast<std::size_t>(out_w)) line.resize(static_cast<std::size_t>(out_w));
+        float* const target = d + (plane * out_h + y) * out_w;
+        float* out = stream ? line.data() : target;
         const int64_t sy = border_source(y - top, h, mode);
         if (sy < 0) {
           std::fill(out, out + out_w, value);
-          return;
-        }
-        const float* row = s + (plane * h + sy) * w;
-        if (stream)
-          kernels::stream_copy(row, out + left, w);
-        else
-          kernels::copy(row, out + left, w);
-        if (mode == cv::BORDER_REFLECT_101) {  // out[left - k] = row[k], out[left + w - 1 + k] = row[w - 1 - k]
-          kernels::reverse(row + 1, out, left);
-          kernels::reverse(row + w - 1 - right, out + left + w, right);
         } else {
-          std::fill(out, out + left, mode == cv::BORDER_CONSTANT ? value : row[0]);
-          std::fill(out + left + w, out + out_w, mode == cv::BORDER_CONSTANT ? value : row[w - 1]);
+          const float* row = s + (plane * h + sy) * w;
+          kernels::copy(row, out + left, w);
+          if (mode == cv::BORDER_REFLECT_101) {  // out[left - k] = row[k], out[left + w - 1 + k] = row[w - 1 - k]
+            kernels::reverse(row + 1, out, left);
+            kernels::reverse(row + w - 1 - right, out + left + w, right);
+          } else {
+            std::fill(out, out + left, mode == cv::BORDER_CONSTANT ? value : row[0]);
+            std::fill(out + left + w, out + out_w, mode == cv::BORDER_CONSTANT ? value : row[w - 1]);
+          }
         }
+        if (stream) kernels::stream_copy(out, target, out_w);
       },
       stream);
   return dst;
@@ -282,12 +285,14 @@ void register_geometry(Registrar& r) {
         // core's cache. Bands of 16 rows in parallel.
         constexpr int64_t kRows = 16, kColumns = 64;
         const int64_t bands = (out_h + kRows - 1) / kRows;
+        const float* source = src.data_ptr<float>();
+        float* target = out.data_ptr<float>();
         at::parallel_for(0, batch * bands, 1, [&](int64_t begin, int64_t end) {
           int32_t x32[kColumns], y32[kColumns];
           for (int64_t k = begin; k < end; ++k) {
             const int64_t b = k / bands, top = (k % bands) * kRows, bottom = std::min(out_h, top + kRows);
             const float* from[3];
-            for (int c = 0; c < planes; ++c) from[c] = src.data_ptr<float>() + (b * planes + c) * h * w;
+            for (int c = 0; c < planes; ++c) from[c] = source + (b * planes + c) * h * w;
             for (int64_t left = 0; left < out_w; left += kColumns) {
               const int64_t n = std::min(kColumns, out_w - left);
               for (int64_t y = top; y < bottom; ++y) {
@@ -298,8 +303,7 @@ void register_geometry(Registrar& r) {
                   y32[x] = (y0 + step_y[static_cast<std::size_t>(left + x)]) >> kShift;
                 }
                 float* to[3];
-                for (int c = 0; c < planes; ++c)
-                  to[c] = out.data_ptr<float>() + ((b * planes + c) * out_h + y) * out_w + left;
+                for (int c = 0; c < planes; ++c) to[c] = target + ((b * planes + c) * out_h + y) * out_w + left;
                 kernels::warp_row(from, to, planes, h, w, x32, y32, n, fill);
               }
             }

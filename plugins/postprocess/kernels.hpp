@@ -34,13 +34,17 @@ void reverse(const float* row, float* out, int64_t n);
 /// copy and reverse with non-temporal stores, past the caches: for outputs
 /// larger than the last-level cache (streams()), which would leave it before
 /// anything read them, they save the read of each line before its write
-/// (Pad: 0.72-0.80 of OpenCV at 1 thread with cached stores, 0.96-1.03
-/// streamed). Call stream_fence() after a thread's last streamed row.
+/// (one run each way, 1 thread: Pad 0.70-0.78 of OpenCV cached, 0.94-1.07
+/// streamed; Flip 1.09-1.20 and 2.16-2.25). Streaming the output of
+/// map_pixels' filters through a buffer made them slower (Invert 1.13 ->
+/// 0.93): not done there. Call stream_fence() after a thread's last
+/// streamed row.
 void stream_copy(const float* row, float* out, int64_t n);
 void stream_reverse(const float* row, float* out, int64_t n);
 void stream_fence();
 
-/// True when an output of `bytes` is larger than the last-level cache.
+/// True when an output of `bytes` is larger than the last-level cache
+/// (never with COZY_POSTPROCESS_NO_STREAMING set, to compare both ways).
 bool streams(int64_t bytes);
 
 /// out[c][i] = rows[c][index[i]] for i < n and each of `planes` planes: a row
