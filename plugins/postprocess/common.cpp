@@ -64,18 +64,23 @@ at::Tensor on_host(const at::Tensor& image, int64_t out_c, int64_t out_h, int64_
 }  // namespace
 
 at::Tensor per_plane(const at::Tensor& image, int64_t out_h, int64_t out_w, int threads,
-                     const std::function<void(const cv::Mat&, cv::Mat&)>& fn) {
+                     const std::function<void(const cv::Mat&, cv::Mat&)>& fn, bool planes_in_parallel) {
   use_threads(threads);
   return on_host(image, image.size(1), out_h, out_w, [&](const at::Tensor& src, at::Tensor& dst) {
-    for (int64_t b = 0; b < src.size(0); ++b) {
-      for (int64_t c = 0; c < src.size(1); ++c) {
-        cv::Mat in = plane_view(src, b, c);
-        cv::Mat out = plane_view(dst, b, c);
+    const int64_t channels = src.size(1);
+    auto run = [&](int64_t begin, int64_t end) {
+      for (int64_t plane = begin; plane < end; ++plane) {
+        cv::Mat in = plane_view(src, plane / channels, plane % channels);
+        cv::Mat out = plane_view(dst, plane / channels, plane % channels);
         cv::Mat result = out;  // OpenCV writes in place when sizes and types match
         fn(in, result);
         if (result.data != out.data) result.convertTo(out, CV_32F);
       }
-    }
+    };
+    if (planes_in_parallel)
+      at::parallel_for(0, src.size(0) * channels, 1, run);
+    else
+      run(0, src.size(0) * channels);
   });
 }
 

@@ -48,8 +48,11 @@ inline cv::Mat plane_view(const at::Tensor& t, int64_t b, int64_t c) {
 /// writing into a new [B, C, out_h, out_w] tensor. Contiguous CPU tensors are
 /// wrapped without copies; a batch on a GPU goes through pinned host memory
 /// image by image, its copies overlapping the CPU's work.
+/// planes_in_parallel: planes spread over the run's threads, for an `fn`
+/// that OpenCV does not spread itself (cv::pow); the others leave OpenCV to
+/// spread each call's rows.
 at::Tensor per_plane(const at::Tensor& image, int64_t out_h, int64_t out_w, int threads,
-                     const std::function<void(const cv::Mat&, cv::Mat&)>& fn);
+                     const std::function<void(const cv::Mat&, cv::Mat&)>& fn, bool planes_in_parallel = false);
 
 /// Runs `fn(src, dst)` on each image as an interleaved H x W x C cv::Mat
 /// (RGB order), for filters that look at all channels at once.

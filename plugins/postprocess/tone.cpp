@@ -137,11 +137,13 @@ void register_tone(Registrar& r) {
       double gamma = in.number("gamma");
       if (gamma == 1.0) return {image};
       if (cpu_kernels(image))  // OpenCV's vectorised pow on each plane, in place of the tensor's memory
-        return {per_plane(image, image.size(2), image.size(3), at::get_num_threads(),
-                          [&](const cv::Mat& src, cv::Mat& dst) {
-                            cv::pow(src, 1.0 / gamma, dst);  // of |x|: no NaN below 0
-                            cv::min(dst, 1.0, dst);
-                          })};
+        return {per_plane(
+            image, image.size(2), image.size(3), at::get_num_threads(),
+            [&](const cv::Mat& src, cv::Mat& dst) {
+              cv::pow(src, 1.0 / gamma, dst);  // of |x|: no NaN below 0
+              cv::min(dst, 1.0, dst);
+            },
+            /*planes_in_parallel=*/true)};
       return {image.clamp(0, 1).pow(1.0 / gamma)};
     };
     r.add(std::move(d));
