@@ -3,13 +3,16 @@
 // N x N; Resize and Crop then take N / 2, Crop from N / 8), CPU.
 //
 //   build/bench/bench_filters [repeats] [--system-malloc] [--device cuda] [--only LABEL-PREFIX]
-//                             [--peer-reuses-output] [--size N]   (BENCH_VERBOSE=1 prints every round)
+//                             [--peer-reuses-output] [--size N] [--cold]   (BENCH_VERBOSE=1 prints every round)
 //
 // With --device cuda, Cozy's nodes run on the GPU (the batch already there;
 // timed until the result is ready) against OpenCV on every CPU core.
 // Cozy runs each node once on the [16, 3, 512, 512] batch; OpenCV runs its
 // functions on 16 interleaved 512 x 512 x 3 float images (its own layout).
 // Images per second are medians of the repeats; ratio = Cozy / OpenCV.
+// --cold: 128 MiB written before each timed run of either side, so that
+// neither finds its input in the caches from the round before (a filter in a
+// graph reads what another node wrote, not the batch it read a moment ago).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <sys/resource.h>
@@ -88,6 +91,7 @@ int main(int argc, char** argv) {
   bool system_malloc = false;
   std::string only;
   bool peer_reuses_output = false;
+  bool cold = false;
   int64_t size = 512;
   constexpr int kWarmup = 4;
   static constexpr int kSettleMs = 50;
@@ -98,6 +102,8 @@ int main(int argc, char** argv) {
     else if (arg == "--device" && i + 1 < argc) device = c10::Device(argv[++i]);
     else if (arg == "--only" && i + 1 < argc) only = argv[++i];
     else if (arg == "--peer-reuses-output") peer_reuses_output = true;
+    else if (arg == "--cold")
+      cold = true;
     else if (arg == "--size" && i + 1 < argc)
       size = std::atoll(argv[++i]);
     else repeats = std::atoi(argv[i]);
@@ -339,7 +345,11 @@ int main(int argc, char** argv) {
       // and OpenCV's); on a machine with as many cores as threads, one side's
       // spinning workers would take the cores the other side's timed run
       // needs. A pause after each side lets them go to sleep first.
-      auto settle = [] { std::this_thread::sleep_for(std::chrono::milliseconds(kSettleMs)); };
+      std::vector<char> scratch(cold ? std::size_t{128} << 20 : 0);
+      auto settle = [&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(kSettleMs));
+        if (cold) std::memset(scratch.data(), static_cast<int>(scratch[0]) + 1, scratch.size());
+      };
       // Both sides produce the whole batch: OpenCV's 16 results stay alive
       // until the round ends, as the node's [16, C, H, W] output does (with
       // --peer-reuses-output each result is dropped before the next image, so
@@ -358,6 +368,7 @@ int main(int argc, char** argv) {
         ready(node->def.run(Inputs(spec, values), context));
         run_opencv();
       }
+      settle();
       for (int r = 0; r < repeats; ++r) {
         long faults = page_faults();
         auto start = Clock::now();

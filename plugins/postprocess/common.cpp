@@ -16,8 +16,6 @@ void use_threads(int threads) {
 }
 }  // namespace
 
-namespace {
-
 // Runs `work(src, dst)` on contiguous CPU tensors: the whole batch for a CPU
 // image; for an image on another device (a GPU), image by image through
 // pinned host memory, so that copies overlap the CPU's work. Every image's
@@ -60,8 +58,6 @@ at::Tensor on_host(const at::Tensor& image, int64_t out_c, int64_t out_h, int64_
   }
   return result;
 }
-
-}  // namespace
 
 at::Tensor per_plane(const at::Tensor& image, int64_t out_h, int64_t out_w, int threads,
                      const std::function<void(const cv::Mat&, cv::Mat&)>& fn, bool planes_in_parallel) {

@@ -44,6 +44,13 @@ inline cv::Mat plane_view(const at::Tensor& t, int64_t b, int64_t c) {
                  t.data_ptr<float>() + (b * t.size(1) + c) * t.size(2) * t.size(3));
 }
 
+/// Runs `work(src, dst)` on contiguous CPU tensors, dst [B, out_c, out_h,
+/// out_w]: the whole batch for a CPU image; for an image on another device (a
+/// GPU), image by image through pinned host memory, so that copies overlap
+/// the CPU's work. The result is on the image's device.
+at::Tensor on_host(const at::Tensor& image, int64_t out_c, int64_t out_h, int64_t out_w,
+                   const std::function<void(const at::Tensor&, at::Tensor&)>& work);
+
 /// Runs `fn(src_plane, dst_plane)` on every channel plane of every image,
 /// writing into a new [B, C, out_h, out_w] tensor. Contiguous CPU tensors are
 /// wrapped without copies; a batch on a GPU goes through pinned host memory
