@@ -1,10 +1,10 @@
 // Geometry and composition.
-#include <cmath>
-#include <cstring>
-#include <opencv2/imgproc.hpp>
-
 #include "common.hpp"
 #include "kernels.hpp"
+
+#include <opencv2/imgproc.hpp>
+
+#include <cmath>
 
 namespace cozy::postprocess {
 namespace {
