@@ -6,13 +6,14 @@
 #                 libraries OpenCV links but Cozy never calls (GDAL, GDCM,
 #                 LAPACK, BLAS, OpenJPEG, OpenEXR) are replaced by stubs
 #   .gpu/cmake    small package configs for find_package
-#   .gpu/fm       Fashion-MNIST (for the training checks)
+#   .gpu/fm       Fashion-MNIST, with FM=1 (for training checks; 30 MB of the
+#                 64 MiB a run may carry)
 # Run from the repository root after a build in build/; then carry .gpu:
 #   run(command="bash scripts/gpu/checks.sh", carry=[".gpu"])
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
-rm -rf .gpu && mkdir -p .gpu/include .gpu/lib .gpu/fm
+rm -rf .gpu && mkdir -p .gpu/include .gpu/lib
 (cd build && ninja -t deps) | grep -E '^\s+/usr/include/(boost|opencv4|nlohmann|CLI|zlib|zconf)' | sed 's/^ *//' | sort -u |
   while read -r f; do d=.gpu/include/${f#/usr/include/}; mkdir -p "$(dirname "$d")"; cp "$f" "$d"; done
 cp -r /usr/include/boost/config /usr/include/boost/predef .gpu/include/boost/
@@ -20,5 +21,5 @@ python3 scripts/gpu/libclosure.py | while read -r f; do cp -L "$f" .gpu/lib/; do
 python3 scripts/gpu/stubs.py .gpu/lib
 (cd .gpu/lib && for l in core imgproc imgcodecs; do ln -sf libopencv_$l.so.406 libopencv_$l.so; done && ln -sf libz.so.1 libz.so)
 cp -r scripts/gpu/cmake .gpu/cmake
-cp /usr/share/datasets/fashion-mnist/*.gz .gpu/fm/
+if [ -n "${FM:-}" ]; then mkdir -p .gpu/fm && cp /usr/share/datasets/fashion-mnist/*.gz .gpu/fm/; fi
 du -sh .gpu
