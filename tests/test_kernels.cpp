@@ -60,6 +60,17 @@ TEST(Kernels, GatherOneTwoAndThreePlanes) {
   }
 }
 
+TEST(Kernels, LumaIsBt601) {
+  const std::vector<float> r = {0.f, 1.f, 0.f, 0.f, 0.25f}, g = {0.f, 0.f, 1.f, 0.f, 0.5f},
+                           b = {0.f, 0.f, 0.f, 1.f, 0.75f};
+  std::vector<float> out(r.size(), -1.f);
+  luma(r.data(), g.data(), b.data(), out.data(), static_cast<int64_t>(r.size()));
+  for (std::size_t i = 0; i < r.size(); ++i)
+    EXPECT_FLOAT_EQ(out[i], 0.299f * r[i] + 0.587f * g[i] + 0.114f * b[i]) << i;
+  EXPECT_FLOAT_EQ(out[1], 0.299f);
+  EXPECT_FLOAT_EQ(out[3], 0.114f);
+}
+
 TEST(Kernels, OnlyOutputsLargerThanTheLastLevelCacheStream) {
   EXPECT_FALSE(streams(1 << 20));          // 1 MiB stays in any last-level cache
   EXPECT_TRUE(streams(int64_t{1} << 40));  // 1 TiB is larger than any

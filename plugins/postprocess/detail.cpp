@@ -171,11 +171,8 @@ void register_detail(Registrar& r) {
           for (int64_t b = 0; b < src.size(0); ++b) {
             const cv::Mat r = plane_view(src, b, 0), g = plane_view(src, b, 1), bl = plane_view(src, b, 2);
             cv::parallel_for_(cv::Range(0, h), [&](const cv::Range& rows) {
-              for (int y = rows.start; y < rows.end; ++y) {
-                const float *pr = r.ptr<float>(y), *pg = g.ptr<float>(y), *pb = bl.ptr<float>(y);
-                float* out = grey.ptr<float>(y);
-                for (int x = 0; x < w; ++x) out[x] = 0.299f * pr[x] + 0.587f * pg[x] + 0.114f * pb[x];
-              }
+              for (int y = rows.start; y < rows.end; ++y)
+                kernels::luma(r.ptr<float>(y), g.ptr<float>(y), bl.ptr<float>(y), grey.ptr<float>(y), w);
             });
             cv::Mat edges = plane_view(dst, b, 0);
             canny(grey, edges);
@@ -185,8 +182,7 @@ void register_detail(Registrar& r) {
       at::Tensor grey = image.size(1) == 1 || !cpu_kernels(image)
                             ? luma(image)
                             : map_pixels(image, 1, [](const float* const* src, float* const* dst, int64_t n) {
-                                for (int64_t i = 0; i < n; ++i)
-                                  dst[0][i] = 0.299f * src[0][i] + 0.587f * src[1][i] + 0.114f * src[2][i];
+                                kernels::luma(src[0], src[1], src[2], dst[0], n);
                               });
       if (in.string("method") == "canny") {
         return {per_plane(grey, grey.size(2), grey.size(3), ctx.threads(), canny)};

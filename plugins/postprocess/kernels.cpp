@@ -71,6 +71,12 @@ void threshold(const float* __restrict x, float* __restrict out, int64_t n, floa
 }
 
 COZY_MULTIVERSION
+void luma(const float* __restrict r, const float* __restrict g, const float* __restrict b, float* __restrict out,
+          int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = 0.299f * r[i] + 0.587f * g[i] + 0.114f * b[i];
+}
+
+COZY_MULTIVERSION
 void threshold_luma(const float* __restrict r, const float* __restrict g, const float* __restrict b,
                     float* __restrict out, int64_t n, float t) {
   for (int64_t i = 0; i < n; ++i) out[i] = 0.299f * r[i] + 0.587f * g[i] + 0.114f * b[i] > t ? 1.f : 0.f;

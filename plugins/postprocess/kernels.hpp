@@ -20,6 +20,9 @@ void unsharp(const float* x, const float* blurred, float* out, int64_t n, float 
 /// out = x > t ? 1 : 0.
 void threshold(const float* x, float* out, int64_t n, float t);
 
+/// out = 0.299 r + 0.587 g + 0.114 b: BT.601 luma, as OpenCV's RGB2GRAY.
+void luma(const float* r, const float* g, const float* b, float* out, int64_t n);
+
 /// out = luma(r, g, b) > t ? 1 : 0 with BT.601 weights.
 void threshold_luma(const float* r, const float* g, const float* b, float* out, int64_t n, float t);
 

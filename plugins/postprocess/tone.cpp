@@ -273,7 +273,7 @@ void register_tone(Registrar& r) {
       const bool keep = in.boolean("keep_channels");
       if (cpu_kernels(image) && image.size(1) == 3) {
         return {map_pixels(image, keep ? 3 : 1, [&](const float* const* src, float* const* dst, int64_t n) {
-          for (int64_t i = 0; i < n; ++i) dst[0][i] = 0.299f * src[0][i] + 0.587f * src[1][i] + 0.114f * src[2][i];
+          kernels::luma(src[0], src[1], src[2], dst[0], n);
           if (keep) {
             std::copy(dst[0], dst[0] + n, dst[1]);
             std::copy(dst[0], dst[0] + n, dst[2]);
