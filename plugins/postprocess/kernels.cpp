@@ -192,9 +192,7 @@ void warp_gather(const float* __restrict p, float* __restrict out, const int32_t
     out[i] = clamp01(p[o] * w0[i] + p[o + 1] * w1[i] + p[o + stride] * w2[i] + p[o + stride + 1] * w3[i]);
   }
 }
-}  // namespace
 
-namespace {
 // Each pixel's first tap and four weights, for a block of a row: pixels whose
 // taps are all inside get their offset and weights, others offset 0 and
 // weights 0 and a 0 in `inside`. No branch, no compaction: it vectorises.
