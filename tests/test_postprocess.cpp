@@ -1,20 +1,20 @@
 // Every post-process filter against the reference library on the same input:
 // OpenCV, or PIL's definitions written here from their formulas with OpenCV
 // arithmetic. On 1 and 3 channels, on a batch of 2, with stated tolerances.
-#include "test_nodes.hpp"
-
-#include <cozy/host/validate.hpp>
-
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
-#include <opencv2/core.hpp>
-#include <opencv2/imgproc.hpp>
 
 #include <cmath>
+#include <cozy/host/validate.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <set>
+
+#include "test_nodes.hpp"
 
 namespace cozy::host {
 namespace {
@@ -389,6 +389,12 @@ TEST_F(Filters, UpscaleByAFactor) {
 TEST_F(Filters, CropIsARegionOfInterest) {
   check("Crop", {{"x", 3}, {"y", 5}, {"width", 10}, {"height", 7}},
         [](const cv::Mat& m) { return m(cv::Rect(3, 5, 10, 7)).clone(); }, 0);
+  // A view, as ComfyUI's ImageCrop: the pixels stay where they are.
+  at::Tensor batch = random_batch(3);
+  at::Tensor view = run("Crop", {{"x", 3}, {"y", 5}, {"width", 10}, {"height", 7}}, batch);
+  ASSERT_TRUE(view.defined()) << last_error;
+  EXPECT_TRUE(view.is_alias_of(batch));
+  EXPECT_EQ(view.data_ptr<float>(), batch.data_ptr<float>() + 5 * 17 + 3);
   EXPECT_FALSE(run("Crop", {{"x", 10}, {"y", 0}, {"width", 10}, {"height", 5}}, random_batch(3)).defined());
   EXPECT_EQ(last_error, "x + width = 20 exceeds the image width 17");
   EXPECT_FALSE(run("Crop", {{"x", 0}, {"y", 20}, {"width", 5}, {"height", 5}}, random_batch(3)).defined());
@@ -473,17 +479,21 @@ TEST_F(Filters, FlipIsOpenCVsFlip) {
 // write it with non-temporal stores (kernels::streams), which the small
 // images above never do.
 TEST_F(Filters, PadAndFlipOfABatchLargerThanTheCache) {
-  at::Tensor batch = at::rand({12, 3, 512, 511});  // 37.6 MB; odd rows: every alignment
-  for (auto [direction, dims] :
-       {std::pair{"horizontal", std::vector<int64_t>{3}}, std::pair{"vertical", std::vector<int64_t>{2}},
-        std::pair{"both", std::vector<int64_t>{2, 3}}}) {
-    at::Tensor out = run("Flip", {{"direction", direction}}, batch);
-    ASSERT_TRUE(out.defined()) << last_error;
-    EXPECT_TRUE(at::equal(out, batch.flip(dims))) << direction;
+  // 37.6 MB, odd rows (every alignment); then a view of it (a crop, rows
+  // apart: read in place, with prefetching).
+  const at::Tensor whole = at::rand({12, 3, 512, 511});
+  for (const at::Tensor& batch : {whole, whole.narrow(2, 1, 510).narrow(3, 3, 507)}) {
+    for (auto [direction, dims] :
+         {std::pair{"horizontal", std::vector<int64_t>{3}}, std::pair{"vertical", std::vector<int64_t>{2}},
+          std::pair{"both", std::vector<int64_t>{2, 3}}}) {
+      at::Tensor out = run("Flip", {{"direction", direction}}, batch);
+      ASSERT_TRUE(out.defined()) << last_error;
+      EXPECT_TRUE(at::equal(out, batch.flip(dims))) << direction << (batch.is_contiguous() ? "" : ", a view");
+    }
+    at::Tensor padded = run("Pad", {{"left", 5}, {"top", 2}, {"right", 16}, {"bottom", 1}, {"mode", "reflect"}}, batch);
+    ASSERT_TRUE(padded.defined()) << last_error;
+    EXPECT_TRUE(at::equal(padded, at::reflection_pad2d(batch.contiguous(), {5, 16, 2, 1})));
   }
-  at::Tensor padded = run("Pad", {{"left", 5}, {"top", 2}, {"right", 16}, {"bottom", 1}, {"mode", "reflect"}}, batch);
-  ASSERT_TRUE(padded.defined()) << last_error;
-  EXPECT_TRUE(at::equal(padded, at::reflection_pad2d(batch, {5, 16, 2, 1})));
 }
 
 TEST_F(Filters, BlendModesWithOpacityAndMask) {
@@ -579,6 +589,93 @@ TEST_F(Filters, OutOfRangeParametersAreValidationErrors) {
             "node 2 (Resize), input 'method': 'cubic' is not among the choices: bilinear, nearest, bicubic, area, "
             "lanczos");
   EXPECT_EQ(invalid("Gamma", {{"gamma", 0}}), "node 2 (Gamma), input 'gamma': 0 is out of range [0.01, 10]");
+}
+
+// Values on edges may be views (Crop's, an expanded grey image): every node
+// that takes IMAGEs and MASKs and returns one gives on a view what it gives
+// on a contiguous copy of it. Each node runs with its defaults, on 1 and 3
+// channels, on three kinds of view: a crop (rows apart, read in place), a
+// transpose (columns apart: copied first) and a grey plane expanded to three
+// channels (one plane read three times).
+TEST_F(Filters, EveryImageNodeReadsAViewAsItsCopy) {
+  const std::set<std::string> harness = {"Given", "GivenMask", "Sink"};
+  const std::set<std::string> widgets = {types::INT, types::FLOAT, types::STRING, types::BOOLEAN};
+  struct View {
+    const char* name;
+    std::function<at::Tensor(int64_t channels)> make;
+  };
+  const std::vector<View> views = {
+      {"crop",
+       [](int64_t c) {
+         return at::rand({2, c, 31, 29}).narrow(2, 3, 23).narrow(3, 5, 17);
+       }},
+      {"transpose",
+       [](int64_t c) {
+         return at::rand({2, c, 17, 23}).transpose(2, 3);
+       }},
+      {"expanded",
+       [](int64_t c) {
+         return at::rand({2, 1, 23, 17}).expand({2, c, 23, 17});
+       }},
+  };
+  int checked = 0;
+  for (const std::string& type : registry->class_types()) {
+    const NodeSpec& spec = *registry->find_spec(type);
+    if (harness.count(type) || spec.outputs.empty() || !spec.pure ||
+        (spec.outputs[0].type != types::IMAGE && spec.outputs[0].type != types::MASK))
+      continue;
+    bool runnable = true;
+    std::vector<std::pair<std::string, std::string>> links;  // input, type
+    nlohmann::json widget_values = nlohmann::json::object();
+    for (const InputSpec& in : spec.inputs) {
+      if (in.type == types::IMAGE || in.type == types::MASK)
+        links.emplace_back(in.name, in.type);
+      else if (!in.choices.empty())
+        widget_values[in.name] = in.choices.front();
+      else if (!widgets.count(in.type) || (in.required && std::holds_alternative<std::monostate>(in.default_value)))
+        runnable = runnable && !in.required;
+    }
+    if (!runnable || links.empty()) continue;
+    for (int64_t channels : {1, 3}) {
+      for (const View& kind : views) {
+        at::Tensor view = kind.make(channels), mask = kind.make(1);
+        if (view.is_contiguous()) continue;  // one grey plane "expanded" to one channel
+        auto run_on = [&](const at::Tensor& image, const at::Tensor& m) {
+          given[0] = given[1] = image;
+          given_mask = m;
+          nlohmann::json node_inputs = widget_values;
+          int slot = 0;
+          nlohmann::json graph = {{"3", {{"class_type", "Sink"}, {"inputs", {{"value", {"2", 0}}}}}}};
+          for (const auto& [name, link_type] : links) {
+            const std::string id = std::to_string(10 + slot);
+            graph[id] = link_type == types::MASK
+                            ? nlohmann::json{{"class_type", "GivenMask"}}
+                            : nlohmann::json{{"class_type", "Given"}, {"inputs", {{"slot", slot % 2}}}};
+            node_inputs[name] = {id, 0};
+            ++slot;
+          }
+          graph["2"] = {{"class_type", type}, {"inputs", node_inputs}};
+          last_error.clear();
+          return run_graph(graph);
+        };
+        at::Tensor expected = run_on(view.contiguous(), mask.contiguous());
+        const std::string expected_error = last_error;
+        at::Tensor actual = run_on(view, mask);
+        if (!expected.defined()) {  // the node refuses this input: it must refuse the view alike
+          EXPECT_FALSE(actual.defined()) << type << " on a " << kind.name;
+          EXPECT_EQ(last_error, expected_error) << type << " on a " << kind.name;
+          continue;
+        }
+        ASSERT_TRUE(actual.defined()) << type << " on a " << kind.name << ": " << last_error;
+        ASSERT_EQ(actual.sizes(), expected.sizes()) << type << " on a " << kind.name;
+        EXPECT_TRUE(at::allclose(actual, expected, 0, 1e-6))
+            << type << " on a " << kind.name << " of " << channels << " channels: largest difference "
+            << (actual - expected).abs().max().item<float>();
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GE(checked, 3 * 26) << "nodes checked on views";
 }
 
 TEST_F(Filters, EveryFilterKeepsValuesInRangeOnExtremeInput) {

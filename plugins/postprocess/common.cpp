@@ -16,7 +16,8 @@ void use_threads(int threads) {
 }
 }  // namespace
 
-// Runs `work(src, dst)` on contiguous CPU tensors: the whole batch for a CPU
+// Runs `work(src, dst)` on CPU tensors, src with contiguous rows, dst
+// contiguous: the whole batch for a CPU
 // image; for an image on another device (a GPU), image by image through
 // pinned host memory, so that copies overlap the CPU's work. Every image's
 // copy to the host is queued at once, each followed by an event; the CPU
@@ -28,7 +29,7 @@ at::Tensor on_host(const at::Tensor& image, int64_t out_c, int64_t out_h, int64_
                    const std::function<void(const at::Tensor&, at::Tensor&)>& work) {
   const int64_t batch = image.size(0);
   if (image.is_cpu()) {
-    at::Tensor src = image.contiguous();
+    at::Tensor src = row_major(image);  // a view with contiguous rows is read in place
     at::Tensor dst = at::empty({batch, out_c, out_h, out_w}, src.options());
     work(src, dst);
     return dst;

@@ -71,8 +71,13 @@ void register_detail(Registrar& r) {
           thread_local cv::Mat blurred;  // one plane, reused
           cv::GaussianBlur(src, blurred, cv::Size(gaussian_ksize(radius), gaussian_ksize(radius)), radius, radius,
                            cv::BORDER_REFLECT_101);
-          kernels::unsharp(src.ptr<float>(), blurred.ptr<float>(), dst.ptr<float>(),
-                           static_cast<int64_t>(src.total()), a, t);
+          if (src.isContinuous()) {
+            kernels::unsharp(src.ptr<float>(), blurred.ptr<float>(), dst.ptr<float>(),
+                             static_cast<int64_t>(src.total()), a, t);
+            return;
+          }
+          for (int y = 0; y < src.rows; ++y)  // a view's plane: its rows lie apart
+            kernels::unsharp(src.ptr<float>(y), blurred.ptr<float>(y), dst.ptr<float>(y), src.cols, a, t);
         })};
       }
       at::Tensor detail = image - gaussian_blur(image, in.number("radius"), ctx.threads());
@@ -83,8 +88,8 @@ void register_detail(Registrar& r) {
   }
   {
     NodeDef d = filter("MedianDenoise", "Median Denoise", "detail",
-                       "OpenCV's medianBlur on each channel, on the CPU (planes of a contiguous CPU tensor are "
-                       "used in place, without copies). Float images allow sizes 3 and 5.");
+                       "OpenCV's medianBlur on each channel, on the CPU (planes of a CPU tensor are used in place, "
+                       "without copies). Float images allow sizes 3 and 5.");
     d.spec.inputs.push_back(InputSpec::Choice("size", {"3", "5"}));
     d.run = [](const Inputs& in, Context& ctx) -> Outputs {
       at::Tensor image = image_input(in, "image");

@@ -34,17 +34,17 @@ std::vector<int32_t> nearest_index(int64_t in, int64_t out) {
 // Nearest-neighbour resize of a CPU batch: one gather per output row, of
 // all the image's planes at once.
 at::Tensor resize_nearest(const at::Tensor& image, int64_t h, int64_t w) {
-  at::Tensor src = image.contiguous();
+  const at::Tensor src = row_major(image);
+  const Rows source(src);
   const int64_t channels = src.size(1), in_h = src.size(2), in_w = src.size(3);
   at::Tensor dst = at::empty({src.size(0), channels, h, w}, src.options());
   const std::vector<int32_t> xs = nearest_index(in_w, w), ys = nearest_index(in_h, h);
-  const float* s = src.data_ptr<float>();
   float* d = dst.data_ptr<float>();
   for_each_row(src.size(0), h, [&](int64_t b, int64_t y) {
     const float* rows[3];
     float* out[3];
     for (int64_t c = 0; c < channels; ++c) {
-      rows[c] = s + ((b * channels + c) * in_h + ys[static_cast<std::size_t>(y)]) * in_w;
+      rows[c] = source(b, c, ys[static_cast<std::size_t>(y)]);
       out[c] = d + ((b * channels + c) * h + y) * w;
     }
     kernels::gather(rows, xs.data(), out, static_cast<int>(channels), w);
@@ -66,11 +66,12 @@ int64_t border_source(int64_t i, int64_t n, int mode) {
 // edge pixel (reflect-101).
 at::Tensor pad_rows(const at::Tensor& image, int64_t left, int64_t right, int64_t top, int64_t bottom, int mode,
                     float value) {
-  at::Tensor src = image.contiguous();
-  const int64_t planes = src.size(0) * src.size(1), h = src.size(2), w = src.size(3);
+  const at::Tensor src = row_major(image);
+  const Rows source(src);
+  const bool apart = !src.is_contiguous();  // a view's rows: prefetched
+  const int64_t channels = src.size(1), planes = src.size(0) * channels, h = src.size(2), w = src.size(3);
   const int64_t out_h = h + top + bottom, out_w = w + left + right;
   at::Tensor dst = at::empty({src.size(0), src.size(1), out_h, out_w}, src.options());
-  const float* s = src.data_ptr<float>();
   float* d = dst.data_ptr<float>();
   const bool stream = kernels::streams(static_cast<int64_t>(dst.nbytes()));
   // Streamed, each row is made in a buffer in the core's cache and streamed
@@ -86,7 +87,11 @@ at::Tensor pad_rows(const at::Tensor& image, int64_t left, int64_t right, int64_
         if (sy < 0) {
           std::fill(out, out + out_w, value);
         } else {
-          const float* row = s + (plane * h + sy) * w;
+          const float* row = source(plane / channels, plane % channels, sy);
+          if (apart && y + kPrefetchRows < out_h) {
+            const int64_t next = border_source(y + kPrefetchRows - top, h, mode);
+            if (next >= 0) prefetch_row(source(plane / channels, plane % channels, next), w);
+          }
           kernels::copy(row, out + left, w);
           if (mode == cv::BORDER_REFLECT_101) {  // out[left - k] = row[k], out[left + w - 1 + k] = row[w - 1 - k]
             kernels::reverse(row + 1, out, left);
@@ -108,7 +113,7 @@ const std::vector<std::string> kMethods = {"bilinear", "nearest", "bicubic", "ar
 // area by a whole factor) and with OpenCV otherwise (lanczos, other area).
 at::Tensor resize(const at::Tensor& image, int64_t h, int64_t w, const std::string& method, int threads) {
   if (h == image.size(2) && w == image.size(3)) return image;
-  at::Tensor x = image.contiguous();
+  const at::Tensor x = cpu_kernels(image) ? row_major(image) : image.contiguous();
   if (cpu_kernels(image) && method == "nearest") return resize_nearest(x, h, w);
   if (cpu_kernels(image)) {
     const int interpolation = method == "nearest"    ? cv::INTER_NEAREST
@@ -177,7 +182,10 @@ void register_geometry(Registrar& r) {
     r.add(std::move(d));
   }
   {
-    NodeDef d = filter("Crop", "Crop", "geometry", "The rectangle at (x, y) of width x height; it must lie inside.");
+    NodeDef d = filter("Crop", "Crop", "geometry",
+                       "The rectangle at (x, y) of width x height; it must lie inside. A view of the input, as "
+                       "ComfyUI's ImageCrop: no pixel is copied (the nodes after it read the rectangle where it "
+                       "lies), and the input's memory stays in use while the crop is.");
     d.spec.inputs.push_back(InputSpec::Int("x", 0).range(0, 16384));
     d.spec.inputs.push_back(InputSpec::Int("y", 0).range(0, 16384));
     d.spec.inputs.push_back(InputSpec::Int("width", 256).range(1, 16384));
@@ -190,18 +198,7 @@ void register_geometry(Registrar& r) {
       if (y + h > image.size(2))
         throw Error("y + height = " + std::to_string(y + h) + " exceeds the image height " +
                     std::to_string(image.size(2)));
-      if (cpu_kernels(image)) {  // row copies straight from the tensor's planes, rows in parallel
-        at::Tensor src = image.contiguous();
-        const int64_t planes = src.size(0) * src.size(1), in_h = src.size(2), in_w = src.size(3);
-        at::Tensor dst = at::empty({src.size(0), src.size(1), h, w}, src.options());
-        const float* s = src.data_ptr<float>();
-        float* d = dst.data_ptr<float>();
-        for_each_row(planes, h, [&](int64_t plane, int64_t row) {
-          kernels::copy(s + (plane * in_h + y + row) * in_w + x, d + (plane * h + row) * w, w);
-        });
-        return {dst};
-      }
-      return {image.narrow(2, y, h).narrow(3, x, w).contiguous()};
+      return {image.narrow(2, y, h).narrow(3, x, w)};
     };
     r.add(std::move(d));
   }
@@ -336,16 +333,20 @@ void register_geometry(Registrar& r) {
       const std::string& direction = in.string("direction");
       const bool across = direction != "vertical", down = direction != "horizontal";
       if (cpu_kernels(image)) {  // each output row is a source row, mirrored or copied; rows in parallel
-        at::Tensor src = image.contiguous();
-        const int64_t planes = src.size(0) * src.size(1), h = src.size(2), w = src.size(3);
-        at::Tensor dst = at::empty_like(src);
-        const float* s = src.data_ptr<float>();
+        const at::Tensor src = row_major(image);
+        const Rows source(src);
+        const bool apart = !src.is_contiguous();  // a view's rows: prefetched
+        const int64_t channels = src.size(1), planes = src.size(0) * channels, h = src.size(2), w = src.size(3);
+        at::Tensor dst = at::empty(src.sizes(), src.options());
         float* d = dst.data_ptr<float>();
         const bool stream = kernels::streams(static_cast<int64_t>(dst.nbytes()));
         for_each_row(
             planes, h,
             [&](int64_t plane, int64_t y) {
-              const float* row = s + (plane * h + (down ? h - 1 - y : y)) * w;
+              const int64_t b = plane / channels, c = plane % channels;
+              const float* row = source(b, c, down ? h - 1 - y : y);
+              if (apart && y + kPrefetchRows < h)
+                prefetch_row(source(b, c, down ? h - 1 - y - kPrefetchRows : y + kPrefetchRows), w);
               float* out = d + (plane * h + y) * w;
               if (across)
                 stream ? kernels::stream_reverse(row, out, w) : kernels::reverse(row, out, w);

@@ -176,8 +176,8 @@ void register_tone(Registrar& r) {
       double gamma = in.number("gamma");
       if (cpu_kernels(image)) {
         at::Tensor lo = black.expand({b, 1, 1, 1}).contiguous(), hi = white.expand({b, 1, 1, 1}).contiguous();
-        at::Tensor out = at::empty_like(image.contiguous());
         at::Tensor src = image.contiguous();
+        at::Tensor out = at::empty_like(src);
         const int64_t channels = src.size(1), hw = src.size(2) * src.size(3);
         at::parallel_for(0, b * channels, 1, [&](int64_t begin, int64_t end) {
           for (int64_t plane = begin; plane < end; ++plane) {
