@@ -132,15 +132,14 @@ void register_detail(Registrar& r) {
           equalised.convertTo(dst, CV_32F, 1.0 / 65535.0);
           return;
         }
-        cv::Mat lab, deep, equalised, clipped;
+        cv::Mat lab, lightness, deep, equalised, clipped;
         cv::min(cv::max(src, 0.0), 1.0, clipped);
         cv::cvtColor(clipped, lab, cv::COLOR_RGB2Lab);
-        std::vector<cv::Mat> parts;
-        cv::split(lab, parts);
-        parts[0].convertTo(deep, CV_16U, 65535.0 / 100.0);
+        cv::extractChannel(lab, lightness, 0);  // L only: a and b stay where they are
+        lightness.convertTo(deep, CV_16U, 65535.0 / 100.0);
         clahe->apply(deep, equalised);
-        equalised.convertTo(parts[0], CV_32F, 100.0 / 65535.0);
-        cv::merge(parts, lab);
+        equalised.convertTo(lightness, CV_32F, 100.0 / 65535.0);
+        cv::insertChannel(lightness, lab, 0);
         cv::Mat rgb;
         cv::cvtColor(lab, rgb, cv::COLOR_Lab2RGB);
         cv::min(cv::max(rgb, 0.0), 1.0, dst);
