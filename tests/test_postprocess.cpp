@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -593,7 +594,8 @@ TEST_F(Filters, OutOfRangeParametersAreValidationErrors) {
 
 // Values on edges may be views (Crop's, an expanded grey image): every node
 // that takes IMAGEs and MASKs and returns one gives on a view what it gives
-// on a contiguous copy of it. Each node runs with its defaults, on 1 and 3
+// on a contiguous copy of it. Each node runs with its defaults (settings
+// that change the image where the defaults would not), on 1 and 3
 // channels, on three kinds of view: a crop (rows apart, read in place), a
 // transpose (columns apart: copied first) and a grey plane expanded to three
 // channels (one plane read three times).
@@ -618,6 +620,18 @@ TEST_F(Filters, EveryImageNodeReadsAViewAsItsCopy) {
          return at::rand({2, 1, 23, 17}).expand({2, c, 23, 17});
        }},
   };
+  // Settings that are not the identity, for nodes whose defaults are.
+  const std::map<std::string, nlohmann::json> settings = {
+      {"Blend", {{"mode", "overlay"}, {"opacity", 0.7}}},
+      {"Brightness", {{"factor", 1.5}}},
+      {"ColorBalance", {{"red", 1.2}, {"blue", 0.7}}},
+      {"Contrast", {{"factor", 1.5}}},
+      {"Gamma", {{"gamma", 2.2}}},
+      {"HueShift", {{"degrees", 90.0}}},
+      {"Levels", {{"black", 0.1}, {"white", 0.9}, {"gamma", 1.2}}},
+      {"Pad", {{"left", 3}, {"top", 2}, {"right", 1}, {"bottom", 4}, {"mode", "reflect"}}},
+      {"Rotate", {{"degrees", 30.0}}},
+      {"Saturation", {{"factor", 1.5}}}};
   int checked = 0;
   for (const std::string& type : registry->class_types()) {
     const NodeSpec& spec = *registry->find_spec(type);
@@ -636,6 +650,7 @@ TEST_F(Filters, EveryImageNodeReadsAViewAsItsCopy) {
         runnable = runnable && !in.required;
     }
     if (!runnable || links.empty()) continue;
+    if (auto it = settings.find(type); it != settings.end()) widget_values.update(it->second);
     for (int64_t channels : {1, 3}) {
       for (const View& kind : views) {
         at::Tensor view = kind.make(channels), mask = kind.make(1);
@@ -667,6 +682,8 @@ TEST_F(Filters, EveryImageNodeReadsAViewAsItsCopy) {
           continue;
         }
         ASSERT_TRUE(actual.defined()) << type << " on a " << kind.name << ": " << last_error;
+        if (kind.name != std::string("expanded") && channels == 3 && type != "ImageBatch")  // the kernels ran
+          EXPECT_FALSE(expected.sizes() == view.sizes() && at::equal(expected, view.contiguous())) << type;
         ASSERT_EQ(actual.sizes(), expected.sizes()) << type << " on a " << kind.name;
         EXPECT_TRUE(at::allclose(actual, expected, 0, 1e-6))
             << type << " on a " << kind.name << " of " << channels << " channels: largest difference "

@@ -272,7 +272,9 @@ void register_geometry(Registrar& r) {
           step_x[static_cast<std::size_t>(x)] = cv::saturate_cast<int>(m[0] * static_cast<double>(x) * kScale);
           step_y[static_cast<std::size_t>(x)] = cv::saturate_cast<int>(m[3] * static_cast<double>(x) * kScale);
         }
-        at::Tensor src = image.to(at::kCPU).contiguous();
+        const at::Tensor src = row_major(image);  // a view is read in place
+        const Rows source(src);
+        const int64_t stride = src.size(2) > 1 ? src.stride(2) : w;
         at::Tensor out = at::empty({src.size(0), src.size(1), out_h, out_w}, src.options());
         const float fill = static_cast<float>(in.number("fill"));
         const int planes = static_cast<int>(src.size(1));
@@ -282,14 +284,13 @@ void register_geometry(Registrar& r) {
         // core's cache. Bands of 16 rows in parallel.
         constexpr int64_t kRows = 16, kColumns = 64;
         const int64_t bands = (out_h + kRows - 1) / kRows;
-        const float* source = src.data_ptr<float>();
         float* target = out.data_ptr<float>();
         at::parallel_for(0, batch * bands, 1, [&](int64_t begin, int64_t end) {
           int32_t x32[kColumns], y32[kColumns];
           for (int64_t k = begin; k < end; ++k) {
             const int64_t b = k / bands, top = (k % bands) * kRows, bottom = std::min(out_h, top + kRows);
             const float* from[3];
-            for (int c = 0; c < planes; ++c) from[c] = source + (b * planes + c) * h * w;
+            for (int c = 0; c < planes; ++c) from[c] = source(b, c, 0);
             for (int64_t left = 0; left < out_w; left += kColumns) {
               const int64_t n = std::min(kColumns, out_w - left);
               for (int64_t y = top; y < bottom; ++y) {
@@ -301,12 +302,12 @@ void register_geometry(Registrar& r) {
                 }
                 float* to[3];
                 for (int c = 0; c < planes; ++c) to[c] = target + ((b * planes + c) * out_h + y) * out_w + left;
-                kernels::warp_row(from, to, planes, h, w, x32, y32, n, fill);
+                kernels::warp_row(from, to, planes, h, w, stride, x32, y32, n, fill);
               }
             }
           }
         });
-        return {out.to(image.device())};
+        return {out};
       }
       // For each output pixel, the source position: the inverse of OpenCV's
       // rotation matrix about the centres, in pixel coordinates.

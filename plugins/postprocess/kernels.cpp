@@ -198,14 +198,14 @@ void warp_gather(const float* __restrict p, float* __restrict out, const int32_t
 // weights 0 and a 0 in `inside`. No branch, no compaction: it vectorises.
 COZY_MULTIVERSION
 void warp_weights(const int32_t* __restrict x32, const int32_t* __restrict y32, int64_t n, int32_t h, int32_t w,
-                  int32_t* __restrict offset, float* __restrict w0, float* __restrict w1, float* __restrict w2,
-                  float* __restrict w3, int32_t* __restrict inside) {
+                  int32_t stride, int32_t* __restrict offset, float* __restrict w0, float* __restrict w1,
+                  float* __restrict w2, float* __restrict w3, int32_t* __restrict inside) {
   for (int64_t i = 0; i < n; ++i) {
     const int32_t x = x32[i], y = y32[i];
     const int32_t sx = x >> 5, sy = y >> 5;
     const float fy = fraction(y & 31), fx = fraction(x & 31);
     const bool in = sx >= 0 && sy >= 0 && sx < w - 1 && sy < h - 1;
-    offset[i] = in ? sy * w + sx : 0;
+    offset[i] = in ? sy * stride + sx : 0;
     w0[i] = in ? (1.f - fy) * (1.f - fx) : 0.f;
     w1[i] = in ? (1.f - fy) * fx : 0.f;
     w2[i] = in ? fy * (1.f - fx) : 0.f;
@@ -215,17 +215,17 @@ void warp_weights(const int32_t* __restrict x32, const int32_t* __restrict y32, 
 }
 }  // namespace
 
-void warp_row(const float* const* src, float* const* dst, int planes, int64_t h, int64_t w, const int32_t* x32,
-              const int32_t* y32, int64_t n, float fill) {
+void warp_row(const float* const* src, float* const* dst, int planes, int64_t h, int64_t w, int64_t stride,
+              const int32_t* x32, const int32_t* y32, int64_t n, float fill) {
   constexpr int64_t kBlock = 256;
   int32_t offset[kBlock], inside[kBlock];
   float w0[kBlock], w1[kBlock], w2[kBlock], w3[kBlock];
   for (int64_t start = 0; start < n; start += kBlock) {
     const int64_t count = std::min(kBlock, n - start);
-    warp_weights(x32 + start, y32 + start, count, static_cast<int32_t>(h), static_cast<int32_t>(w), offset, w0, w1, w2,
-                 w3, inside);
+    warp_weights(x32 + start, y32 + start, count, static_cast<int32_t>(h), static_cast<int32_t>(w),
+                 static_cast<int32_t>(stride), offset, w0, w1, w2, w3, inside);
     for (int c = 0; c < planes; ++c)
-      warp_gather(src[c], dst[c] + start, offset, w0, w1, w2, w3, count, static_cast<int32_t>(w));
+      warp_gather(src[c], dst[c] + start, offset, w0, w1, w2, w3, count, static_cast<int32_t>(stride));
     for (int64_t i = 0; i < count; ++i) {  // taps outside the image take the fill
       if (inside[i]) continue;
       const int32_t x = x32[start + i], y = y32[start + i];
@@ -239,10 +239,10 @@ void warp_row(const float* const* src, float* const* dst, int planes, int64_t h,
       const bool x0 = sx >= 0, x1 = sx + 1 < w, y0 = sy >= 0, y1 = sy + 1 < h;
       for (int c = 0; c < planes; ++c) {
         const float* p = src[c];
-        const float v0 = x0 && y0 ? p[sy * w + sx] : fill;
-        const float v1 = x1 && y0 ? p[sy * w + sx + 1] : fill;
-        const float v2 = x0 && y1 ? p[(sy + 1) * w + sx] : fill;
-        const float v3 = x1 && y1 ? p[(sy + 1) * w + sx + 1] : fill;
+        const float v0 = x0 && y0 ? p[sy * stride + sx] : fill;
+        const float v1 = x1 && y0 ? p[sy * stride + sx + 1] : fill;
+        const float v2 = x0 && y1 ? p[(sy + 1) * stride + sx] : fill;
+        const float v3 = x1 && y1 ? p[(sy + 1) * stride + sx + 1] : fill;
         dst[c][start + i] = clamp01(v0 * weight[0] + v1 * weight[1] + v2 * weight[2] + v3 * weight[3]);
       }
     }

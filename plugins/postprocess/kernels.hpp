@@ -58,10 +58,11 @@ void gather(const float* const* rows, const int32_t* index, float* const* out, i
 
 /// One output row of a bilinear warp with a constant border (OpenCV's remap
 /// with INTER_LINEAR and BORDER_CONSTANT, to the bit), on `planes` planes of
-/// h x w at once: each pixel's source position, x32[i] and y32[i] in 1/32 of a
+/// h x w at once, their rows `stride` floats apart (w for a contiguous
+/// plane): each pixel's source position, x32[i] and y32[i] in 1/32 of a
 /// pixel (warpAffine's fixed point), and its weights serve every plane.
 /// Results are clamped to [0, 1] (float weights may overshoot by an ulp).
-void warp_row(const float* const* src, float* const* dst, int planes, int64_t h, int64_t w, const int32_t* x32,
-              const int32_t* y32, int64_t n, float fill);
+void warp_row(const float* const* src, float* const* dst, int planes, int64_t h, int64_t w, int64_t stride,
+              const int32_t* x32, const int32_t* y32, int64_t n, float fill);
 
 }  // namespace cozy::postprocess::kernels

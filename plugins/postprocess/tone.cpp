@@ -57,40 +57,49 @@ void register_tone(Registrar& r) {
       const double f = in.number("factor");
       if (f == 1.0) return {image};
       if (cpu_kernels(image)) {
-        // The mean luma of each image, in double, then one blending pass.
-        at::Tensor src = image.contiguous();
-        const int64_t batch = src.size(0), channels = src.size(1), hw = src.size(2) * src.size(3);
+        // The mean luma of each image, in double, then one blending pass;
+        // a contiguous plane is one run of pixels, a view's one run per row.
+        const at::Tensor src = row_major(image);
+        const Rows rows(src);
+        const int64_t batch = src.size(0), channels = src.size(1), h = src.size(2), w = src.size(3);
+        const bool whole = src.is_contiguous();
+        const int64_t run = whole ? h * w : w, runs = whole ? 1 : h;
         std::vector<double> means(static_cast<std::size_t>(batch));
         at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
           for (int64_t b = begin; b < end; ++b) {
-            const float* p = src.data_ptr<float>() + b * channels * hw;
             // Eight float lanes per block (they vectorise), blocks summed in double.
             double sum = 0;
-            const float* q = channels == 1 ? p : p + hw;
-            const float* r = channels == 1 ? p : p + 2 * hw;
             const float wr = channels == 1 ? 1.f : 0.299f, wg = channels == 1 ? 0.f : 0.587f,
                         wb = channels == 1 ? 0.f : 0.114f;
-            constexpr int64_t kBlock = 4096;
-            for (int64_t start = 0; start < hw; start += kBlock) {
-              const int64_t end = std::min(hw, start + kBlock);
-              float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-              int64_t i = start;
-              for (; i + 8 <= end; i += 8)
-                for (int j = 0; j < 8; ++j) lanes[j] += wr * p[i + j] + wg * q[i + j] + wb * r[i + j];
-              for (; i < end; ++i) lanes[0] += wr * p[i] + wg * q[i] + wb * r[i];
-              for (float lane : lanes) sum += lane;
+            for (int64_t y = 0; y < runs; ++y) {
+              const float* p = rows(b, 0, y);
+              const float* q = rows(b, std::min<int64_t>(1, channels - 1), y);
+              const float* r = rows(b, std::min<int64_t>(2, channels - 1), y);
+              constexpr int64_t kBlock = 4096;
+              for (int64_t start = 0; start < run; start += kBlock) {
+                const int64_t stop = std::min(run, start + kBlock);
+                float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                int64_t i = start;
+                for (; i + 8 <= stop; i += 8)
+                  for (int j = 0; j < 8; ++j) lanes[j] += wr * p[i + j] + wg * q[i + j] + wb * r[i + j];
+                for (; i < stop; ++i) lanes[0] += wr * p[i] + wg * q[i] + wb * r[i];
+                for (float lane : lanes) sum += lane;
+              }
             }
-            means[static_cast<std::size_t>(b)] = sum / static_cast<double>(hw);
+            means[static_cast<std::size_t>(b)] = sum / static_cast<double>(h * w);
           }
         });
-        at::Tensor out = at::empty_like(src);
+        at::Tensor out = at::empty({batch, channels, h, w}, src.options());
+        float* const o = out.data_ptr<float>();
         at::parallel_for(0, batch * channels, 1, [&](int64_t begin, int64_t end) {
           for (int64_t plane = begin; plane < end; ++plane) {
             const float m = static_cast<float>(means[static_cast<std::size_t>(plane / channels)]);
             const float ff = static_cast<float>(f);
-            const float* p = src.data_ptr<float>() + plane * hw;
-            float* q = out.data_ptr<float>() + plane * hw;
-            for (int64_t i = 0; i < hw; ++i) q[i] = clamp01f(m + ff * (p[i] - m));
+            for (int64_t y = 0; y < runs; ++y) {
+              const float* p = rows(plane / channels, plane % channels, y);
+              float* q = o + plane * h * w + y * run;
+              for (int64_t i = 0; i < run; ++i) q[i] = clamp01f(m + ff * (p[i] - m));
+            }
           }
         });
         return {out};
@@ -176,16 +185,25 @@ void register_tone(Registrar& r) {
       double gamma = in.number("gamma");
       if (cpu_kernels(image)) {
         at::Tensor lo = black.expand({b, 1, 1, 1}).contiguous(), hi = white.expand({b, 1, 1, 1}).contiguous();
-        at::Tensor src = image.contiguous();
-        at::Tensor out = at::empty_like(src);
-        const int64_t channels = src.size(1), hw = src.size(2) * src.size(3);
+        const at::Tensor src = row_major(image);  // a view is read in place, row by row
+        const Rows rows(src);
+        const int64_t channels = src.size(1), h = src.size(2), w = src.size(3), hw = h * w;
+        const bool whole = src.is_contiguous();
+        const int64_t run = whole ? hw : w, runs = whole ? 1 : h;
+        at::Tensor out = at::empty({b, channels, h, w}, src.options());
+        const float* const low = lo.data_ptr<float>();
+        const float* const high = hi.data_ptr<float>();
+        float* const o = out.data_ptr<float>();
         at::parallel_for(0, b * channels, 1, [&](int64_t begin, int64_t end) {
           for (int64_t plane = begin; plane < end; ++plane) {
-            const float l = lo.data_ptr<float>()[plane / channels];
-            const float scale = 1.f / std::max(1e-6f, hi.data_ptr<float>()[plane / channels] - l);
-            const float* p = src.data_ptr<float>() + plane * hw;
-            float* q = out.data_ptr<float>() + plane * hw;
-            for (int64_t i = 0; i < hw; ++i) q[i] = clamp01f((p[i] - l) * scale);
+            const float l = low[plane / channels];
+            const float scale = 1.f / std::max(1e-6f, high[plane / channels] - l);
+            float* q = o + plane * hw;
+            for (int64_t y = 0; y < runs; ++y) {
+              const float* p = rows(plane / channels, plane % channels, y);
+              float* qy = q + y * run;
+              for (int64_t i = 0; i < run; ++i) qy[i] = clamp01f((p[i] - l) * scale);
+            }
             if (gamma != 1.0) {
               cv::Mat view(1, static_cast<int>(hw), CV_32F, q);
               cv::pow(view, 1.0 / gamma, view);
