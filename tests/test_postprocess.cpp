@@ -682,8 +682,9 @@ TEST_F(Filters, EveryImageNodeReadsAViewAsItsCopy) {
           continue;
         }
         ASSERT_TRUE(actual.defined()) << type << " on a " << kind.name << ": " << last_error;
-        if (kind.name != std::string("expanded") && channels == 3 && type != "ImageBatch")  // the kernels ran
+        if (kind.name != std::string("expanded") && channels == 3 && type != "ImageBatch") {  // the kernels ran
           EXPECT_FALSE(expected.sizes() == view.sizes() && at::equal(expected, view.contiguous())) << type;
+        }
         ASSERT_EQ(actual.sizes(), expected.sizes()) << type << " on a " << kind.name;
         EXPECT_TRUE(at::allclose(actual, expected, 0, 1e-6))
             << type << " on a " << kind.name << " of " << channels << " channels: largest difference "
