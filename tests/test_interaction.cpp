@@ -413,6 +413,44 @@ TEST_F(Interaction, FineTuningOnFeedbackRaisesTheLikedShare) {
   EXPECT_TRUE(fs::exists(dir / "models" / "fashion_dcgan_00001.pt")) << "the old one kept";
 }
 
+// DiffAugment on and off: each a deterministic training for a seed, and
+// different from each other (the flag reaches the discriminator's inputs).
+TEST_F(Interaction, FineTuningWithAndWithoutAugmentation) {
+  fs::create_directories(dir / "models");
+  fs::copy_file(options.model_dir / "fashion_dcgan_00001.pt", dir / "models" / "fashion_dcgan_00001.pt");
+  options.model_dir = dir / "models";
+  json g = {
+      {"g", {{"class_type", "LoadGenerator"}, {"inputs", {{"checkpoint", "fashion_dcgan_00001.pt"}}}}},
+      {"s", {{"class_type", "GANSample"}, {"inputs", {{"generator", {"g", 0}}, {"seed", 3}, {"batch", 16}}}}},
+      {"f", {{"class_type", "Feedback"}, {"inputs", {{"batch", 16}, {"liked", "0,1,2,3"}, {"disliked", "4,5"}}}}}};
+  for (const auto& [id, augment] : {std::pair{"on", true}, std::pair{"off", false}, std::pair{"off2", false}}) {
+    g[std::string("t_") + id] = {{"class_type", "FineTuneOnFeedback"},
+                                 {"inputs",
+                                  {{"generator", {"g", 0}},
+                                   {"images", {"s", 0}},
+                                   {"latent", {"s", 1}},
+                                   {"feedback", {"f", 0}},
+                                   {"steps", 4},
+                                   {"seed", 11},
+                                   {"augment", augment},
+                                   {"filename_prefix", std::string("tuned_") + id}}}};
+    g[std::string("x_") + id] = {{"class_type", "GANSample"},
+                                 {"inputs", {{"generator", {std::string("t_") + id, 0}}, {"seed", 5}, {"batch", 8}}}};
+    g[std::string("k_") + id] = sink(std::string("x_") + id);
+  }
+  g["x_base"] = {{"class_type", "GANSample"}, {"inputs", {{"generator", {"g", 0}}, {"seed", 5}, {"batch", 8}}}};
+  g["k_base"] = sink("x_base");
+  RunReport report = run(g);
+  ASSERT_TRUE(report.success) << last_error;
+  const at::Tensor on = out(report, "k_on"), off = out(report, "k_off"), again = out(report, "k_off2"),
+                   base = out(report, "k_base");
+  EXPECT_TRUE(at::equal(off, again)) << "the same seed, the same training";
+  EXPECT_GT((on - off).abs().max().item<float>(), 1e-4) << "augmentation changes what is learned";
+  EXPECT_GT((off - base).abs().max().item<float>(), 1e-4) << "four steps move the generator";
+  for (const char* id : {"on", "off", "off2"})
+    EXPECT_TRUE(fs::exists(dir / "models" / (std::string("tuned_") + id + "_00001.pt"))) << id;
+}
+
 TEST_F(Interaction, TheShippedDiscriminatorPrefersRealImages) {
   json g = {{"1", {{"class_type", "LoadDiscriminator"}, {"inputs", {{"checkpoint", "fashion_cdcgan_00001.pt"}}}}},
             {"2", {{"class_type", "LoadFashionMNIST"}, {"inputs", {{"split", "test"}, {"classes", "Sneaker"}, {"subset", 64}}}}},
