@@ -16,10 +16,10 @@ void use_threads(int threads) {
 }
 }  // namespace
 
-// Runs `work(src, dst)` on CPU tensors, src with contiguous rows, dst
-// contiguous: the whole batch for a CPU
-// image; for an image on another device (a GPU), image by image through
-// pinned host memory, so that copies overlap the CPU's work. Every image's
+// Runs `work(src, dst)` on CPU tensors, src with contiguous rows (a view is
+// read in place), dst contiguous: the whole batch for a CPU image; for an
+// image on another device (a GPU), image by image through pinned host
+// memory, so that copies overlap the CPU's work. Every image's
 // copy to the host is queued at once, each followed by an event; the CPU
 // takes an image as soon as its event has passed, and its result is queued
 // back at once. Only the first image's copy down and the last one's copy up

@@ -78,8 +78,9 @@ inline cv::Mat plane_view(const at::Tensor& t, int64_t b, int64_t c) {
   return cv::Mat(static_cast<int>(t.size(2)), static_cast<int>(t.size(3)), CV_32FC1, Rows(t)(b, c, 0), step);
 }
 
-/// Runs `work(src, dst)` on contiguous CPU tensors, dst [B, out_c, out_h,
-/// out_w]: the whole batch for a CPU image; for an image on another device (a
+/// Runs `work(src, dst)` on CPU tensors, src with contiguous rows (read them
+/// with plane_view or Rows: a view's rows lie apart), dst contiguous [B,
+/// out_c, out_h, out_w]: the whole batch for a CPU image; for an image on another device (a
 /// GPU), image by image through pinned host memory, so that copies overlap
 /// the CPU's work. The result is on the image's device.
 at::Tensor on_host(const at::Tensor& image, int64_t out_c, int64_t out_h, int64_t out_w,
