@@ -33,6 +33,8 @@
 #include <opencv2/imgproc.hpp>
 #include <thread>
 
+#include "bench_nodes.hpp"
+
 namespace {
 
 using namespace cozy;
@@ -332,14 +334,10 @@ int main(int argc, char** argv) {
   // batches: a few untimed rounds of the first filter before any timing.
   if (const host::RegisteredNode* first = registry.find(cases.front().type); first && !gpu) {
     BenchContext context(1, device);
-    const NodeSpec& spec = first->def.spec;
-    std::vector<Value> values(spec.inputs.size());
-    for (std::size_t i = 0; i < spec.inputs.size(); ++i) {
-      if (spec.inputs[i].name == "image") values[i] = images;
-      else if (auto it = cases.front().params.find(spec.inputs[i].name); it != cases.front().params.end())
-        values[i] = it->second;
-    }
-    for (int r = 0; r < 8; ++r) (void)first->def.run(Inputs(spec, values), context);
+    std::map<std::string, Value> given = cases.front().params;
+    given["image"] = images;
+    const std::vector<Value> values = bench::node_inputs(first->def.spec, given);
+    for (int r = 0; r < 8; ++r) (void)first->def.run(Inputs(first->def.spec, values), context);
   }
   std::printf("batch of %lld RGB images %lldx%lld, float32, Cozy on %s; images/s, median of %d\n", (long long)batch,
               (long long)size, (long long)size, device.str().c_str(), repeats);
@@ -358,27 +356,9 @@ int main(int argc, char** argv) {
         continue;
       }
       // The inputs of `n`: the image, the case's parameters, else defaults.
-      auto values_for = [&](const host::RegisteredNode& n, const std::map<std::string, Value>& params,
-                            const Value& image) {
-        std::vector<Value> values(n.def.spec.inputs.size());
-        for (std::size_t i = 0; i < values.size(); ++i) {
-          const InputSpec& in = n.def.spec.inputs[i];
-          if (in.name == "image")
-            values[i] = image;
-          else if (auto it = params.find(in.name); it != params.end())
-            values[i] = it->second;
-          else
-            values[i] = std::visit(
-                [](const auto& v) -> Value {
-                  using T = std::decay_t<decltype(v)>;
-                  if constexpr (std::is_same_v<T, std::monostate>)
-                    return Value();
-                  else
-                    return Value(v);
-                },
-                in.default_value);
-        }
-        return values;
+      auto values_for = [](const host::RegisteredNode& n, std::map<std::string, Value> params, const Value& image) {
+        params["image"] = image;
+        return bench::node_inputs(n.def.spec, params);
       };
       std::vector<const host::RegisteredNode*> chain;
       for (const auto& step : c.then) chain.push_back(registry.find(step.first));

@@ -18,6 +18,7 @@
 #include <map>
 
 #include "bench_graphs.hpp"
+#include "bench_nodes.hpp"
 
 namespace {
 
@@ -53,23 +54,8 @@ Outputs call(const Registry& registry, const std::string& type, const std::map<s
              Context& ctx) {
   const RegisteredNode* node = registry.find(type);
   if (!node) throw std::runtime_error("no node " + type);
-  const NodeSpec& spec = node->def.spec;
-  std::vector<Value> values(spec.inputs.size());
-  for (std::size_t i = 0; i < spec.inputs.size(); ++i) {
-    if (auto it = given.find(spec.inputs[i].name); it != given.end())
-      values[i] = it->second;
-    else
-      values[i] = std::visit(
-          [](const auto& v) -> Value {
-            using T = std::decay_t<decltype(v)>;
-            if constexpr (std::is_same_v<T, std::monostate>)
-              return Value();
-            else
-              return Value(v);
-          },
-          spec.inputs[i].default_value);
-  }
-  return node->def.run(Inputs(spec, values), ctx);
+  const std::vector<Value> values = bench::node_inputs(node->def.spec, given);
+  return node->def.run(Inputs(node->def.spec, values), ctx);
 }
 
 double median_rate(int repeats, const std::function<void()>& fn) {
