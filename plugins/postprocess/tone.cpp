@@ -61,9 +61,8 @@ void register_tone(Registrar& r) {
         // a contiguous plane is one run of pixels, a view's one run per row.
         const at::Tensor src = row_major(image);
         const Rows rows(src);
+        const Runs runs(src);
         const int64_t batch = src.size(0), channels = src.size(1), h = src.size(2), w = src.size(3);
-        const bool whole = src.is_contiguous();
-        const int64_t run = whole ? h * w : w, runs = whole ? 1 : h;
         std::vector<double> means(static_cast<std::size_t>(batch));
         at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
           for (int64_t b = begin; b < end; ++b) {
@@ -71,13 +70,13 @@ void register_tone(Registrar& r) {
             double sum = 0;
             const float wr = channels == 1 ? 1.f : 0.299f, wg = channels == 1 ? 0.f : 0.587f,
                         wb = channels == 1 ? 0.f : 0.114f;
-            for (int64_t y = 0; y < runs; ++y) {
-              const float* p = rows(b, 0, y);
-              const float* q = rows(b, std::min<int64_t>(1, channels - 1), y);
-              const float* r = rows(b, std::min<int64_t>(2, channels - 1), y);
+            for (int64_t k = 0; k < runs.count; ++k) {
+              const float* p = rows(b, 0, k);
+              const float* q = rows(b, std::min<int64_t>(1, channels - 1), k);
+              const float* r = rows(b, std::min<int64_t>(2, channels - 1), k);
               constexpr int64_t kBlock = 4096;
-              for (int64_t start = 0; start < run; start += kBlock) {
-                const int64_t stop = std::min(run, start + kBlock);
+              for (int64_t start = 0; start < runs.length; start += kBlock) {
+                const int64_t stop = std::min(runs.length, start + kBlock);
                 float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
                 int64_t i = start;
                 for (; i + 8 <= stop; i += 8)
@@ -95,10 +94,10 @@ void register_tone(Registrar& r) {
           for (int64_t plane = begin; plane < end; ++plane) {
             const float m = static_cast<float>(means[static_cast<std::size_t>(plane / channels)]);
             const float ff = static_cast<float>(f);
-            for (int64_t y = 0; y < runs; ++y) {
-              const float* p = rows(plane / channels, plane % channels, y);
-              float* q = o + plane * h * w + y * run;
-              for (int64_t i = 0; i < run; ++i) q[i] = clamp01f(m + ff * (p[i] - m));
+            for (int64_t k = 0; k < runs.count; ++k) {
+              const float* p = rows(plane / channels, plane % channels, k);
+              float* q = o + plane * h * w + k * runs.length;
+              for (int64_t i = 0; i < runs.length; ++i) q[i] = clamp01f(m + ff * (p[i] - m));
             }
           }
         });
@@ -187,9 +186,8 @@ void register_tone(Registrar& r) {
         at::Tensor lo = black.expand({b, 1, 1, 1}).contiguous(), hi = white.expand({b, 1, 1, 1}).contiguous();
         const at::Tensor src = row_major(image);  // a view is read in place, row by row
         const Rows rows(src);
+        const Runs runs(src);
         const int64_t channels = src.size(1), h = src.size(2), w = src.size(3), hw = h * w;
-        const bool whole = src.is_contiguous();
-        const int64_t run = whole ? hw : w, runs = whole ? 1 : h;
         at::Tensor out = at::empty({b, channels, h, w}, src.options());
         const float* const low = lo.data_ptr<float>();
         const float* const high = hi.data_ptr<float>();
@@ -199,10 +197,10 @@ void register_tone(Registrar& r) {
             const float l = low[plane / channels];
             const float scale = 1.f / std::max(1e-6f, high[plane / channels] - l);
             float* q = o + plane * hw;
-            for (int64_t y = 0; y < runs; ++y) {
-              const float* p = rows(plane / channels, plane % channels, y);
-              float* qy = q + y * run;
-              for (int64_t i = 0; i < run; ++i) qy[i] = clamp01f((p[i] - l) * scale);
+            for (int64_t k = 0; k < runs.count; ++k) {
+              const float* p = rows(plane / channels, plane % channels, k);
+              float* qk = q + k * runs.length;
+              for (int64_t i = 0; i < runs.length; ++i) qk[i] = clamp01f((p[i] - l) * scale);
             }
             if (gamma != 1.0) {
               cv::Mat view(1, static_cast<int>(hw), CV_32F, q);
