@@ -453,6 +453,27 @@ TEST_F(Filters, RotateMatchesOpenCVsWarpAffine) {
   }
 }
 
+TEST_F(Filters, RotateOfThinAndWideImagesMatchesOpenCV) {
+  // The edges of the warp: images of one row or column (no pixel has its four
+  // taps inside), 2 x 2, and rows wider than the chunk of a row warped at once
+  // (2048): warpAffine's own positions, the same to the bit on the CPU.
+  const double tolerance = std::getenv("COZY_POSTPROCESS_TENSOR_OPS") ? 3.5e-2 : 1e-7;
+  for (auto [h, w] : std::vector<std::pair<int64_t, int64_t>>{{1, 9}, {9, 1}, {2, 2}, {3, 2100}})
+    for (int64_t channels : {1, 3})
+      for (bool expand : {false, true}) {
+        at::Tensor batch = at::rand({2, channels, h, w});
+        at::Tensor out = run("Rotate", {{"degrees", 37.0}, {"expand", expand}, {"fill", 0.25}}, batch);
+        ASSERT_TRUE(out.defined()) << last_error;
+        for (int64_t b = 0; b < 2; ++b) {
+          cv::Mat expected = clamp01(cv_rotate(to_mat(batch[b]), 37.0, expand, 0.25));
+          cv::Mat actual = to_mat(out[b]);
+          ASSERT_EQ(actual.size(), expected.size()) << h << " x " << w;
+          EXPECT_LE(cv::norm(actual, expected, cv::NORM_INF), tolerance)
+              << h << " x " << w << ", " << channels << " channels, expand " << expand;
+        }
+      }
+}
+
 TEST_F(Filters, RotateByQuarterTurnsIsExact) {
   check("Rotate", {{"degrees", 90.0}, {"expand", true}}, [](const cv::Mat& m) {
     cv::Mat out;

@@ -220,11 +220,14 @@ void warp_row(const float* const* src, float* const* dst, int planes, int64_t h,
   constexpr int64_t kBlock = 256;
   int32_t offset[kBlock], inside[kBlock];
   float w0[kBlock], w1[kBlock], w2[kBlock], w3[kBlock];
+  // Under 2 x 2 no pixel has all four taps inside: all go to the loop below
+  // (warp_gather would read p[stride + 1] for them, past a 1-row plane).
+  const bool any_inside = h >= 2 && w >= 2;
   for (int64_t start = 0; start < n; start += kBlock) {
     const int64_t count = std::min(kBlock, n - start);
     warp_weights(x32 + start, y32 + start, count, static_cast<int32_t>(h), static_cast<int32_t>(w),
                  static_cast<int32_t>(stride), offset, w0, w1, w2, w3, inside);
-    for (int c = 0; c < planes; ++c)
+    for (int c = 0; c < planes && any_inside; ++c)
       warp_gather(src[c], dst[c] + start, offset, w0, w1, w2, w3, count, static_cast<int32_t>(stride));
     for (int64_t i = 0; i < count; ++i) {  // taps outside the image take the fill
       if (inside[i]) continue;
@@ -246,6 +249,73 @@ void warp_row(const float* const* src, float* const* dst, int planes, int64_t h,
         dst[c][start + i] = clamp01(v0 * weight[0] + v1 * weight[1] + v2 * weight[2] + v3 * weight[3]);
       }
     }
+  }
+}
+
+int64_t interleaved_pitch(int64_t w) {
+  int64_t lines = ((w + 2) * 4 + 15) / 16;  // 16 floats a 64-byte line
+  if (lines % 2 == 0) ++lines;
+  return lines * 16;
+}
+
+void interleave_row(const float* const* planes, float* out, int64_t w, float fill) {
+  const float border[4] = {fill, fill, fill, 0.f};
+  std::copy(border, border + 4, out);
+  std::copy(border, border + 4, out + (w + 1) * 4);
+  if (planes == nullptr) {  // a border row
+    for (int64_t x = 1; x <= w; ++x) std::copy(border, border + 4, out + x * 4);
+    return;
+  }
+  const float *r = planes[0], *g = planes[1], *b = planes[2];
+  float* to = out + 4;
+  int64_t x = 0;
+#if defined(__SSE2__)
+  for (; x + 4 <= w; x += 4, to += 16) {
+    __m128 c0 = _mm_loadu_ps(r + x), c1 = _mm_loadu_ps(g + x), c2 = _mm_loadu_ps(b + x), c3 = _mm_setzero_ps();
+    _MM_TRANSPOSE4_PS(c0, c1, c2, c3);
+    _mm_storeu_ps(to, c0);
+    _mm_storeu_ps(to + 4, c1);
+    _mm_storeu_ps(to + 8, c2);
+    _mm_storeu_ps(to + 12, c3);
+  }
+#endif
+  for (; x < w; ++x, to += 4) {
+    to[0] = r[x];
+    to[1] = g[x];
+    to[2] = b[x];
+    to[3] = 0.f;
+  }
+}
+
+void warp_row_interleaved(const float* image, int64_t pitch, int64_t h, int64_t w, const int32_t* x32,
+                          const int32_t* y32, int64_t n, float* const* dst, float fill) {
+  float *d0 = dst[0], *d1 = dst[1], *d2 = dst[2];
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t x = x32[i], y = y32[i];
+    // The first tap in the bordered image: from -1 to w (h) its four taps
+    // lie in the image or its border of fill; further out, all four are fill.
+    const int64_t sx = (x >> 5) + 1, sy = (y >> 5) + 1;
+    if (static_cast<uint64_t>(sx) > static_cast<uint64_t>(w) || static_cast<uint64_t>(sy) > static_cast<uint64_t>(h)) {
+      d0[i] = d1[i] = d2[i] = fill;
+      continue;
+    }
+    const float fx = fraction(x & 31), fy = fraction(y & 31);
+    const float a = (1.f - fy) * (1.f - fx), b = (1.f - fy) * fx, c = fy * (1.f - fx), d = fy * fx;
+    const float* t = image + sy * pitch + sx * 4;
+#if defined(__SSE2__)
+    __m128 v = _mm_add_ps(_mm_mul_ps(_mm_load_ps(t), _mm_set1_ps(a)), _mm_mul_ps(_mm_load_ps(t + 4), _mm_set1_ps(b)));
+    v = _mm_add_ps(v, _mm_mul_ps(_mm_load_ps(t + pitch), _mm_set1_ps(c)));
+    v = _mm_add_ps(v, _mm_mul_ps(_mm_load_ps(t + pitch + 4), _mm_set1_ps(d)));
+    v = _mm_min_ps(_mm_set1_ps(1.f), _mm_max_ps(_mm_setzero_ps(), v));
+    d0[i] = _mm_cvtss_f32(v);
+    d1[i] = _mm_cvtss_f32(_mm_shuffle_ps(v, v, 1));
+    d2[i] = _mm_cvtss_f32(_mm_shuffle_ps(v, v, 2));
+#else
+    const float* u = t + pitch;
+    d0[i] = clamp01(t[0] * a + t[4] * b + u[0] * c + u[4] * d);
+    d1[i] = clamp01(t[1] * a + t[5] * b + u[1] * c + u[5] * d);
+    d2[i] = clamp01(t[2] * a + t[6] * b + u[2] * c + u[6] * d);
+#endif
   }
 }
 
