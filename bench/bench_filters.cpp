@@ -4,7 +4,7 @@
 // a view on both sides, is timed with what follows it (copied out, or read
 // by Brightness, Flip or GaussianBlur).
 //
-//   build/bench/bench_filters [repeats] [--system-malloc] [--device cuda] [--only LABEL-PREFIX]
+//   build/bench/bench_filters [repeats] [--system-malloc] [--device cuda] [--only PREFIX[,PREFIX...]]
 //                             [--peer-reuses-output] [--size N] [--cold]   (BENCH_VERBOSE=1 prints every round)
 //
 // With --device cuda, Cozy's nodes run on the GPU (the batch already there;
@@ -342,6 +342,17 @@ int main(int argc, char** argv) {
   std::printf("batch of %lld RGB images %lldx%lld, float32, Cozy on %s; images/s, median of %d\n", (long long)batch,
               (long long)size, (long long)size, device.str().c_str(), repeats);
   std::printf("%-22s %3s | %10s %10s | %6s\n", "filter", "thr", "cozy", "opencv", "ratio");
+  // --only A,B: the cases whose label starts with A or with B.
+  auto selected = [&](const std::string& label) {
+    if (only.empty()) return true;
+    std::size_t start = 0;
+    while (start <= only.size()) {
+      const std::size_t end = std::min(only.find(',', start), only.size());
+      if (label.compare(0, end - start, only, start, end - start) == 0) return true;
+      start = end + 1;
+    }
+    return false;
+  };
   std::vector<int> thread_counts = {1, 2};
   if (gpu) thread_counts = {static_cast<int>(std::thread::hardware_concurrency())};
   for (int threads : thread_counts) {
@@ -349,7 +360,7 @@ int main(int argc, char** argv) {
     cv::setNumThreads(threads);
     BenchContext context(threads, device);
     for (const Case& c : cases) {
-      if (c.label.compare(0, only.size(), only) != 0) continue;
+      if (!selected(c.label)) continue;
       const host::RegisteredNode* node = registry.find(c.type);
       if (!node) {
         std::printf("%-22s missing node %s\n", c.label.c_str(), c.type);
@@ -435,7 +446,7 @@ int main(int argc, char** argv) {
   // from planar [16, 3, 512, 512] (three 1 KiB rows per image row, as every
   // Cozy geometry filter must) against interleaved 512 x 512 x 3 (one 3 KiB
   // row, as OpenCV's). Copy-only filters cannot beat this ratio.
-  if (!gpu && (only.empty() || std::string("memcpy").compare(0, only.size(), only) == 0)) {
+  if (!gpu && selected("memcpy")) {
     const int64_t h = half, w = half, x = eighth, y = eighth;
     at::Tensor planar_out = at::empty({batch, 3, h, w});
     std::vector<double> planar, interleaved;
