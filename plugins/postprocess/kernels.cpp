@@ -11,7 +11,9 @@
 #endif
 
 // Two builds of each kernel on x86-64 with GCC or Clang: AVX2 (8 floats a
-// lane, gathers) and the baseline, chosen once by the loader (an ifunc, on
+// lane; an indexed load is emulated, index by index, as GCC does for the
+// generic tuning: the gather instruction measured twice as slow here) and
+// the baseline, chosen once by the loader (an ifunc, on
 // the CPU's features: "arch=" clones would test the CPU's model and miss
 // AMD's). Selects instead of branches, and no division under a condition,
 // so both vectorise.
