@@ -305,8 +305,8 @@ void register_geometry(Registrar& r) {
         auto warp_bands = [&](int64_t b, const float* interleaved, int64_t pitch) {
           at::parallel_for(0, bands, 1, [&](int64_t begin, int64_t end) {
             int32_t x32[kColumns], y32[kColumns];
-            const float* from[3];
-            for (int c = 0; c < planes; ++c) from[c] = source(b, c, 0);
+            const float* from[3] = {nullptr, nullptr, nullptr};  // the planes, where no interleaved copy is made
+            for (int c = 0; c < planes && !interleaved; ++c) from[c] = source(b, c, 0);
             const int64_t columns = interleaved ? kColumns : 64;
             for (int64_t k = begin; k < end; ++k) {
               const int64_t top = k * kRows, bottom = std::min(out_h, top + kRows);
