@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cozy/host/validate.hpp>
 #include <cstdlib>
@@ -172,6 +173,28 @@ TEST_F(Filters, Gamma) {
   }, 1e-5);
 }
 
+// Gamma's own pow at the ends of its range: 0, subnormal and tiny inputs,
+// values outside [0, 1] (clamped first), the extreme exponents, and enough
+// pixels for the vector loop and its remainder.
+TEST_F(Filters, GammaOfExtremeValuesIsPow) {
+  const std::vector<float> values = {0.f,  1e-45f, 1e-39f, 1.17549435e-38f, 1e-30f, 1e-10f, 1e-3f,
+                                     0.1f, 0.25f,  0.5f,   0.7071f,         0.75f,  0.999f, 0.9999999f,
+                                     1.f,  1.5f,   -0.5f,  0.33f,           0.66f};
+  at::Tensor row = at::empty({1, 1, 1, 2 * static_cast<int64_t>(values.size()) + 3});
+  for (int64_t i = 0; i < row.size(3); ++i)
+    row[0][0][0][i] = i < static_cast<int64_t>(values.size()) ? values[static_cast<std::size_t>(i)]
+                                                              : static_cast<float>(i % 17) / 16.f;
+  for (double gamma : {0.01, 0.1, 1 / 2.2, 2.2, 10.0}) {
+    at::Tensor out = run("Gamma", {{"gamma", gamma}}, row);
+    ASSERT_TRUE(out.defined()) << last_error;
+    for (int64_t i = 0; i < row.size(3); ++i) {
+      const double x = std::clamp(static_cast<double>(row[0][0][0][i].item<float>()), 0.0, 1.0);
+      const double expected = std::pow(x, 1 / gamma);
+      EXPECT_NEAR(out[0][0][0][i].item<float>(), expected, 1e-6 + 1e-5 * expected) << "gamma " << gamma << " x " << x;
+    }
+  }
+}
+
 TEST_F(Filters, LevelsWithGivenPoints) {
   check("Levels", {{"black", 0.1}, {"white", 0.8}, {"gamma", 1.5}}, [](const cv::Mat& m) {
     cv::Mat out = clamp01((m - cv::Scalar::all(0.1)) / 0.7);
@@ -257,6 +280,23 @@ TEST_F(Filters, GaussianBlurMatchesOpenCV) {
     cv::GaussianBlur(m, out, cv::Size(0, 0), 6.0);
     return out;
   }, 2e-6);
+}
+
+// An image with fewer planes than threads is blurred in bands of rows, each
+// starting its ring of filtered rows anew: the seams must not show.
+TEST_F(Filters, GaussianBlurInBandsMatchesOpenCV) {
+  options.threads = 4;
+  for (int64_t channels : {1, 3}) {
+    at::Tensor image = at::rand({1, channels, 300, 70});
+    for (double sigma : {0.8, 2.0}) {
+      at::Tensor out = run("GaussianBlur", {{"sigma", sigma}}, image);
+      ASSERT_TRUE(out.defined()) << last_error;
+      cv::Mat expected;
+      cv::GaussianBlur(to_mat(image[0]), expected, cv::Size(0, 0), sigma);
+      EXPECT_LE(cv::norm(to_mat(out[0]), expected, cv::NORM_INF), 2e-6)
+          << "sigma " << sigma << " channels " << channels;
+    }
+  }
 }
 
 TEST_F(Filters, SharpenIsAnUnsharpMask) {

@@ -3,11 +3,16 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#endif
+#if defined(__x86_64__)
+#include <immintrin.h>
 #endif
 
 // Two builds of each kernel on x86-64 with GCC or Clang: AVX2 (8 floats a
@@ -20,6 +25,7 @@
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(__SANITIZE_ADDRESS__) && !defined(COZY_NO_MULTIVERSION)
 #define COZY_MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#define COZY_DISPATCH
 #else
 #define COZY_MULTIVERSION
 #endif
@@ -82,6 +88,209 @@ COZY_MULTIVERSION
 void threshold_luma(const float* __restrict r, const float* __restrict g, const float* __restrict b,
                     float* __restrict out, int64_t n, float t) {
   for (int64_t i = 0; i < n; ++i) out[i] = 0.299f * r[i] + 0.587f * g[i] + 0.114f * b[i] > t ? 1.f : 0.f;
+}
+
+namespace {
+template <class To, class From>
+inline To bits_as(From v) {  // std::bit_cast, C++20
+  static_assert(sizeof(To) == sizeof(From));
+  To out;
+  std::memcpy(&out, &v, sizeof out);
+  return out;
+}
+}  // namespace
+
+namespace {
+// x^p = 2^(p log2 x). log2 x = e + log2 m with m in [sqrt(1/2), sqrt(2)):
+// ln m = 2 atanh(t), t = (m - 1) / (m + 1), |t| < 0.172, by its series to
+// t^9 (the next term is under 4e-9). 2^y = 2^k 2^f, k = round(y), |f| <= 1/2,
+// 2^f by its Taylor series to the 7th power (the next term under 2e-8),
+// summed as Estrin does (pairs, then pairs of pairs: a chain of three
+// multiply-adds where Horner's is seven). Written without branches on plain
+// floats and integers: it vectorises.
+[[gnu::always_inline]] inline void power_loop(const float* __restrict x, float* __restrict out, int64_t n, float p) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = std::min(1.f, std::max(0.f, x[i]));
+    const bool tiny = v < 1.17549435e-38f;  // subnormal (or 0): scaled by 2^23 first
+    const uint32_t bits = bits_as<uint32_t>(tiny ? v * 8388608.f : v);
+    float m = bits_as<float>((bits & 0x007fffffu) | 0x3f800000u);  // [1, 2)
+    int32_t e = static_cast<int32_t>(bits >> 23) - (tiny ? 150 : 127);
+    const bool high = m > 1.41421356f;
+    m = high ? 0.5f * m : m;
+    e = high ? e + 1 : e;
+    const float t = (m - 1.f) / (m + 1.f), t2 = t * t, t4 = t2 * t2;
+    // log2 m = (2 / ln 2) t (1 + t2 / 3 + t4 / 5 + t6 / 7 + t8 / 9)
+    const float series = (1.f + t2 * (1.f / 3)) + t4 * ((1.f / 5 + t2 * (1.f / 7)) + t4 * (1.f / 9));
+    const float log2_m = t * 2.88539008f * series;
+    const float y = std::max(-127.f, p * (static_cast<float>(e) + log2_m));  // <= 0: v <= 1
+    const float k = (y + 12582912.f) - 12582912.f;                           // round to nearest: 1.5 x 2^23
+    const float g = (y - k) * 0.693147181f, g2 = g * g, g4 = g2 * g2;
+    const float two_f = ((1.f + g) + g2 * (0.5f + g * (1.f / 6))) +
+                        g4 * ((1.f / 24 + g * (1.f / 120)) + g2 * (1.f / 720 + g * (1.f / 5040)));
+    const int32_t biased = static_cast<int32_t>(k) + 127;  // 0 when k = -127: the result is under 2^-126
+    const float scaled = two_f * bits_as<float>(static_cast<uint32_t>(std::max(biased, 0)) << 23);
+    out[i] = v > 0.f && biased > 0 ? std::min(1.f, scaled) : 0.f;
+  }
+}
+
+#if defined(COZY_DISPATCH)
+// The same steps in AVX2 and FMA instructions, 8 pixels at a time: half the
+// instructions GCC makes of the loop above (its selects keep NaN's order
+// where max and min do not need to, and target_clones' "avx2" has no FMA),
+// so twice as fast. -126 in place of -127 as the floor of y: a positive
+// input's smallest result is then 2^-126.5, not 0.
+__attribute__((target("avx2,fma"))) void power_fma(const float* __restrict x, float* __restrict out, int64_t n,
+                                                   float p) {
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.f), exponent = _mm256_set1_ps(p);
+  const __m256i mantissa_mask = _mm256_set1_epi32(0x007fffff), one_bits = _mm256_set1_epi32(0x3f800000);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_min_ps(one, _mm256_max_ps(zero, _mm256_loadu_ps(x + i)));
+    const __m256 tiny = _mm256_cmp_ps(v, _mm256_set1_ps(1.17549435e-38f), _CMP_LT_OQ);
+    const __m256i bits = _mm256_castps_si256(_mm256_blendv_ps(v, _mm256_mul_ps(v, _mm256_set1_ps(8388608.f)), tiny));
+    __m256 m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(bits, mantissa_mask), one_bits));
+    const __m256i bias =
+        _mm256_add_epi32(_mm256_set1_epi32(127), _mm256_and_si256(_mm256_castps_si256(tiny), _mm256_set1_epi32(23)));
+    __m256 e = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(bits, 23), bias));
+    const __m256 high = _mm256_cmp_ps(m, _mm256_set1_ps(1.41421356f), _CMP_GT_OQ);
+    m = _mm256_blendv_ps(m, _mm256_mul_ps(m, _mm256_set1_ps(0.5f)), high);
+    e = _mm256_add_ps(e, _mm256_and_ps(high, one));
+    const __m256 t = _mm256_div_ps(_mm256_sub_ps(m, one), _mm256_add_ps(m, one));
+    const __m256 t2 = _mm256_mul_ps(t, t), t4 = _mm256_mul_ps(t2, t2);
+    // (2 / ln 2) (1 + t2 / 3 + t4 / 5 + t6 / 7 + t8 / 9), in pairs
+    const float c = 2.88539008f;
+    const __m256 low = _mm256_fmadd_ps(t2, _mm256_set1_ps(c / 3), _mm256_set1_ps(c));
+    const __m256 mid = _mm256_fmadd_ps(t2, _mm256_set1_ps(c / 7), _mm256_set1_ps(c / 5));
+    const __m256 series = _mm256_fmadd_ps(t4, _mm256_fmadd_ps(t4, _mm256_set1_ps(c / 9), mid), low);
+    const __m256 y = _mm256_max_ps(_mm256_set1_ps(-126.f), _mm256_mul_ps(exponent, _mm256_fmadd_ps(t, series, e)));
+    const __m256 k = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 f = _mm256_sub_ps(y, k);
+    // 2^f = sum of (f ln 2)^j / j! for j <= 7, in pairs, then pairs of pairs
+    const float l1 = 0.693147181f, l2 = l1 * l1 / 2, l3 = l2 * l1 / 3, l4 = l3 * l1 / 4, l5 = l4 * l1 / 5,
+                l6 = l5 * l1 / 6, l7 = l6 * l1 / 7;
+    const __m256 f2 = _mm256_mul_ps(f, f), f4 = _mm256_mul_ps(f2, f2);
+    const __m256 p01 = _mm256_fmadd_ps(f, _mm256_set1_ps(l1), one);
+    const __m256 p23 = _mm256_fmadd_ps(f, _mm256_set1_ps(l3), _mm256_set1_ps(l2));
+    const __m256 p45 = _mm256_fmadd_ps(f, _mm256_set1_ps(l5), _mm256_set1_ps(l4));
+    const __m256 p67 = _mm256_fmadd_ps(f, _mm256_set1_ps(l7), _mm256_set1_ps(l6));
+    const __m256 two_f = _mm256_fmadd_ps(f4, _mm256_fmadd_ps(f2, p67, p45), _mm256_fmadd_ps(f2, p23, p01));
+    const __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    const __m256 result = _mm256_min_ps(one, _mm256_mul_ps(two_f, _mm256_castsi256_ps(scale)));
+    _mm256_storeu_ps(out + i, _mm256_and_ps(result, _mm256_cmp_ps(v, zero, _CMP_GT_OQ)));
+  }
+  power_loop(x + i, out + i, n - i, p);
+}
+#endif
+}  // namespace
+
+void power(const float* x, float* out, int64_t n, float p) {
+#if defined(COZY_DISPATCH)
+  static const bool fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (fma) return power_fma(x, out, n, p);
+#endif
+  power_loop(x, out, n, p);
+}
+
+namespace {
+// Eight floats, loaded and stored at any address: GCC's and Clang's vector
+// extension, two SSE registers in the baseline build, one AVX register in
+// the AVX2 one. The filters below sum 32 outputs at once in four of them:
+// written as plain loops over 32 floats, GCC unrolled them into scalar code.
+typedef float f8 __attribute__((vector_size(32), aligned(4)));
+// By reference: GCC warns (-Wpsabi) of passing an AVX vector by value in the
+// baseline build.
+inline const f8& at8(const float* p) { return *reinterpret_cast<const f8*>(p); }
+inline f8& at8(float* p) { return *reinterpret_cast<f8*>(p); }
+inline void clamp01(f8& v) {
+  const f8 zero = {}, one = zero + 1.f;
+  v = v < zero ? zero : v > one ? one : v;
+}
+
+// out[i] = k[0] p[i] + sum over 1 <= j <= r of k[j] (p[i - j] + p[i + j]):
+// one row of a symmetric filter; p has r readable floats either side.
+COZY_MULTIVERSION
+void symmetric_row(const float* __restrict p, float* __restrict out, int64_t n, const float* __restrict k, int r) {
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const float* c = p + i;
+    f8 a0 = k[0] * at8(c), a1 = k[0] * at8(c + 8), a2 = k[0] * at8(c + 16), a3 = k[0] * at8(c + 24);
+    for (int j = 1; j <= r; ++j) {
+      const float kj = k[j];
+      a0 += kj * (at8(c - j) + at8(c + j));
+      a1 += kj * (at8(c + 8 - j) + at8(c + 8 + j));
+      a2 += kj * (at8(c + 16 - j) + at8(c + 16 + j));
+      a3 += kj * (at8(c + 24 - j) + at8(c + 24 + j));
+    }
+    at8(out + i) = a0, at8(out + i + 8) = a1, at8(out + i + 16) = a2, at8(out + i + 24) = a3;
+  }
+  for (; i < n; ++i) {
+    float acc = k[0] * p[i];
+    for (int j = 1; j <= r; ++j) acc += k[j] * (p[i - j] + p[i + j]);
+    out[i] = acc;
+  }
+}
+
+// The same filter down a column of rows: rows[r] is the centre row, rows[r -
+// j] and rows[r + j] the rows j above and below. Clamped to [0, 1] (the
+// kernel's float weights may sum to an ulp over 1).
+COZY_MULTIVERSION
+void symmetric_column(const float* const* __restrict rows, float* __restrict out, int64_t n, const float* __restrict k,
+                      int r) {
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const float* c = rows[r] + i;
+    f8 a0 = k[0] * at8(c), a1 = k[0] * at8(c + 8), a2 = k[0] * at8(c + 16), a3 = k[0] * at8(c + 24);
+    for (int j = 1; j <= r; ++j) {
+      const float kj = k[j];
+      const float* up = rows[r - j] + i;
+      const float* down = rows[r + j] + i;
+      a0 += kj * (at8(up) + at8(down));
+      a1 += kj * (at8(up + 8) + at8(down + 8));
+      a2 += kj * (at8(up + 16) + at8(down + 16));
+      a3 += kj * (at8(up + 24) + at8(down + 24));
+    }
+    clamp01(a0), clamp01(a1), clamp01(a2), clamp01(a3);
+    at8(out + i) = a0, at8(out + i + 8) = a1, at8(out + i + 16) = a2, at8(out + i + 24) = a3;
+  }
+  for (; i < n; ++i) {
+    float acc = k[0] * rows[r][i];
+    for (int j = 1; j <= r; ++j) acc += k[j] * (rows[r - j][i] + rows[r + j][i]);
+    out[i] = clamp01(acc);
+  }
+}
+
+// Reflect-101 of index i over [0, n), for |i| < n + n - 1.
+inline int64_t reflect_101(int64_t i, int64_t n) { return i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i; }
+}  // namespace
+
+void symmetric_filter(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t h, int64_t w,
+                      const float* k, int r, int64_t y_begin, int64_t y_end) {
+  const int64_t window = 2 * r + 1;
+  thread_local std::vector<float> padded, ring;
+  thread_local std::vector<const float*> column;
+  padded.resize(static_cast<std::size_t>(w + 2 * r));
+  ring.resize(static_cast<std::size_t>(window * w));
+  column.resize(static_cast<std::size_t>(window));
+  // Source row y, filtered along the row, lands in slot y mod (2r + 1): an
+  // output row reads source rows within r of it, so they never collide.
+  auto filter_row = [&](int64_t y) {
+    const float* row = src + y * src_stride;
+    float* p = padded.data() + r;
+    std::copy(row, row + w, p);
+    for (int j = 1; j <= r; ++j) {
+      p[-j] = row[j];
+      p[w - 1 + j] = row[w - 1 - j];
+    }
+    symmetric_row(p, ring.data() + (y % window) * w, w, k, r);
+  };
+  const int64_t first = std::max<int64_t>(0, y_begin - r);
+  int64_t next = first;  // the next source row to filter
+  for (int64_t y = y_begin; y < y_end; ++y) {
+    for (; next <= std::min(h - 1, y + r); ++next) filter_row(next);
+    for (int64_t j = -r; j <= r; ++j)
+      column[static_cast<std::size_t>(j + r)] = ring.data() + (reflect_101(y + j, h) % window) * w;
+    symmetric_column(column.data(), dst + y * dst_stride, w, k, r);
+  }
 }
 
 COZY_MULTIVERSION

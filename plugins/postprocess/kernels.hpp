@@ -26,6 +26,21 @@ void luma(const float* r, const float* g, const float* b, float* out, int64_t n)
 /// out = luma(r, g, b) > t ? 1 : 0 with BT.601 weights.
 void threshold_luma(const float* r, const float* g, const float* b, float* out, int64_t n, float t);
 
+/// out = min(1, max(0, x))^p for p > 0, within 2e-7 of std::pow (every 7th
+/// float in [0, 1], p from 0.1 to 100): its own log2 and exp2, in AVX2 and
+/// FMA where the CPU has them (Gamma 2.2, bench_filters, 1 thread: 0.93 of
+/// OpenCV with cv::pow per plane, 1.78-2.8 with this).
+void power(const float* x, float* out, int64_t n, float p);
+
+/// Rows [y_begin, y_end) of a separable symmetric filter of an h x w plane
+/// (rows src_stride and dst_stride floats apart) with weights k[0] (the
+/// centre) to k[r], reflect-101 borders (r < h and r < w), clamped to [0, 1]:
+/// each source row is filtered along itself into a ring of 2r + 1 rows in
+/// the cache, and each output row summed down the ring. For GaussianBlur,
+/// with OpenCV's kernel: its sums in another order, within 1e-6.
+void symmetric_filter(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t h, int64_t w,
+                      const float* k, int r, int64_t y_begin, int64_t y_end);
+
 /// out[i] = row[i] for i < n. For the rows that geometry filters move: a
 /// vector loop, where glibc's memcpy takes `rep movsb` from 2 KiB on (a 512
 /// pixel row), which AMD's cores run about a fifth slower here.

@@ -144,14 +144,13 @@ void register_tone(Registrar& r) {
       at::Tensor image = image_input(in, "image");
       double gamma = in.number("gamma");
       if (gamma == 1.0) return {image};
-      if (cpu_kernels(image))  // OpenCV's vectorised pow on each plane, in place of the tensor's memory
-        return {per_plane(
-            image, image.size(2), image.size(3), at::get_num_threads(),
-            [&](const cv::Mat& src, cv::Mat& dst) {
-              cv::pow(src, 1.0 / gamma, dst);  // of |x|: no NaN below 0
-              cv::min(dst, 1.0, dst);
-            },
-            /*planes_in_parallel=*/true)};
+      if (cpu_kernels(image)) {  // its own vectorised pow (kernels::power), one pass
+        const int64_t channels = image.size(1);
+        const float p = static_cast<float>(1.0 / gamma);
+        return {map_pixels(image, channels, [&](const float* const* src, float* const* dst, int64_t n) {
+          for (int64_t c = 0; c < channels; ++c) kernels::power(src[c], dst[c], n, p);
+        })};
+      }
       return {image.clamp(0, 1).pow(1.0 / gamma)};
     };
     r.add(std::move(d));
@@ -192,6 +191,7 @@ void register_tone(Registrar& r) {
         const float* const low = lo.data_ptr<float>();
         const float* const high = hi.data_ptr<float>();
         float* const o = out.data_ptr<float>();
+        const float exponent = static_cast<float>(1.0 / gamma);
         at::parallel_for(0, b * channels, 1, [&](int64_t begin, int64_t end) {
           for (int64_t plane = begin; plane < end; ++plane) {
             const float l = low[plane / channels];
@@ -200,11 +200,17 @@ void register_tone(Registrar& r) {
             for (int64_t k = 0; k < runs.count; ++k) {
               const float* p = rows(plane / channels, plane % channels, k);
               float* qk = q + k * runs.length;
-              for (int64_t i = 0; i < runs.length; ++i) qk[i] = clamp01f((p[i] - l) * scale);
-            }
-            if (gamma != 1.0) {
-              cv::Mat view(1, static_cast<int>(hw), CV_32F, q);
-              cv::pow(view, 1.0 / gamma, view);
+              if (gamma == 1.0) {
+                for (int64_t i = 0; i < runs.length; ++i) qk[i] = clamp01f((p[i] - l) * scale);
+                continue;
+              }
+              // Stretched into a buffer in the cache, then raised into place.
+              float stretched[1024];
+              for (int64_t start = 0; start < runs.length; start += 1024) {
+                const int64_t count = std::min<int64_t>(1024, runs.length - start);
+                for (int64_t i = 0; i < count; ++i) stretched[i] = clamp01f((p[start + i] - l) * scale);
+                kernels::power(stretched, qk + start, count, exponent);
+              }
             }
           }
         });
