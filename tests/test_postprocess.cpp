@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cozy/host/validate.hpp>
 #include <cstdlib>
@@ -447,14 +448,26 @@ TEST_F(Filters, PadIsOpenCVsCopyMakeBorder) {
     const char* mode;
     int border;
   };
-  for (Case c : {Case{"constant", cv::BORDER_CONSTANT}, Case{"reflect", cv::BORDER_REFLECT_101},
-                 Case{"replicate", cv::BORDER_REPLICATE}}) {
-    check("Pad", {{"left", 3}, {"top", 1}, {"right", 0}, {"bottom", 5}, {"mode", c.mode}, {"value", 0.25}},
-          [&](const cv::Mat& m) {
-            cv::Mat out;
-            cv::copyMakeBorder(m, out, 1, 5, 3, 0, c.border, cv::Scalar::all(0.25));
-            return out;
-          }, 0);
+  // Streamed too (as outputs larger than the cache are): borders of whole
+  // groups of four floats and groups across the image's edges, at every
+  // alignment of the rows.
+  for (const char* stream_from : {"", "0"}) {
+    if (*stream_from) setenv("COZY_POSTPROCESS_STREAM_FROM", stream_from, 1);
+    for (Case c : {Case{"constant", cv::BORDER_CONSTANT}, Case{"reflect", cv::BORDER_REFLECT_101},
+                   Case{"replicate", cv::BORDER_REPLICATE}}) {
+      for (std::array<int, 4> p : {std::array<int, 4>{3, 1, 0, 5}, std::array<int, 4>{9, 2, 16, 0}}) {
+        check(
+            "Pad",
+            {{"left", p[0]}, {"top", p[1]}, {"right", p[2]}, {"bottom", p[3]}, {"mode", c.mode}, {"value", 0.25}},
+            [&](const cv::Mat& m) {
+              cv::Mat out;
+              cv::copyMakeBorder(m, out, p[1], p[3], p[0], p[2], c.border, cv::Scalar::all(0.25));
+              return out;
+            },
+            0);
+      }
+    }
+    unsetenv("COZY_POSTPROCESS_STREAM_FROM");
   }
   EXPECT_FALSE(run("Pad", {{"left", 17}, {"mode", "reflect"}}, random_batch(1)).defined());
   EXPECT_EQ(last_error, "reflect padding must be narrower than the image (17 x 23)");

@@ -68,54 +68,35 @@ at::Tensor pad_rows(const at::Tensor& image, int64_t left, int64_t right, int64_
                     float value) {
   const at::Tensor src = row_major(image);
   const Rows source(src);
-  const bool apart = !src.is_contiguous();  // a view's rows: prefetched
+  const bool apart = !src.is_contiguous();
   const int64_t channels = src.size(1), planes = src.size(0) * channels, h = src.size(2), w = src.size(3);
   const int64_t out_h = h + top + bottom, out_w = w + left + right;
   at::Tensor dst = at::empty({src.size(0), src.size(1), out_h, out_w}, src.options());
   float* d = dst.data_ptr<float>();
   const bool stream = kernels::streams(static_cast<int64_t>(dst.nbytes()));
-  // Streamed, each row is made in a buffer in the core's cache and streamed
-  // out whole: its borders' lines too.
+  const int kernel_mode = mode == cv::BORDER_CONSTANT    ? kernels::kPadConstant
+                          : mode == cv::BORDER_REPLICATE ? kernels::kPadReplicate
+                                                         : kernels::kPadReflect101;
   for_each_row(
       planes, out_h,
       [&](int64_t plane, int64_t y) {
-        thread_local std::vector<float> line;
-        constexpr std::uintptr_t kPage = 4096;  // 4 KiB of slack: the row can start anywhere modulo a page
-        if (stream && line.size() < static_cast<std::size_t>(out_w) + kPage / sizeof(float))
-          line.resize(static_cast<std::size_t>(out_w) + kPage / sizeof(float));
-        float* const target = d + (plane * out_h + y) * out_w;
-        float* out = stream ? line.data() : target;
+        float* const out = d + (plane * out_h + y) * out_w;
         const int64_t sy = border_source(y - top, h, mode);
-        if (sy < 0) {
-          std::fill(out, out + out_w, value);
-        } else {
-          const float* row = source(plane / channels, plane % channels, sy);
-          if (stream) {
-            // The row's copy lands half a page (modulo a page) after where it
-            // is read: a load whose address matches a store in flight in its
-            // low 12 bits waits for it, so a copy 0-128 bytes after its source
-            // modulo 4 KiB stalls (Pad 0.58-0.67 of OpenCV, against 0.85-1.08
-            // at 512-3072 bytes and 1.04-1.07 at 2048; two 11-repeat runs of
-            // each). Where `line` lay was the heap's chance, so Pad's figure
-            // depended on what the process had allocated before.
-            const auto from = reinterpret_cast<std::uintptr_t>(row);
-            const auto to = reinterpret_cast<std::uintptr_t>(line.data() + left);
-            out = line.data() + ((from + kPage / 2 - to) & (kPage - 1)) / sizeof(float);
-          }
-          if (apart && y + kPrefetchRows < out_h) {
-            const int64_t next = border_source(y + kPrefetchRows - top, h, mode);
-            if (next >= 0) prefetch_row(source(plane / channels, plane % channels, next), w);
-          }
-          kernels::copy(row, out + left, w);
-          if (mode == cv::BORDER_REFLECT_101) {  // out[left - k] = row[k], out[left + w - 1 + k] = row[w - 1 - k]
-            kernels::reverse(row + 1, out, left);
-            kernels::reverse(row + w - 1 - right, out + left + w, right);
-          } else {
-            std::fill(out, out + left, mode == cv::BORDER_CONSTANT ? value : row[0]);
-            std::fill(out + left + w, out + out_w, mode == cv::BORDER_CONSTANT ? value : row[w - 1]);
-          }
+        const float* row = sy < 0 ? nullptr : source(plane / channels, plane % channels, sy);
+        if (apart && y + kPrefetchRows < out_h) {  // a view's rows: prefetched
+          const int64_t next = border_source(y + kPrefetchRows - top, h, mode);
+          if (next >= 0) prefetch_row(source(plane / channels, plane % channels, next), w);
         }
-        if (stream) kernels::stream_copy(out, target, out_w);
+        if (stream) return kernels::stream_pad_row(row, out, w, left, right, kernel_mode, value);
+        if (row == nullptr) return std::fill(out, out + out_w, value);
+        kernels::copy(row, out + left, w);
+        if (mode == cv::BORDER_REFLECT_101) {  // out[left - k] = row[k], out[left + w - 1 + k] = row[w - 1 - k]
+          kernels::reverse(row + 1, out, left);
+          kernels::reverse(row + w - 1 - right, out + left + w, right);
+        } else {
+          std::fill(out, out + left, mode == cv::BORDER_CONSTANT ? value : row[0]);
+          std::fill(out + left + w, out + out_w, mode == cv::BORDER_CONSTANT ? value : row[w - 1]);
+        }
       },
       stream);
   return dst;

@@ -52,8 +52,8 @@ void reverse(const float* row, float* out, int64_t n);
 /// copy and reverse with non-temporal stores, past the caches: for outputs
 /// larger than the last-level cache (streams()), which would leave it before
 /// anything read them, they save the read of each line before its write
-/// (one run each way, 1 thread: Pad 0.70-0.78 of OpenCV cached, 0.94-1.07
-/// streamed; Flip 1.09-1.20 and 2.16-2.25). Streaming the output of
+/// (session 6, one run each way, 1 thread: Pad 0.70-0.78 of OpenCV cached,
+/// 0.94-1.07 streamed; Flip 1.09-1.20 and 2.16-2.25). Streaming the output of
 /// map_pixels' filters through a buffer made them slower (Invert 1.13 ->
 /// 0.93): not done there. Call stream_fence() after a thread's last
 /// streamed row.
@@ -61,8 +61,24 @@ void stream_copy(const float* row, float* out, int64_t n);
 void stream_reverse(const float* row, float* out, int64_t n);
 void stream_fence();
 
+/// Pad's modes: a constant, the edge pixel, the row mirrored about its edge
+/// pixel (OpenCV's BORDER_REFLECT_101; left and right narrower than w).
+inline constexpr int kPadConstant = 0, kPadReplicate = 1, kPadReflect101 = 2;
+
+/// One row of Pad, left + w + right floats, streamed straight from the
+/// source row (null: the whole row is `value`): each aligned group of four
+/// outputs is a load of the source (reversed, in a mirrored border) or the
+/// constant, stored past the caches. Rows made in a buffer in the cache and
+/// then streamed (sessions 6-8) measured 0.38-0.43 of OpenCV on session 9's
+/// machine (a virtual AMD Zen 5), straight 0.80-0.88 (a branch for each
+/// group instead of a loop for each stretch: 0.55-0.60); see
+/// docs/benchmarks.md.
+void stream_pad_row(const float* row, float* out, int64_t w, int64_t left, int64_t right, int mode, float value);
+
 /// True when an output of `bytes` is larger than the last-level cache
-/// (never with COZY_POSTPROCESS_NO_STREAMING set, to compare both ways).
+/// (never with COZY_POSTPROCESS_NO_STREAMING set, to compare both ways;
+/// above COZY_POSTPROCESS_STREAM_FROM bytes where that is set, read on each
+/// call: the tests stream small images with it).
 bool streams(int64_t bytes);
 
 /// out[c][i] = rows[c][index[i]] for i < n and each of `planes` planes: a row
