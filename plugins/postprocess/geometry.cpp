@@ -15,7 +15,10 @@ namespace {
 template <class Fn>
 void for_each_row(int64_t planes, int64_t rows, const Fn& fn, bool streamed = false) {
   at::parallel_for(0, planes * rows, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) fn(k / rows, k % rows);
+    for (int64_t plane = begin / rows, y = begin % rows, k = begin; k < end; ++k) {  // no division a row
+      fn(plane, y);
+      if (++y == rows) y = 0, ++plane;
+    }
     if (streamed) kernels::stream_fence();
   });
 }
@@ -102,6 +105,16 @@ at::Tensor pad_rows(const at::Tensor& image, int64_t left, int64_t right, int64_
   return dst;
 }
 
+// Clamps a float plane to [0, 1] in place: right after OpenCV made it,
+// while it is in the cache (a pass of its own over the batch cost lanczos
+// another read and write of the whole output).
+void clamp_plane(cv::Mat& plane) {
+  for (int y = 0; y < plane.rows; ++y) {
+    float* row = plane.ptr<float>(y);
+    for (int i = 0; i < plane.cols; ++i) row[i] = clamp01f(row[i]);
+  }
+}
+
 const std::vector<std::string> kMethods = {"bilinear", "nearest", "bicubic", "area", "lanczos"};
 
 // Resizes with torch where it matches OpenCV (nearest, bilinear, bicubic,
@@ -116,20 +129,21 @@ at::Tensor resize(const at::Tensor& image, int64_t h, int64_t w, const std::stri
                               : method == "bicubic"  ? cv::INTER_CUBIC
                               : method == "area"     ? cv::INTER_AREA
                                                      : cv::INTER_LANCZOS4;
-    at::Tensor out = per_plane(x, h, w, threads, [&](const cv::Mat& src, cv::Mat& dst) {
+    const bool overshoots = method == "bicubic" || method == "lanczos";
+    return per_plane(x, h, w, threads, [&](const cv::Mat& src, cv::Mat& dst) {
       cv::resize(src, dst, dst.size(), 0, 0, interpolation);
+      if (overshoots) clamp_plane(dst);
     });
-    return method == "bicubic" || method == "lanczos" ? out.clamp_(0, 1) : out;
   }
   if (method == "nearest") return at::upsample_nearest2d(x, {h, w});
   if (method == "bilinear") return at::upsample_bilinear2d(x, {h, w}, /*align_corners=*/false);
   if (method == "bicubic") return at::upsample_bicubic2d(x, {h, w}, false).clamp(0, 1);
   if (method == "area" && image.size(2) % h == 0 && image.size(3) % w == 0) return at::adaptive_avg_pool2d(x, {h, w});
   int interpolation = method == "area" ? cv::INTER_AREA : cv::INTER_LANCZOS4;
-  at::Tensor out = per_plane(x, h, w, threads, [&](const cv::Mat& src, cv::Mat& dst) {
+  return per_plane(x, h, w, threads, [&](const cv::Mat& src, cv::Mat& dst) {
     cv::resize(src, dst, dst.size(), 0, 0, interpolation);
+    clamp_plane(dst);
   });
-  return out.clamp(0, 1);
 }
 
 int64_t scaled(int64_t size, double factor) { return std::max<int64_t>(1, std::llround(size * factor)); }

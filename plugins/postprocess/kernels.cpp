@@ -85,6 +85,19 @@ void luma(const float* __restrict r, const float* __restrict g, const float* __r
 }
 
 COZY_MULTIVERSION
+void sepia(const float* __restrict r, const float* __restrict g, const float* __restrict b, float* __restrict r_out,
+           float* __restrict g_out, float* __restrict b_out, int64_t n, const float* __restrict m, float strength) {
+  const float m00 = m[0], m01 = m[1], m02 = m[2], m10 = m[3], m11 = m[4], m12 = m[5], m20 = m[6], m21 = m[7],
+              m22 = m[8];
+  for (int64_t i = 0; i < n; ++i) {
+    const float x0 = r[i], x1 = g[i], x2 = b[i];
+    r_out[i] = clamp01(x0 + strength * (clamp01(m00 * x0 + m01 * x1 + m02 * x2) - x0));
+    g_out[i] = clamp01(x1 + strength * (clamp01(m10 * x0 + m11 * x1 + m12 * x2) - x1));
+    b_out[i] = clamp01(x2 + strength * (clamp01(m20 * x0 + m21 * x1 + m22 * x2) - x2));
+  }
+}
+
+COZY_MULTIVERSION
 void threshold_luma(const float* __restrict r, const float* __restrict g, const float* __restrict b,
                     float* __restrict out, int64_t n, float t) {
   for (int64_t i = 0; i < n; ++i) out[i] = 0.299f * r[i] + 0.587f * g[i] + 0.114f * b[i] > t ? 1.f : 0.f;

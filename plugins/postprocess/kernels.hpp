@@ -23,6 +23,14 @@ void threshold(const float* x, float* out, int64_t n, float t);
 /// out = 0.299 r + 0.587 g + 0.114 b: BT.601 luma, as OpenCV's RGB2GRAY.
 void luma(const float* r, const float* g, const float* b, float* out, int64_t n);
 
+/// Sepia of n pixels: s_c = clamp01(sum over k of m[3 c + k] x_k), out_c =
+/// clamp01(x_c + strength (s_c - x_c)); one pass for the three outputs.
+/// The plugin's own loops (map_pixels') are built for the baseline only:
+/// this one, in the AVX2 build, runs at memory's speed (Sepia 0.94-0.95 of
+/// OpenCV as three SSE2 loops on session 9's Zen 5).
+void sepia(const float* r, const float* g, const float* b, float* r_out, float* g_out, float* b_out, int64_t n,
+           const float* m, float strength);
+
 /// out = luma(r, g, b) > t ? 1 : 0 with BT.601 weights.
 void threshold_luma(const float* r, const float* g, const float* b, float* out, int64_t n, float t);
 

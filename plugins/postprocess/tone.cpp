@@ -341,20 +341,9 @@ void register_tone(Registrar& r) {
       at::Tensor original = image_input(in, "image");
       const float s = static_cast<float>(in.number("strength"));
       if (cpu_kernels(original)) {
-        static const float m[3][3] = {{0.393f, 0.769f, 0.189f}, {0.349f, 0.686f, 0.168f}, {0.272f, 0.534f, 0.131f}};
+        static const float m[9] = {0.393f, 0.769f, 0.189f, 0.349f, 0.686f, 0.168f, 0.272f, 0.534f, 0.131f};
         return {map_pixels(original, 3, [&](const float* const* src, float* const* dst, int64_t n) {
-          const float* r = src[0];
-          const float* g = src[1];
-          const float* b = src[2];
-          for (int c = 0; c < 3; ++c) {  // one simple loop per output channel: each vectorises
-            const float m0 = m[c][0], m1 = m[c][1], m2 = m[c][2];
-            const float* x = src[c];
-            float* out = dst[c];
-            for (int64_t i = 0; i < n; ++i) {
-              const float sepia = clamp01f(m0 * r[i] + m1 * g[i] + m2 * b[i]);
-              out[i] = clamp01f(x[i] + s * (sepia - x[i]));
-            }
-          }
+          kernels::sepia(src[0], src[1], src[2], dst[0], dst[1], dst[2], n, m, s);
         })};
       }
       at::Tensor image = as_rgb(original);
