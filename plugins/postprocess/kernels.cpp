@@ -304,6 +304,7 @@ void symmetric_filter(const float* src, int64_t src_stride, float* dst, int64_t 
       column[static_cast<std::size_t>(j + r)] = ring.data() + (reflect_101(y + j, h) % window) * w;
     symmetric_column(column.data(), dst + y * dst_stride, w, k, r);
   }
+  if (ring.size() > (std::size_t{1} << 20)) std::vector<float>().swap(ring);  // over 4 MiB: not kept
 }
 
 COZY_MULTIVERSION
