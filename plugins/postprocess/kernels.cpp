@@ -111,9 +111,7 @@ inline To bits_as(From v) {  // std::bit_cast, C++20
   std::memcpy(&out, &v, sizeof out);
   return out;
 }
-}  // namespace
 
-namespace {
 // x^p = 2^(p log2 x). log2 x = e + log2 m with m in [sqrt(1/2), sqrt(2)):
 // ln m = 2 atanh(t), t = (m - 1) / (m + 1), |t| < 0.172, by its series to
 // t^9 (the next term is under 4e-9). 2^y = 2^k 2^f, k = round(y), |f| <= 1/2,

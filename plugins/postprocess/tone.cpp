@@ -340,15 +340,14 @@ void register_tone(Registrar& r) {
     d.run = [](const Inputs& in, Context&) -> Outputs {
       at::Tensor original = image_input(in, "image");
       const float s = static_cast<float>(in.number("strength"));
+      static const float matrix[9] = {0.393f, 0.769f, 0.189f, 0.349f, 0.686f, 0.168f, 0.272f, 0.534f, 0.131f};
       if (cpu_kernels(original)) {
-        static const float m[9] = {0.393f, 0.769f, 0.189f, 0.349f, 0.686f, 0.168f, 0.272f, 0.534f, 0.131f};
         return {map_pixels(original, 3, [&](const float* const* src, float* const* dst, int64_t n) {
-          kernels::sepia(src[0], src[1], src[2], dst[0], dst[1], dst[2], n, m, s);
+          kernels::sepia(src[0], src[1], src[2], dst[0], dst[1], dst[2], n, matrix, s);
         })};
       }
       at::Tensor image = as_rgb(original);
-      at::Tensor m = at::tensor({0.393f, 0.769f, 0.189f, 0.349f, 0.686f, 0.168f, 0.272f, 0.534f, 0.131f},
-                                image.options()).view({3, 3});
+      at::Tensor m = at::tensor(at::ArrayRef<float>(matrix, 9), image.options()).view({3, 3});
       at::Tensor sepia = at::einsum("oc,bchw->bohw", {m, image}).clamp(0, 1);
       return {(image + s * (sepia - image)).clamp(0, 1).contiguous()};
     };
