@@ -8,7 +8,9 @@
 //                             [--peer-reuses-output] [--size N] [--cold]   (BENCH_VERBOSE=1 prints every round)
 //
 // With --device cuda, Cozy's nodes run on the GPU (the batch already there;
-// timed until the result is ready) against OpenCV on every CPU core.
+// timed until the result is ready) against OpenCV on every CPU core; a last
+// column gives the largest difference between the GPU's result and the CPU
+// path's on the same batch.
 // Cozy runs each node once on the [16, 3, 512, 512] batch; OpenCV runs its
 // functions on 16 interleaved 512 x 512 x 3 float images (its own layout).
 // Images per second are medians of the repeats; ratio = Cozy / OpenCV.
@@ -324,6 +326,7 @@ int main(int argc, char** argv) {
                    }});
 
   const bool gpu = !device.is_cpu();
+  const at::Tensor host_images = images;
   images = images.to(device);
   layer = layer.to(device);
   // Waits for the device: a one-element read, after which every queued kernel has run.
@@ -341,7 +344,8 @@ int main(int argc, char** argv) {
   }
   std::printf("batch of %lld RGB images %lldx%lld, float32, Cozy on %s; images/s, median of %d\n", (long long)batch,
               (long long)size, (long long)size, device.str().c_str(), repeats);
-  std::printf("%-22s %3s | %10s %10s | %6s\n", "filter", "thr", "cozy", "opencv", "ratio");
+  std::printf("%-22s %3s | %10s %10s | %6s%s\n", "filter", "thr", "cozy", "opencv", "ratio",
+              gpu ? " | max |cuda - cpu|" : "");
   // --only A,B: the cases whose label starts with A or with B.
   auto selected = [&](const std::string& label) {
     if (only.empty()) return true;
@@ -378,15 +382,16 @@ int main(int argc, char** argv) {
         continue;
       }
       const std::vector<Value> values = values_for(*node, c.params, Value(images));
-      auto run_cozy = [&] {
-        Outputs out = node->def.run(Inputs(node->def.spec, values), context);
+      auto run_on = [&](const std::vector<Value>& inputs, Context& ctx) {
+        Outputs out = node->def.run(Inputs(node->def.spec, inputs), ctx);
         for (std::size_t k = 0; k < chain.size(); ++k) {
           const std::vector<Value> next = values_for(*chain[k], c.then[k].second, out[0]);
-          out = chain[k]->def.run(Inputs(chain[k]->def.spec, next), context);
+          out = chain[k]->def.run(Inputs(chain[k]->def.spec, next), ctx);
         }
         if (c.copy_out) out[0] = Value(out[0].as_tensor().contiguous());
         return out;
       };
+      auto run_cozy = [&] { return run_on(values, context); };
       std::vector<double> ours, theirs;
       std::vector<long> our_faults, their_faults;
       // Both thread pools spin for a while after a parallel region (OpenMP's
@@ -438,7 +443,17 @@ int main(int argc, char** argv) {
           std::printf("  run %zu: cozy %.2f ms (%ld page faults), opencv %.2f ms (%ld)\n", r, 1e3 * ours[r],
                       our_faults[r], 1e3 * theirs[r], their_faults[r]);
       double cozy_rate = batch / median(ours), cv_rate = batch / median(theirs);
-      std::printf("%-22s %3d | %10.1f %10.1f | %6.2f\n", c.label.c_str(), threads, cozy_rate, cv_rate, cozy_rate / cv_rate);
+      std::printf("%-22s %3d | %10.1f %10.1f | %6.2f", c.label.c_str(), threads, cozy_rate, cv_rate,
+                  cozy_rate / cv_rate);
+      if (gpu) {
+        // The device's result against the CPU path's on the same batch: the
+        // largest difference of any pixel.
+        BenchContext cpu_context(threads, c10::Device(c10::kCPU));
+        const at::Tensor on_device = run_cozy()[0].as_tensor().cpu();
+        const at::Tensor on_cpu = run_on(values_for(*node, c.params, Value(host_images)), cpu_context)[0].as_tensor();
+        std::printf(" | %8.1e", (on_device - on_cpu).abs().max().item<double>());
+      }
+      std::printf("\n");
       std::fflush(stdout);
     }
   }

@@ -1,5 +1,6 @@
 // Detail: blur (its own kernel on the CPU) and sharpen as tensor ops on the
-// device; median, bilateral, CLAHE and Canny with OpenCV on the CPU.
+// device; median and bilateral with OpenCV on the CPU and as tensor ops
+// elsewhere; CLAHE and Canny with OpenCV on the CPU.
 #include "common.hpp"
 #include "kernels.hpp"
 
@@ -61,6 +62,53 @@ at::Tensor gaussian_blur(const at::Tensor& image, double sigma, int threads) {
   return planes.reshape({b, c, h, w});
 }
 
+// OpenCV's medianBlur as tensor operations (an image on the GPU): the
+// size x size windows of the replicated border (medianBlur's), unfolded and
+// their medians taken, a few planes at a time so that the windows (size^2
+// copies of a plane) stay within 256 MiB.
+at::Tensor median_filter(const at::Tensor& image, int64_t size) {
+  constexpr int64_t kWindowBytes = int64_t{256} << 20;
+  const int64_t planes = image.size(0) * image.size(1), h = image.size(2), w = image.size(3), r = size / 2;
+  const at::Tensor src = image.reshape({planes, 1, h, w});
+  at::Tensor out = at::empty({planes, h, w}, image.options());
+  const int64_t chunk = std::max<int64_t>(1, kWindowBytes / (h * w * size * size * int64_t{sizeof(float)}));
+  for (int64_t p = 0; p < planes; p += chunk) {
+    const int64_t n = std::min(chunk, planes - p);
+    const at::Tensor windows =
+        at::replication_pad2d(src.narrow(0, p, n), {r, r, r, r}).squeeze(1).unfold(1, size, 1).unfold(2, size, 1);
+    out.narrow(0, p, n).copy_(std::get<0>(windows.reshape({n, h, w, size * size}).median(-1)));
+  }
+  return out.view(image.sizes());
+}
+
+// OpenCV's bilateralFilter on float images as tensor operations (an image on
+// the GPU): radius max(diameter / 2, 1), the neighbours within that distance
+// (reflect-101 border), each weighted by exp(-r^2 / (2 sigma_space^2)) and
+// by exp(-d^2 / (2 sigma_color^2)), d the colour difference summed over
+// channels (OpenCV's L1 distance; it reads these weights from a table with
+// 4096 steps a channel, here they are computed). Images whose border would
+// fold twice (radius >= a side) return an undefined tensor.
+at::Tensor bilateral_filter(const at::Tensor& image, int diameter, double sigma_color, double sigma_space) {
+  const int64_t radius = std::max(diameter / 2, 1), h = image.size(2), w = image.size(3);
+  if (radius >= h || radius >= w) return {};
+  const double color = -0.5 / (sigma_color * sigma_color), space = -0.5 / (sigma_space * sigma_space);
+  const at::Tensor padded = at::reflection_pad2d(image, {radius, radius, radius, radius});
+  at::Tensor sum = at::zeros_like(image), weights = at::zeros({image.size(0), 1, h, w}, image.options());
+  for (int64_t i = -radius; i <= radius; ++i) {
+    for (int64_t j = -radius; j <= radius; ++j) {
+      const double distance = std::sqrt(static_cast<double>(i * i + j * j));
+      if (distance > static_cast<double>(radius)) continue;
+      const at::Tensor neighbour = padded.slice(2, radius + i, radius + i + h).slice(3, radius + j, radius + j + w);
+      at::Tensor difference = (neighbour - image).abs_();
+      if (image.size(1) > 1) difference = difference.sum(1, /*keepdim=*/true);
+      const at::Tensor weight = difference.square_().mul_(color).exp_().mul_(std::exp(distance * distance * space));
+      sum.addcmul_(neighbour, weight);
+      weights.add_(weight);
+    }
+  }
+  return sum.div_(weights).clamp_(0, 1);
+}
+
 }  // namespace
 
 // Also used by Sharpen's reference test through the node.
@@ -112,12 +160,14 @@ void register_detail(Registrar& r) {
   }
   {
     NodeDef d = filter("MedianDenoise", "Median Denoise", "detail",
-                       "OpenCV's medianBlur on each channel, on the CPU (planes of a CPU tensor are used in place, "
-                       "without copies). Float images allow sizes 3 and 5.");
+                       "OpenCV's medianBlur on each channel (replicated border): on the CPU OpenCV itself (planes "
+                       "of a CPU tensor are used in place, without copies), on other devices the same medians as "
+                       "tensor operations. Float images allow sizes 3 and 5.");
     d.spec.inputs.push_back(InputSpec::Choice("size", {"3", "5"}));
     d.run = [](const Inputs& in, Context& ctx) -> Outputs {
       at::Tensor image = image_input(in, "image");
       int size = std::stoi(in.string("size"));
+      if (!cpu_kernels(image)) return {median_filter(image, size)};
       return {per_plane(image, image.size(2), image.size(3), ctx.threads(),
                         [&](const cv::Mat& src, cv::Mat& dst) { cv::medianBlur(src, dst, size); })};
     };
@@ -125,17 +175,21 @@ void register_detail(Registrar& r) {
   }
   {
     NodeDef d = filter("BilateralDenoise", "Bilateral Denoise", "detail",
-                       "OpenCV's bilateralFilter (edge-preserving smoothing) on the CPU. sigma_color is in units of "
-                       "the [0, 1] value range.");
+                       "OpenCV's bilateralFilter (edge-preserving smoothing: neighbours within diameter / 2, "
+                       "reflect-101 border, colour distance summed over channels): on the CPU OpenCV itself, on other "
+                       "devices the same sums as tensor operations. sigma_color is in units of the [0, 1] value "
+                       "range.");
     d.spec.inputs.push_back(InputSpec::Int("diameter", 5).range(1, 25));
     d.spec.inputs.push_back(InputSpec::Float("sigma_color", 0.1).range(0.001, 1).with_step(0.005));
     d.spec.inputs.push_back(InputSpec::Float("sigma_space", 3.0).range(0.1, 50).with_step(0.1));
     d.run = [](const Inputs& in, Context& ctx) -> Outputs {
       int diameter = static_cast<int>(in.integer("diameter"));
       double sc = in.number("sigma_color"), ss = in.number("sigma_space");
-      return {per_image(image_input(in, "image"), ctx.threads(), [&](const cv::Mat& src, cv::Mat& dst) {
-        cv::bilateralFilter(src, dst, diameter, sc, ss);
-      })};
+      const at::Tensor image = image_input(in, "image");
+      if (!cpu_kernels(image))
+        if (at::Tensor out = bilateral_filter(image, diameter, sc, ss); out.defined()) return {out};
+      return {per_image(image, ctx.threads(),
+                        [&](const cv::Mat& src, cv::Mat& dst) { cv::bilateralFilter(src, dst, diameter, sc, ss); })};
     };
     r.add(std::move(d));
   }

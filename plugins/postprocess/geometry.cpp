@@ -117,8 +117,68 @@ void clamp_plane(cv::Mat& plane) {
 
 const std::vector<std::string> kMethods = {"bilinear", "nearest", "bicubic", "area", "lanczos"};
 
-// Resizes with torch where it matches OpenCV (nearest, bilinear, bicubic,
-// area by a whole factor) and with OpenCV otherwise (lanczos, other area).
+// One axis of OpenCV's Lanczos-4 resize (cv::resize, INTER_LANCZOS4), as
+// 8 taps an output: output i reads source pixels s - 3 ... s + 4, s =
+// floor(f), f = (i + 0.5) in / out - 0.5 (single precision, as OpenCV), the
+// indices clamped to the image (OpenCV's replicated border), weighted by
+// the windowed sinc at t = f - s + 3 - k: sin(pi t) sin(pi t / 4) / t^2,
+// normalised to sum 1. With y = -pi t / 4 that is, up to a factor common to
+// the 8 taps, (-1)^k sin(y_0 + k pi / 4) / y^2, OpenCV's own form; a tap at
+// t = 0 takes the whole weight. index and weight: [8, out], on `options`'
+// device.
+struct Taps {
+  at::Tensor index, weight;
+};
+
+Taps lanczos_taps(int64_t in, int64_t out, const at::TensorOptions& options) {
+  constexpr int kTaps = 8;
+  std::vector<int64_t> index(static_cast<std::size_t>(kTaps * out));
+  std::vector<float> weight(static_cast<std::size_t>(kTaps * out));
+  const double scale = 1.0 / (static_cast<double>(out) / static_cast<double>(in));
+  for (int64_t i = 0; i < out; ++i) {
+    const float f = static_cast<float>((static_cast<double>(i) + 0.5) * scale - 0.5);
+    const float start = std::floor(f), x = f - start;
+    const double y0 = -static_cast<double>(x + 3) * M_PI * 0.25;
+    float c[kTaps], sum = 0;
+    for (int k = 0; k < kTaps; ++k) {
+      const float t = x + 3 - static_cast<float>(k);
+      const double y = -static_cast<double>(t) * M_PI * 0.25;
+      c[k] = std::fabs(t) >= 1e-6f ? static_cast<float>((k % 2 ? -1 : 1) * std::sin(y0 + k * M_PI * 0.25) / (y * y))
+                                   : 1e8f;
+      sum += c[k];
+    }
+    const float norm = 1.f / sum;
+    for (int k = 0; k < kTaps; ++k) {
+      const auto at = static_cast<std::size_t>(k * out + i);
+      index[at] = std::clamp<int64_t>(static_cast<int64_t>(start) - 3 + k, 0, in - 1);
+      weight[at] = c[k] * norm;
+    }
+  }
+  const auto cpu = at::TensorOptions().device(at::kCPU);
+  return {at::tensor(index, cpu.dtype(at::kLong)).view({kTaps, out}).to(options.device()),
+          at::tensor(weight, cpu.dtype(at::kFloat)).view({kTaps, out}).to(options.device())};
+}
+
+// Lanczos-4 resize as tensor operations on the image's device: along the
+// rows, then down the columns (OpenCV's order), each pass 8 gathers of
+// whole rows or columns summed with their weights, in tap order.
+at::Tensor lanczos(const at::Tensor& image, int64_t h, int64_t w) {
+  auto pass = [](const at::Tensor& x, int64_t dim, const Taps& taps, at::IntArrayRef shape) {
+    at::Tensor sum;
+    for (int64_t k = 0; k < taps.index.size(0); ++k) {
+      at::Tensor term = x.index_select(dim, taps.index[k]) * taps.weight[k].view(shape);
+      sum = sum.defined() ? sum.add_(term) : term;
+    }
+    return sum;
+  };
+  const at::Tensor rows = pass(image, 3, lanczos_taps(image.size(3), w, image.options()), {1, 1, 1, w});
+  return pass(rows, 2, lanczos_taps(image.size(2), h, image.options()), {1, 1, h, 1}).clamp_(0, 1);
+}
+
+// Resizes with OpenCV or its own loops on the CPU; elsewhere with tensor
+// operations that match OpenCV (nearest, bilinear, bicubic, lanczos, area by
+// a whole factor), and with OpenCV through host memory for other area
+// sizes.
 at::Tensor resize(const at::Tensor& image, int64_t h, int64_t w, const std::string& method, int threads) {
   if (h == image.size(2) && w == image.size(3)) return image;
   const at::Tensor x = cpu_kernels(image) ? row_major(image) : image.contiguous();
@@ -139,11 +199,9 @@ at::Tensor resize(const at::Tensor& image, int64_t h, int64_t w, const std::stri
   if (method == "bilinear") return at::upsample_bilinear2d(x, {h, w}, /*align_corners=*/false);
   if (method == "bicubic") return at::upsample_bicubic2d(x, {h, w}, false).clamp(0, 1);
   if (method == "area" && image.size(2) % h == 0 && image.size(3) % w == 0) return at::adaptive_avg_pool2d(x, {h, w});
-  int interpolation = method == "area" ? cv::INTER_AREA : cv::INTER_LANCZOS4;
-  return per_plane(x, h, w, threads, [&](const cv::Mat& src, cv::Mat& dst) {
-    cv::resize(src, dst, dst.size(), 0, 0, interpolation);
-    clamp_plane(dst);
-  });
+  if (method == "lanczos") return lanczos(x, h, w);
+  return per_plane(x, h, w, threads,
+                   [&](const cv::Mat& src, cv::Mat& dst) { cv::resize(src, dst, dst.size(), 0, 0, cv::INTER_AREA); });
 }
 
 int64_t scaled(int64_t size, double factor) { return std::max<int64_t>(1, std::llround(size * factor)); }
@@ -163,8 +221,9 @@ void register_geometry(Registrar& r) {
   {
     NodeDef d = filter("Resize", "Resize", "geometry",
                        "To width x height (0 keeps the aspect ratio from the other side). nearest, bilinear and "
-                       "bicubic (OpenCV's conventions: pixel centres, A = -0.75) and area by a whole factor run as "
-                       "tensor operations on the device; lanczos and other area sizes use OpenCV on the CPU.");
+                       "bicubic (OpenCV's conventions: pixel centres, A = -0.75), lanczos (OpenCV's Lanczos-4: 8 x 8 "
+                       "taps, replicated border) and area by a whole factor run as tensor operations on the device; "
+                       "on the CPU, and for other area sizes, OpenCV's resize (lanczos's overshoot clamped).");
     d.spec.inputs.push_back(InputSpec::Int("width", 512).range(0, 16384));
     d.spec.inputs.push_back(InputSpec::Int("height", 512).range(0, 16384));
     d.spec.inputs.push_back(InputSpec::Choice("method", kMethods));
