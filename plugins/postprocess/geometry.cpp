@@ -301,8 +301,8 @@ void register_geometry(Registrar& r) {
   {
     NodeDef d = filter("Rotate", "Rotate", "geometry",
                        "Rotates counter-clockwise by degrees about the centre (OpenCV's getRotationMatrix2D), "
-                       "bilinear, outside filled with fill. expand grows the canvas to hold the whole image. "
-                       "Multiples of 90 are exact.");
+                       "bilinear at warpAffine's positions (1/32 of a pixel) on every device, outside filled with "
+                       "fill. expand grows the canvas to hold the whole image. Multiples of 90 are exact.");
     d.spec.inputs.push_back(InputSpec::Float("degrees", 0.0).range(-360, 360).with_step(1));
     d.spec.inputs.push_back(InputSpec::Boolean("expand", false));
     d.spec.inputs.push_back(InputSpec::Float("fill", 0.0).range(0, 1).with_step(0.01));
@@ -323,28 +323,37 @@ void register_geometry(Registrar& r) {
         out_w = static_cast<int64_t>(std::ceil(std::abs(w * cos_a) + std::abs(h * sin_a) - 1e-9));
         out_h = static_cast<int64_t>(std::ceil(std::abs(w * sin_a) + std::abs(h * cos_a) - 1e-9));
       }
+      // warpAffine's source positions: the inverse of OpenCV's rotation matrix
+      // about the centres, in 10-bit fixed point rounded to 1/32 of a pixel,
+      // the sum of a column's part and a row's; each position and its
+      // weights serve every plane.
+      cv::Mat matrix = cv::getRotationMatrix2D(cv::Point2f((w - 1) / 2.f, (h - 1) / 2.f), degrees, 1.0);
+      matrix.at<double>(0, 2) += (out_w - 1) / 2.0 - (w - 1) / 2.0;
+      matrix.at<double>(1, 2) += (out_h - 1) / 2.0 - (h - 1) / 2.0;
+      cv::Mat inverse;
+      cv::invertAffineTransform(matrix, inverse);
+      const double* m = inverse.ptr<double>();
+      constexpr double kScale = 1 << 10;                          // AB_BITS
+      constexpr int kShift = 10 - 5, kRound = 1 << (kShift - 1);  // to INTER_BITS
+      std::vector<int32_t> step_x(static_cast<std::size_t>(out_w)), step_y(step_x.size());
+      for (int64_t x = 0; x < out_w; ++x) {
+        step_x[static_cast<std::size_t>(x)] = cv::saturate_cast<int>(m[0] * static_cast<double>(x) * kScale);
+        step_y[static_cast<std::size_t>(x)] = cv::saturate_cast<int>(m[3] * static_cast<double>(x) * kScale);
+      }
+      // A row's part, rounding included.
+      auto row_x = [&](int64_t y) {
+        return cv::saturate_cast<int>((m[1] * static_cast<double>(y) + m[2]) * kScale) + kRound;
+      };
+      auto row_y = [&](int64_t y) {
+        return cv::saturate_cast<int>((m[4] * static_cast<double>(y) + m[5]) * kScale) + kRound;
+      };
+      const float fill = static_cast<float>(in.number("fill"));
       if (cpu_kernels(image)) {
-        cv::Mat matrix = cv::getRotationMatrix2D(cv::Point2f((w - 1) / 2.f, (h - 1) / 2.f), degrees, 1.0);
-        matrix.at<double>(0, 2) += (out_w - 1) / 2.0 - (w - 1) / 2.0;
-        matrix.at<double>(1, 2) += (out_h - 1) / 2.0 - (h - 1) / 2.0;
-        // warpAffine's source positions: 10-bit fixed point rounded to 1/32
-        // of a pixel; each position and its weights serve every plane
-        // (kernels::warp_row, kernels::warp_row_interleaved).
-        cv::Mat inverse;
-        cv::invertAffineTransform(matrix, inverse);
-        const double* m = inverse.ptr<double>();
-        constexpr double kScale = 1 << 10;                              // AB_BITS
-        constexpr int kShift = 10 - 5, kRound = 1 << (kShift - 1);     // to INTER_BITS
-        std::vector<int32_t> step_x(static_cast<std::size_t>(out_w)), step_y(step_x.size());
-        for (int64_t x = 0; x < out_w; ++x) {
-          step_x[static_cast<std::size_t>(x)] = cv::saturate_cast<int>(m[0] * static_cast<double>(x) * kScale);
-          step_y[static_cast<std::size_t>(x)] = cv::saturate_cast<int>(m[3] * static_cast<double>(x) * kScale);
-        }
+        // kernels::warp_row, kernels::warp_row_interleaved.
         const at::Tensor src = row_major(image);  // a view is read in place
         const Rows source(src);
         const int64_t stride = src.size(2) > 1 ? src.stride(2) : w;
         at::Tensor out = at::empty({src.size(0), src.size(1), out_h, out_w}, src.options());
-        const float fill = static_cast<float>(in.number("fill"));
         const int planes = static_cast<int>(src.size(1));
         const int64_t batch = src.size(0);
         // Image by image, bands of 16 output rows in parallel. Three planes
@@ -367,8 +376,7 @@ void register_geometry(Registrar& r) {
               for (int64_t left = 0; left < out_w; left += columns) {
                 const int64_t n = std::min(columns, out_w - left);
                 for (int64_t y = top; y < bottom; ++y) {
-                  const int x0 = cv::saturate_cast<int>((m[1] * static_cast<double>(y) + m[2]) * kScale) + kRound;
-                  const int y0 = cv::saturate_cast<int>((m[4] * static_cast<double>(y) + m[5]) * kScale) + kRound;
+                  const int x0 = row_x(y), y0 = row_y(y);
                   for (int64_t x = 0; x < n; ++x) {
                     x32[x] = (x0 + step_x[static_cast<std::size_t>(left + x)]) >> kShift;
                     y32[x] = (y0 + step_y[static_cast<std::size_t>(left + x)]) >> kShift;
@@ -403,24 +411,36 @@ void register_geometry(Registrar& r) {
         }
         return {out};
       }
-      // For each output pixel, the source position: the inverse of OpenCV's
-      // rotation matrix about the centres, in pixel coordinates.
-      auto options = image.options();
-      at::Tensor ys = at::arange(out_h, options) - (out_h - 1) / 2.0;
-      at::Tensor xs = at::arange(out_w, options) - (out_w - 1) / 2.0;
-      auto grid_yx = at::meshgrid({ys, xs}, "ij");
-      at::Tensor sx = grid_yx[1] * cos_a - grid_yx[0] * sin_a + (w - 1) / 2.0;
-      at::Tensor sy = grid_yx[1] * sin_a + grid_yx[0] * cos_a + (h - 1) / 2.0;
-      // grid_sample without align_corners: -1 and 1 are the outer edges of
-      // the edge pixels, so a pixel's centre is (2 s + 1) / size - 1. (With
-      // align_corners, -1 and 1 are the edge pixels' centres, the same pixel
-      // when a side is 1 long: every position would read it.)
-      at::Tensor grid =
-          at::stack({(sx * 2 + 1) / static_cast<double>(w) - 1, (sy * 2 + 1) / static_cast<double>(h) - 1}, 2);
-      grid = grid.unsqueeze(0).expand({image.size(0), out_h, out_w, 2});
-      at::Tensor rotated = at::grid_sampler(image, grid, /*bilinear*/ 0, /*zeros*/ 0, /*align_corners=*/false);
-      at::Tensor coverage = at::grid_sampler(at::ones({image.size(0), 1, h, w}, options), grid, 0, 0, false);
-      return {(rotated + in.number("fill") * (1 - coverage)).clamp(0, 1)};
+      // The same positions and weights as tensor operations (other devices):
+      // the four taps of each position gathered from the image in a border of
+      // fill one pixel wide (a tap outside reads fill), positions wholly
+      // outside set to fill, as on the CPU.
+      std::vector<int32_t> rows_x(static_cast<std::size_t>(out_h)), rows_y(rows_x.size());
+      for (int64_t y = 0; y < out_h; ++y) {
+        rows_x[static_cast<std::size_t>(y)] = row_x(y);
+        rows_y[static_cast<std::size_t>(y)] = row_y(y);
+      }
+      const auto ints = at::TensorOptions().dtype(at::kInt);
+      auto on_device = [&](const std::vector<int32_t>& v, at::IntArrayRef shape) {
+        return at::tensor(v, ints).view(shape).to(image.device());
+      };
+      // In 1/32 of a pixel.
+      const at::Tensor x32 =
+          at::bitwise_right_shift(on_device(rows_x, {out_h, 1}) + on_device(step_x, {1, out_w}), kShift);
+      const at::Tensor y32 =
+          at::bitwise_right_shift(on_device(rows_y, {out_h, 1}) + on_device(step_y, {1, out_w}), kShift);
+      const at::Tensor sx = at::bitwise_right_shift(x32, 5), sy = at::bitwise_right_shift(y32, 5);
+      const at::Tensor fx = at::bitwise_and(x32, 31).to(at::kFloat) / 32,
+                       fy = at::bitwise_and(y32, 31).to(at::kFloat) / 32;
+      const at::Tensor outside = (sx >= w) | (sx < -1) | (sy >= h) | (sy < -1);
+      const at::Tensor framed = at::constant_pad_nd(image, {1, 1, 1, 1}, fill).flatten(2);  // [B, C, (h + 2)(w + 2)]
+      const at::Tensor tap = ((sy + 1).clamp(0, h) * (w + 2) + (sx + 1).clamp(0, w)).to(at::kLong).flatten();
+      auto value = [&](int64_t offset) {
+        return framed.index_select(2, tap + offset).view({image.size(0), image.size(1), out_h, out_w});
+      };
+      const at::Tensor rotated = value(0) * ((1 - fy) * (1 - fx)) + value(1) * ((1 - fy) * fx) +
+                                 value(w + 2) * (fy * (1 - fx)) + value(w + 3) * (fy * fx);
+      return {at::where(outside, at::scalar_tensor(fill, image.options()), rotated).clamp_(0, 1)};
     };
     r.add(std::move(d));
   }

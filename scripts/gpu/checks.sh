@@ -3,7 +3,8 @@
 # its LibTorch; the filter gallery on CPU and CUDA (identical pictures?);
 # bench_filters with --device cuda (its last column: the GPU's result against
 # the CPU path's); the interaction graph on CUDA. QUICK=1: the gallery and
-# the five filters that OpenCV does on the CPU only.
+# the five filters that OpenCV does on the CPU only. ONLY="A,B": the gallery
+# and those filters only (bench_filters --only).
 set -u
 R=$PWD
 OUT=${OUT:-/tmp/out}
@@ -40,6 +41,12 @@ worst.sort(reverse=True)
 print(len(worst), "gallery images; largest cpu-vs-cuda differences (max, mean 8-bit levels):")
 for w in worst[:8]: print("  %5.0f %7.4f %s" % w)
 PY
+if [ -n "${ONLY:-}" ]; then  # ONLY="A,B": those filters, 9 repeats, and nothing after
+  log "$ONLY on CUDA vs OpenCV on 16 cores"
+  /tmp/b/bench/bench_filters 9 --device cuda --only "$ONLY"
+  log end
+  exit 0
+fi
 log "filters on CUDA vs OpenCV on 16 cores"
 [ -n "${QUICK:-}" ] || /tmp/b/bench/bench_filters 5 --device cuda
 log "filters that still call OpenCV through host memory, and the three now done on the device, 9 repeats"
