@@ -3,13 +3,153 @@
 #include <c10/core/Event.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
 #include <opencv2/core/utility.hpp>
 #include <thread>
 #include <vector>
 
+#include "kernels.hpp"
+
 namespace cozy::postprocess {
 
 namespace {
+
+// The workers of run_parallel. A job is published under the mutex with a
+// new generation; workers spin on the generation for a while after each job,
+// then sleep on the condition variable. Each of the job's seats (the caller
+// is seat 0, workers take the others as they arrive) owns a run of
+// consecutive k, as a static schedule would give it, and takes them from the
+// front: neighbouring pieces of work stay on one core, whose cache holds
+// what they share (Rotate's interleaved rows: on 2 threads, pieces dealt
+// out one at a time ran at 0.55 of OpenMP's static split). A seat that has
+// run out takes from the back of another's run, so a seat whose worker is
+// late or slow is emptied by the others. A job is shared: a worker that
+// picks it up after the caller has returned holds it alive, finds every k
+// taken and never calls fn (whose captures are gone by then).
+class Pool {
+ public:
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (std::thread& worker : workers_) worker.join();
+  }
+
+  void run(int64_t count, int threads, const std::function<void(int64_t)>& fn) {
+    const std::shared_ptr<Job> job(new Job(fn, count, threads));  // aligned new: Job holds 64-byte-aligned members
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      while (static_cast<int>(workers_.size()) < threads - 1) workers_.emplace_back([this] { work(); });
+      job_ = job;
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    wake_.notify_all();
+    take(*job, 0);
+    // Only the k taken by workers can still be running.
+    for (int spins = 0; job->done.load(std::memory_order_acquire) < count; ++spins) {
+      if (spins < 4096)
+        pause();
+      else
+        std::this_thread::yield();
+    }
+  }
+
+  static thread_local bool inside;  // a worker, or a caller taking its share
+
+ private:
+  // A seat's run of k: [front, back) packed in one word, so that its owner
+  // (from the front) and others (from the back) cannot take the same k.
+  struct alignas(64) Run {
+    std::atomic<uint64_t> bounds{0};
+  };
+
+  struct Job {
+    Job(const std::function<void(int64_t)>& f, int64_t n, int threads)
+        : fn(&f), count(n), seats(threads), runs(static_cast<std::size_t>(threads)) {
+      for (int s = 0; s < threads; ++s)
+        runs[static_cast<std::size_t>(s)].bounds.store(
+            (static_cast<uint64_t>(s * n / threads) << 32) | static_cast<uint64_t>((s + 1) * n / threads),
+            std::memory_order_relaxed);
+    }
+    const std::function<void(int64_t)>* fn;
+    int64_t count;
+    int seats;
+    std::vector<Run> runs;
+    alignas(64) std::atomic<int64_t> done{0};
+    std::atomic<int> joined{1};  // seat 0 is the caller's
+  };
+
+  static void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+
+  // The next k of a run, from its front (its owner) or its back; -1 when empty.
+  static int64_t next(Run& run, bool front) {
+    uint64_t bounds = run.bounds.load(std::memory_order_relaxed);
+    for (;;) {
+      const uint64_t first = bounds >> 32, end = bounds & 0xffffffffu;
+      if (first >= end) return -1;
+      const uint64_t taken = front ? ((first + 1) << 32) | end : (first << 32) | (end - 1);
+      if (run.bounds.compare_exchange_weak(bounds, taken, std::memory_order_relaxed))
+        return static_cast<int64_t>(front ? first : end - 1);
+    }
+  }
+
+  static void take(Job& job, int seat) {
+    const bool was_inside = inside;
+    inside = true;
+    auto run_k = [&](int64_t k) {
+      (*job.fn)(k);
+      job.done.fetch_add(1, std::memory_order_release);
+    };
+    for (int64_t k; (k = next(job.runs[static_cast<std::size_t>(seat)], true)) >= 0;) run_k(k);
+    for (int other = 1; other < job.seats; ++other) {
+      Run& run = job.runs[static_cast<std::size_t>((seat + other) % job.seats)];
+      for (int64_t k; (k = next(run, false)) >= 0;) run_k(k);
+    }
+    inside = was_inside;
+  }
+
+  void work() {
+    inside = true;
+    uint64_t seen = 0;
+    for (;;) {
+      // Spin for a new job for about 100 us, then sleep.
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+      for (int spins = 0; generation_.load(std::memory_order_acquire) == seen; ++spins) {
+        pause();
+        if (spins % 64 == 0 && std::chrono::steady_clock::now() > until) break;
+      }
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_relaxed) != seen; });
+        if (stop_) return;
+        seen = generation_.load(std::memory_order_relaxed);
+        job = job_;
+      }
+      if (const int seat = job->joined.fetch_add(1, std::memory_order_relaxed); seat < job->seats) take(*job, seat);
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::shared_ptr<Job> job_;
+  std::atomic<uint64_t> generation_{0};
+  bool stop_ = false;
+  std::vector<std::thread> workers_;
+};
+
+thread_local bool Pool::inside = false;
+
 // OpenCV's own thread pool follows the run's thread count.
 void use_threads(int threads) {
   if (cv::getNumThreads() != threads) cv::setNumThreads(threads);
@@ -60,6 +200,38 @@ at::Tensor on_host(const at::Tensor& image, int64_t out_c, int64_t out_h, int64_
   return result;
 }
 
+void run_parallel(int64_t count, int threads, const std::function<void(int64_t)>& fn) {
+  if (count <= 0) return;
+  if (threads <= 1 || count == 1 || Pool::inside || at::in_parallel_region()) {
+    for (int64_t k = 0; k < count; ++k) fn(k);
+    return;
+  }
+  static Pool pool;
+  pool.run(count, threads, fn);
+}
+
+at::Tensor copy_rows(const at::Tensor& t) {
+  if (t.is_contiguous()) return t;
+  if (!t.is_cpu() || t.scalar_type() != at::kFloat || !rows_contiguous(t)) return t.contiguous();
+  const Rows rows(t);
+  const int64_t channels = t.size(1), h = t.size(2), w = t.size(3), planes = t.size(0) * channels;
+  at::Tensor dst = at::empty(t.sizes(), t.options());
+  float* d = dst.data_ptr<float>();
+  const bool stream = kernels::streams(static_cast<int64_t>(dst.nbytes()));
+  parallel_for(0, planes * h, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t plane = k / h, y = k % h;
+      const float* row = rows(plane / channels, plane % channels, y);
+      if (stream)
+        kernels::stream_copy(row, d + k * w, w);
+      else
+        kernels::copy(row, d + k * w, w);
+    }
+    if (stream) kernels::stream_fence();
+  });
+  return dst;
+}
+
 at::Tensor per_plane(const at::Tensor& image, int64_t out_h, int64_t out_w, int threads,
                      const std::function<void(const cv::Mat&, cv::Mat&)>& fn, bool planes_in_parallel) {
   use_threads(threads);
@@ -75,7 +247,7 @@ at::Tensor per_plane(const at::Tensor& image, int64_t out_h, int64_t out_w, int 
       }
     };
     if (planes_in_parallel)
-      at::parallel_for(0, src.size(0) * channels, 1, run);
+      parallel_for(0, src.size(0) * channels, 1, run);
     else
       run(0, src.size(0) * channels);
   });

@@ -37,6 +37,34 @@ inline at::Tensor luma(const at::Tensor& image) {
          image.select(1, 2).unsqueeze(1) * 0.114;
 }
 
+/// Runs fn(k) for k in [0, count) on up to `threads` threads (the caller
+/// and the pool's workers), each taking the next k as it finishes one. The
+/// caller waits only for the k that others have taken: a worker that wakes
+/// late (on a virtual machine an idle core can take milliseconds to come
+/// back) finds the work done rather than holding the caller up, as OpenCV's
+/// TBB does; OpenMP's parallel regions (at::parallel_for) wait for every
+/// thread to arrive. Workers spin for 100 us after a job before they sleep.
+/// Nested calls (from inside fn) run serially. fn must not throw.
+void run_parallel(int64_t count, int threads, const std::function<void(int64_t)>& fn);
+
+/// at::parallel_for's contract on run_parallel: fn(b, e) over pieces of
+/// [begin, end) of at least `grain` (but for the last), up to 8 a thread so
+/// that threads that start late or run slow are evened out; at::get_num_threads()
+/// threads.
+template <class Fn>
+void parallel_for(int64_t begin, int64_t end, int64_t grain, const Fn& fn) {
+  const int64_t n = end - begin;
+  if (n <= 0) return;
+  const int threads = at::get_num_threads();
+  const int64_t pieces =
+      std::min<int64_t>((n + std::max<int64_t>(grain, 1) - 1) / std::max<int64_t>(grain, 1), int64_t{8} * threads);
+  if (threads <= 1 || pieces <= 1) {
+    fn(begin, end);
+    return;
+  }
+  run_parallel(pieces, threads, [&](int64_t k) { fn(begin + k * n / pieces, begin + (k + 1) * n / pieces); });
+}
+
 /// True when every row of a [B, C, H, W] tensor is contiguous and rows do not
 /// overlap: a contiguous tensor, or a view such as Crop's. Batches and
 /// planes may lie anywhere (an expanded plane is read three times).
@@ -48,6 +76,13 @@ inline bool rows_contiguous(const at::Tensor& t) {
 /// CPU row loops and OpenCV (whose images have a row step) read, so that a
 /// view is read in place rather than copied first.
 inline at::Tensor row_major(const at::Tensor& t) { return rows_contiguous(t) ? t : t.contiguous(); }
+
+/// `t` when contiguous; else, for a float32 CPU tensor with contiguous rows
+/// (a channel or Crop's rectangle of an image, a plane expanded to three
+/// channels), a contiguous copy made a row at a time on parallel_for's
+/// threads (LibTorch's copy would wait for every OpenMP thread to wake);
+/// else t.contiguous().
+at::Tensor copy_rows(const at::Tensor& t);
 
 /// The rows of a float32 CPU tensor with contiguous rows: its first
 /// element and strides, read once (data_ptr and stride check their
@@ -146,7 +181,7 @@ at::Tensor map_pixels(const at::Tensor& image, int64_t out_channels, const Fn& f
   constexpr int64_t kChunk = 1 << 15;
   const int64_t step = whole ? kChunk : std::max<int64_t>(1, kChunk / std::max<int64_t>(w, 1));
   const int64_t chunks = whole ? (h * w + kChunk - 1) / kChunk : (runs + step - 1) / step;
-  at::parallel_for(0, batch * chunks, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, batch * chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
       const int64_t b = k / chunks, chunk = k % chunks;
       const float* in[3];

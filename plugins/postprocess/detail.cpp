@@ -35,7 +35,7 @@ at::Tensor gaussian_blur(const at::Tensor& image, double sigma, int threads) {
     float* d = dst.data_ptr<float>();
     const int64_t bands = std::min<int64_t>(std::max<int64_t>(1, (2 * at::get_num_threads() + planes - 1) / planes),
                                             std::max<int64_t>(1, h / 64));
-    at::parallel_for(0, planes * bands, 1, [&](int64_t begin, int64_t end) {
+    parallel_for(0, planes * bands, 1, [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
         const int64_t plane = task / bands, band = task % bands;
         kernels::symmetric_filter(rows(plane / channels, plane % channels, 0), rows.row, d + plane * h * w, w, h, w, k,

@@ -14,7 +14,7 @@ namespace {
 // at the end of each chunk, before its thread joins.
 template <class Fn>
 void for_each_row(int64_t planes, int64_t rows, const Fn& fn, bool streamed = false) {
-  at::parallel_for(0, planes * rows, 64, [&](int64_t begin, int64_t end) {
+  parallel_for(0, planes * rows, 64, [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin / rows, y = begin % rows, k = begin; k < end; ++k) {  // no division a row
       fn(plane, y);
       if (++y == rows) y = 0, ++plane;
@@ -366,7 +366,7 @@ void register_geometry(Registrar& r) {
         const int64_t bands = (out_h + kRows - 1) / kRows;
         float* target = out.data_ptr<float>();
         auto warp_bands = [&](int64_t b, const float* interleaved, int64_t pitch) {
-          at::parallel_for(0, bands, 1, [&](int64_t begin, int64_t end) {
+          parallel_for(0, bands, 1, [&](int64_t begin, int64_t end) {
             int32_t x32[kColumns], y32[kColumns];
             const float* from[3] = {nullptr, nullptr, nullptr};  // the planes, where no interleaved copy is made
             for (int c = 0; c < planes && !interleaved; ++c) from[c] = source(b, c, 0);
@@ -397,7 +397,7 @@ void register_geometry(Registrar& r) {
           at::Tensor buffer = at::empty({(h + 2) * pitch}, src.options());
           float* interleaved = buffer.data_ptr<float>();
           for (int64_t b = 0; b < batch; ++b) {
-            at::parallel_for(0, h + 2, 16, [&](int64_t begin, int64_t end) {
+            parallel_for(0, h + 2, 16, [&](int64_t begin, int64_t end) {
               for (int64_t y = begin; y < end; ++y) {
                 const float* rows[3] = {nullptr, nullptr, nullptr};
                 for (int c = 0; c < 3 && y >= 1 && y <= h; ++c) rows[c] = source(b, c, y - 1);
@@ -529,9 +529,14 @@ void register_geometry(Registrar& r) {
       at::Tensor image = image_input(in, "image");
       const std::string& channel = in.string("channel");
       if (image.size(1) == 1) return {image};
-      if (channel == "luma") return {luma(image)};
+      if (channel == "luma") {
+        if (!cpu_kernels(image)) return {luma(image)};
+        return {map_pixels(image, 1, [](const float* const* src, float* const* dst, int64_t n) {
+          kernels::luma(src[0], src[1], src[2], dst[0], n);
+        })};
+      }
       int64_t index = channel == "red" ? 0 : channel == "green" ? 1 : 2;
-      return {image.narrow(1, index, 1).contiguous()};
+      return {cpu_kernels(image) ? copy_rows(image.narrow(1, index, 1)) : image.narrow(1, index, 1).contiguous()};
     };
     r.add(std::move(d));
   }
@@ -544,7 +549,8 @@ void register_geometry(Registrar& r) {
     d.spec.inputs = {InputSpec::Link("mask", types::MASK)};
     d.spec.outputs = {{"IMAGE", types::IMAGE}};
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      return {mask_input(in, "mask").expand({-1, 3, -1, -1}).contiguous()};
+      const at::Tensor grey = mask_input(in, "mask").expand({-1, 3, -1, -1});
+      return {cpu_kernels(grey) ? copy_rows(grey) : grey.contiguous()};
     };
     r.add(std::move(d));
   }

@@ -64,7 +64,7 @@ void register_tone(Registrar& r) {
         const Runs runs(src);
         const int64_t batch = src.size(0), channels = src.size(1), h = src.size(2), w = src.size(3);
         std::vector<double> means(static_cast<std::size_t>(batch));
-        at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+        parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
           for (int64_t b = begin; b < end; ++b) {
             // Eight float lanes per block (they vectorise), blocks summed in double.
             double sum = 0;
@@ -90,7 +90,7 @@ void register_tone(Registrar& r) {
         });
         at::Tensor out = at::empty({batch, channels, h, w}, src.options());
         float* const o = out.data_ptr<float>();
-        at::parallel_for(0, batch * channels, 1, [&](int64_t begin, int64_t end) {
+        parallel_for(0, batch * channels, 1, [&](int64_t begin, int64_t end) {
           for (int64_t plane = begin; plane < end; ++plane) {
             const float m = static_cast<float>(means[static_cast<std::size_t>(plane / channels)]);
             const float ff = static_cast<float>(f);
@@ -192,7 +192,7 @@ void register_tone(Registrar& r) {
         const float* const high = hi.data_ptr<float>();
         float* const o = out.data_ptr<float>();
         const float exponent = static_cast<float>(1.0 / gamma);
-        at::parallel_for(0, b * channels, 1, [&](int64_t begin, int64_t end) {
+        parallel_for(0, b * channels, 1, [&](int64_t begin, int64_t end) {
           for (int64_t plane = begin; plane < end; ++plane) {
             const float l = low[plane / channels];
             const float scale = 1.f / std::max(1e-6f, high[plane / channels] - l);
