@@ -295,8 +295,27 @@ void per_image_into(const at::Tensor& src, at::Tensor& dst, int threads,
 }
 
 at::Tensor per_image(const at::Tensor& image, int threads, const std::function<void(const cv::Mat&, cv::Mat&)>& fn) {
-  return on_host(image, image.size(1), image.size(2), image.size(3),
-                 [&](const at::Tensor& src, at::Tensor& dst) { per_image_into(src, dst, threads, fn); });
+  if (image.is_cpu() || image.size(1) == 1)
+    return on_host(image, image.size(1), image.size(2), image.size(3),
+                   [&](const at::Tensor& src, at::Tensor& dst) { per_image_into(src, dst, threads, fn); });
+  // On another device a colour image is interleaved there (H x W x 3,
+  // OpenCV's layout) before it comes down, and its result is split back into
+  // planes there: the CPU does OpenCV's work alone, where per_image_into
+  // would interleave and split each image on it too. on_host takes any
+  // four sizes: [B, H, W, 3] passes for [B, C, H, W].
+  use_threads(threads);
+  const int h = static_cast<int>(image.size(2)), w = static_cast<int>(image.size(3));
+  const at::Tensor interleaved = image.permute({0, 2, 3, 1}).contiguous();
+  const at::Tensor out = on_host(interleaved, h, w, 3, [&](const at::Tensor& src, at::Tensor& dst) {
+    for (int64_t b = 0; b < src.size(0); ++b) {
+      const cv::Mat in(h, w, CV_32FC3, src[b].data_ptr<float>());
+      const cv::Mat result(h, w, CV_32FC3, dst[b].data_ptr<float>());
+      cv::Mat made = result;  // OpenCV writes in place when sizes and types match
+      fn(in, made);
+      if (made.data != result.data) made.convertTo(result, CV_32F);
+    }
+  });
+  return out.permute({0, 3, 1, 2}).contiguous();
 }
 
 at::Tensor rgb_to_hsv(const at::Tensor& rgb) {

@@ -142,7 +142,9 @@ at::Tensor per_plane(const at::Tensor& image, int64_t out_h, int64_t out_w, int 
                      const std::function<void(const cv::Mat&, cv::Mat&)>& fn, bool planes_in_parallel = false);
 
 /// Runs `fn(src, dst)` on each image as an interleaved H x W x C cv::Mat
-/// (RGB order), for filters that look at all channels at once.
+/// (RGB order), for filters that look at all channels at once. A colour
+/// image on another device is interleaved there and comes down (through
+/// on_host) as OpenCV holds it.
 at::Tensor per_image(const at::Tensor& image, int threads, const std::function<void(const cv::Mat&, cv::Mat&)>& fn);
 
 /// per_image from a contiguous CPU batch into a CPU batch of the same
