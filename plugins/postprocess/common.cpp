@@ -150,10 +150,6 @@ class Pool {
 
 thread_local bool Pool::inside = false;
 
-// OpenCV's own thread pool follows the run's thread count.
-void use_threads(int threads) {
-  if (cv::getNumThreads() != threads) cv::setNumThreads(threads);
-}
 }  // namespace
 
 // Runs `work(src, dst)` on CPU tensors, src with contiguous rows (a view is
@@ -198,6 +194,12 @@ at::Tensor on_host(const at::Tensor& image, int64_t out_c, int64_t out_h, int64_
     result[b].copy_(dst[b], /*non_blocking=*/true);
   }
   return result;
+}
+
+void use_threads(int threads) {
+  static const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  threads = std::min(threads, cores);
+  if (cv::getNumThreads() != threads) cv::setNumThreads(threads);
 }
 
 void run_parallel(int64_t count, int threads, const std::function<void(int64_t)>& fn) {

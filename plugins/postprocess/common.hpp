@@ -47,6 +47,10 @@ inline at::Tensor luma(const at::Tensor& image) {
 /// Nested calls (from inside fn) run serially. fn must not throw.
 void run_parallel(int64_t count, int threads, const std::function<void(int64_t)>& fn);
 
+/// OpenCV's thread pool (TBB) follows the run's thread count, up to the
+/// machine's cores: TBB would not start more, and says so on stderr.
+void use_threads(int threads);
+
 /// at::parallel_for's contract on run_parallel: fn(b, e) over pieces of
 /// [begin, end) of at least `grain` (but for the last), up to 8 a thread so
 /// that threads that start late or run slow are evened out; at::get_num_threads()

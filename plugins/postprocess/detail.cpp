@@ -246,7 +246,7 @@ void register_detail(Registrar& r) {
         // Image by image, the luma made in the cache just before Canny reads
         // it (a batch of luma first went through memory: 0.87 of OpenCV at
         // 2 threads), its rows on OpenCV's threads, as Canny's.
-        cv::setNumThreads(ctx.threads());
+        use_threads(ctx.threads());
         return {on_host(image, 1, image.size(2), image.size(3), [&](const at::Tensor& src, at::Tensor& dst) {
           const int h = static_cast<int>(src.size(2)), w = static_cast<int>(src.size(3));
           cv::Mat grey(h, w, CV_32F);
