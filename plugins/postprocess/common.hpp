@@ -44,7 +44,9 @@ inline at::Tensor luma(const at::Tensor& image) {
 /// back) finds the work done rather than holding the caller up, as OpenCV's
 /// TBB does; OpenMP's parallel regions (at::parallel_for) wait for every
 /// thread to arrive. Workers spin for 100 us after a job before they sleep.
-/// Nested calls (from inside fn) run serially. fn must not throw.
+/// Nested calls (from inside fn) run serially. fn must not throw. count is
+/// below 2^32 (a thread's run of k is packed in 32 bits a bound; parallel_for
+/// passes at most 8 a thread).
 void run_parallel(int64_t count, int threads, const std::function<void(int64_t)>& fn);
 
 /// OpenCV's thread pool (TBB) follows the run's thread count, up to the
