@@ -212,6 +212,16 @@ void run_parallel(int64_t count, int threads, const std::function<void(int64_t)>
   pool.run(count, threads, fn);
 }
 
+at::Tensor luma(const at::Tensor& image) {
+  if (image.size(1) == 1) return image;
+  if (cpu_kernels(image))
+    return map_pixels(image, 1, [](const float* const* src, float* const* dst, int64_t n) {
+      kernels::luma(src[0], src[1], src[2], dst[0], n);
+    });
+  return image.select(1, 0).unsqueeze(1) * 0.299 + image.select(1, 1).unsqueeze(1) * 0.587 +
+         image.select(1, 2).unsqueeze(1) * 0.114;
+}
+
 at::Tensor copy_rows(const at::Tensor& t) {
   if (t.is_contiguous()) return t;
   if (!t.is_cpu() || t.scalar_type() != at::kFloat || !rows_contiguous(t)) return t.contiguous();

@@ -30,12 +30,9 @@ inline at::Tensor mask_input(const Inputs& in, std::string_view name) {
   return mask;
 }
 
-/// ITU-R BT.601 luma, as PIL's "L" and OpenCV's RGB2GRAY: [B, 1, H, W].
-inline at::Tensor luma(const at::Tensor& image) {
-  if (image.size(1) == 1) return image;
-  return image.select(1, 0).unsqueeze(1) * 0.299 + image.select(1, 1).unsqueeze(1) * 0.587 +
-         image.select(1, 2).unsqueeze(1) * 0.114;
-}
+/// ITU-R BT.601 luma, as PIL's "L" and OpenCV's RGB2GRAY: [B, 1, H, W]. On
+/// the CPU one fused pass (kernels::luma), elsewhere tensor operations.
+at::Tensor luma(const at::Tensor& image);
 
 /// Runs fn(k) for k in [0, count) on up to `threads` threads (the caller
 /// and the pool's workers), each taking the next k as it finishes one. The

@@ -261,11 +261,7 @@ void register_detail(Registrar& r) {
           }
         })};
       }
-      at::Tensor grey = image.size(1) == 1 || !cpu_kernels(image)
-                            ? luma(image)
-                            : map_pixels(image, 1, [](const float* const* src, float* const* dst, int64_t n) {
-                                kernels::luma(src[0], src[1], src[2], dst[0], n);
-                              });
+      at::Tensor grey = luma(image);
       if (in.string("method") == "canny") {
         return {per_plane(grey, grey.size(2), grey.size(3), ctx.threads(), canny)};
       }

@@ -529,14 +529,9 @@ void register_geometry(Registrar& r) {
       at::Tensor image = image_input(in, "image");
       const std::string& channel = in.string("channel");
       if (image.size(1) == 1) return {image};
-      if (channel == "luma") {
-        if (!cpu_kernels(image)) return {luma(image)};
-        return {map_pixels(image, 1, [](const float* const* src, float* const* dst, int64_t n) {
-          kernels::luma(src[0], src[1], src[2], dst[0], n);
-        })};
-      }
+      if (channel == "luma") return {luma(image)};
       int64_t index = channel == "red" ? 0 : channel == "green" ? 1 : 2;
-      return {cpu_kernels(image) ? copy_rows(image.narrow(1, index, 1)) : image.narrow(1, index, 1).contiguous()};
+      return {copy_rows(image.narrow(1, index, 1))};
     };
     r.add(std::move(d));
   }
@@ -549,8 +544,7 @@ void register_geometry(Registrar& r) {
     d.spec.inputs = {InputSpec::Link("mask", types::MASK)};
     d.spec.outputs = {{"IMAGE", types::IMAGE}};
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      const at::Tensor grey = mask_input(in, "mask").expand({-1, 3, -1, -1});
-      return {cpu_kernels(grey) ? copy_rows(grey) : grey.contiguous()};
+      return {copy_rows(mask_input(in, "mask").expand({-1, 3, -1, -1}))};
     };
     r.add(std::move(d));
   }
