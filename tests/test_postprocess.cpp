@@ -98,22 +98,41 @@ class Filters : public ::testing::Test {
   // with `reference` within `tolerance` (largest absolute difference).
   void check(const std::string& type, const nlohmann::json& inputs, const Reference& reference, double tolerance,
              std::vector<int64_t> channel_counts = {1, 3}) {
-    for (int64_t channels : channel_counts) {
-      at::Tensor batch = random_batch(channels);
-      at::Tensor out = run(type, inputs, batch);
-      ASSERT_TRUE(out.defined()) << type << ": " << last_error;
-      EXPECT_GE(out.min().item<float>(), 0.f) << type;
-      EXPECT_LE(out.max().item<float>(), 1.f) << type;
-      ASSERT_EQ(out.size(0), 2) << type;
-      for (int64_t b = 0; b < 2; ++b) {
-        cv::Mat expected = reference(to_mat(batch[b]));
-        cv::Mat actual = to_mat(out[b]);
-        ASSERT_EQ(actual.size(), expected.size()) << type << " channels " << channels;
-        ASSERT_EQ(actual.channels(), expected.channels()) << type << " channels " << channels;
-        double difference = cv::norm(actual, expected, cv::NORM_INF);
-        EXPECT_LE(difference, tolerance) << type << " " << inputs.dump() << " channels " << channels << " image " << b;
-      }
+    for (int64_t channels : channel_counts) check_on(random_batch(channels), type, inputs, reference, tolerance);
+  }
+
+  // check() on a given batch.
+  void check_on(const at::Tensor& batch, const std::string& type, const nlohmann::json& inputs,
+                const Reference& reference, double tolerance) {
+    const int64_t channels = batch.size(1);
+    at::Tensor out = run(type, inputs, batch);
+    ASSERT_TRUE(out.defined()) << type << ": " << last_error;
+    EXPECT_GE(out.min().item<float>(), 0.f) << type;
+    EXPECT_LE(out.max().item<float>(), 1.f) << type;
+    ASSERT_EQ(out.size(0), batch.size(0)) << type;
+    for (int64_t b = 0; b < batch.size(0); ++b) {
+      cv::Mat expected = reference(to_mat(batch[b]));
+      cv::Mat actual = to_mat(out[b]);
+      ASSERT_EQ(actual.size(), expected.size()) << type << " channels " << channels;
+      ASSERT_EQ(actual.channels(), expected.channels()) << type << " channels " << channels;
+      double difference = cv::norm(actual, expected, cv::NORM_INF);
+      EXPECT_LE(difference, tolerance) << type << " " << inputs.dump() << " channels " << channels << " image " << b
+                                       << " of " << batch.sizes();
     }
+  }
+
+  // The shipped test card (input/test_card.png, 128 x 128) at h x w, and
+  // mirrored: a batch of two photographs' worth of edges, flat areas and
+  // gradients, where random pixels have none.
+  static at::Tensor card_batch(int64_t channels, int h, int w) {
+    cv::Mat card = cv::imread(std::string(COZY_SOURCE_DIR) + "/input/test_card.png", cv::IMREAD_COLOR);
+    EXPECT_FALSE(card.empty());
+    cv::Mat rgb, sized, values;
+    cv::cvtColor(card, rgb, channels == 1 ? cv::COLOR_BGR2GRAY : cv::COLOR_BGR2RGB);
+    cv::resize(rgb, sized, cv::Size(w, h), 0, 0, cv::INTER_CUBIC);
+    sized.convertTo(values, CV_32F, 1 / 255.0);
+    at::Tensor one = at::from_blob(values.data, {h, w, channels}, at::kFloat).permute({2, 0, 1}).clone();
+    return at::stack({one, one.flip({2})});
   }
 
   // Runs `node` with `image` on its IMAGE inputs and `mask` on its MASK ones.
@@ -361,27 +380,90 @@ TEST_F(Filters, BilateralDenoiseIsOpenCVsBilateralFilter) {
   }
 }
 
-TEST_F(Filters, ClaheIsOpenCVsClaheOnLightness) {
-  check("CLAHE", {{"clip_limit", 3.0}, {"tiles", 4}}, [](const cv::Mat& m) {
-    auto clahe = cv::createCLAHE(3.0, cv::Size(4, 4));
-    cv::Mat deep, equalised, out;
-    if (m.channels() == 1) {
-      m.convertTo(deep, CV_16U, 65535.0);
-      clahe->apply(deep, equalised);
-      equalised.convertTo(out, CV_32F, 1 / 65535.0);
-      return out;
-    }
-    cv::Mat lab;
-    cv::cvtColor(m, lab, cv::COLOR_RGB2Lab);
-    std::vector<cv::Mat> parts;
-    cv::split(lab, parts);
-    parts[0].convertTo(deep, CV_16U, 65535.0 / 100);
+cv::Mat clahe_reference(const cv::Mat& m, double clip_limit, int tiles) {
+  auto clahe = cv::createCLAHE(clip_limit, cv::Size(tiles, tiles));
+  cv::Mat deep, equalised, out;
+  if (m.channels() == 1) {
+    m.convertTo(deep, CV_16U, 65535.0);
     clahe->apply(deep, equalised);
-    equalised.convertTo(parts[0], CV_32F, 100 / 65535.0);
-    cv::merge(parts, lab);
-    cv::cvtColor(lab, out, cv::COLOR_Lab2RGB);
-    return clamp01(out);
-  }, 1e-5);
+    equalised.convertTo(out, CV_32F, 1 / 65535.0);
+    return out;
+  }
+  cv::Mat lab;
+  cv::cvtColor(m, lab, cv::COLOR_RGB2Lab);
+  std::vector<cv::Mat> parts;
+  cv::split(lab, parts);
+  parts[0].convertTo(deep, CV_16U, 65535.0 / 100);
+  clahe->apply(deep, equalised);
+  equalised.convertTo(parts[0], CV_32F, 100 / 65535.0);
+  cv::merge(parts, lab);
+  cv::cvtColor(lab, out, cv::COLOR_Lab2RGB);
+  return clamp01(out);
+}
+
+TEST_F(Filters, ClaheIsOpenCVsClaheOnLightness) {
+  check(
+      "CLAHE", {{"clip_limit", 3.0}, {"tiles", 4}}, [](const cv::Mat& m) { return clahe_reference(m, 3.0, 4); }, 1e-5);
+}
+
+// On a photograph-like image, sides that divide by the tiles and sides that
+// do not (OpenCV extends the image then), clip limits from tight to none:
+// OpenCV's result to the bit on the CPU path (OpenCV) and on the tensor path
+// (COZY_POSTPROCESS_TENSOR_OPS=1: the device's equalisation, run on the CPU).
+TEST_F(Filters, ClaheOnTheTestCardIsOpenCVsToTheBit) {
+  for (const auto& [h, w] : {std::pair{128, 128}, std::pair{150, 200}, std::pair{37, 61}})
+    for (int64_t channels : {1, 3})
+      for (const auto& [clip, tiles] :
+           {std::pair{2.0, 8}, std::pair{40.0, 3}, std::pair{0.1, 16}, std::pair{3.0, 1}, std::pair{1.0, 12}})
+        check_on(
+            card_batch(channels, h, w), "CLAHE", {{"clip_limit", clip}, {"tiles", tiles}},
+            [clip = clip, tiles = tiles](const cv::Mat& m) { return clahe_reference(m, clip, tiles); }, 0);
+}
+
+// Canny on the same images: long edges (hysteresis along chains), flat
+// areas, thresholds given either way round, both paths to the bit.
+TEST_F(Filters, CannyOnTheTestCardIsOpenCVsToTheBit) {
+  for (const auto& [h, w] : {std::pair{128, 128}, std::pair{150, 200}, std::pair{512, 384}})
+    for (int64_t channels : {1, 3})
+      for (const auto& [low, high] :
+           {std::pair{0.1, 0.3}, std::pair{0.02, 0.08}, std::pair{0.5, 0.2}, std::pair{0.0, 0.0}, std::pair{0.01, 0.9}})
+        check_on(
+            card_batch(channels, h, w), "EdgeDetect", {{"method", "canny"}, {"low", low}, {"high", high}},
+            [low = low, high = high](const cv::Mat& m) {
+              cv::Mat bytes, edges, out;
+              luma_of(m).convertTo(bytes, CV_8U, 255.0);
+              cv::Canny(bytes, edges, low * 255, high * 255, 3, false);
+              edges.convertTo(out, CV_32F, 1 / 255.0);
+              return out;
+            },
+            0);
+}
+
+// A faint spiral band, 7 turns, with one bright dot where it ends: only the
+// dot's edges are strong, and hysteresis has to follow the faint edges all
+// the way round (about 4000 pixels, one chain) to keep them.
+TEST_F(Filters, CannyFollowsALongFaintChainFromOneStrongEnd) {
+  cv::Mat image(160, 160, CV_32F, cv::Scalar(0));
+  std::vector<cv::Point> spiral;
+  for (double t = 2 * CV_PI; t < 16 * CV_PI; t += 0.01)
+    spiral.emplace_back(80 + static_cast<int>(std::lround(t * 1.5 * std::cos(t))),
+                        80 + static_cast<int>(std::lround(t * 1.5 * std::sin(t))));
+  cv::polylines(image, spiral, false, cv::Scalar(0.15), 3);
+  cv::Mat faint_only = image.clone();
+  cv::circle(image, spiral.back(), 4, cv::Scalar(1.0), cv::FILLED);
+  const at::Tensor one = at::from_blob(image.data, {1, 1, 160, 160}, at::kFloat).clone();
+  const nlohmann::json inputs = {{"method", "canny"}, {"low", 0.05}, {"high", 0.9}};
+  auto reference = [](const cv::Mat& m) {
+    cv::Mat bytes, edges, out;
+    m.convertTo(bytes, CV_8U, 255.0);
+    cv::Canny(bytes, edges, 0.05 * 255, 0.9 * 255, 3, false);
+    edges.convertTo(out, CV_32F, 1 / 255.0);
+    return out;
+  };
+  ASSERT_EQ(cv::countNonZero(reference(faint_only)), 0) << "without the dot no edge is strong";
+  const cv::Mat expected = reference(image);
+  ASSERT_GT(cv::countNonZero(expected), 3000) << "OpenCV keeps the faint spiral through the dot";
+  check_on(at::cat({one, one.flip({3})}), "EdgeDetect", inputs, reference, 0);
 }
 
 TEST_F(Filters, SobelEdgesMatchOpenCVsSobel) {

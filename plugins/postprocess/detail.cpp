@@ -1,6 +1,6 @@
 // Detail: blur (its own kernel on the CPU) and sharpen as tensor ops on the
-// device; median and bilateral with OpenCV on the CPU and as tensor ops
-// elsewhere; CLAHE and Canny with OpenCV on the CPU.
+// device; median, bilateral, CLAHE and Canny with OpenCV on the CPU and as
+// tensor ops elsewhere (CLAHE's Lab conversions stay OpenCV's).
 #include "common.hpp"
 #include "kernels.hpp"
 
@@ -109,6 +109,235 @@ at::Tensor bilateral_filter(const at::Tensor& image, int diameter, double sigma_
   return sum.div_(weights).clamp_(0, 1);
 }
 
+// OpenCV's CLAHE on 16-bit levels (cv::CLAHE::apply on CV_16UC1, 65536
+// bins) as tensor operations, to the same levels: int32 [B, H, W] in
+// [0, 65535] in and out. OpenCV's rules, kept: an image whose sides are not
+// both multiples of `tiles` is extended down and right by tiles - (side %
+// tiles) (reflect-101) before its tiles are cut, so a side that divides
+// gets `tiles` more; clip limit int(clip_limit x tile area / 65536), at
+// least 1; what is clipped is spread evenly over the bins and its residual
+// one bin in every max(65536 / residual, 1) from 0; the LUT is the rounded
+// float product of the running count and 65535 / area; each pixel is the
+// rounded bilinear mix of its four nearest tiles' LUTs, in OpenCV's float
+// order (one operation a tensor op, so no fused multiply-add reorders it).
+// Histograms are not built bin by bin (65536 a tile): each tile's levels
+// are sorted and each pixel looks up the running count below its level
+// (searchsorted), so memory follows the pixels, not tiles x 65536.
+at::Tensor clahe_levels(const at::Tensor& levels, double clip_limit, int tiles) {
+  constexpr int64_t kBins = 65536;
+  const int64_t batch = levels.size(0), h = levels.size(1), w = levels.size(2), count = int64_t{tiles} * tiles;
+  const bool divides = h % tiles == 0 && w % tiles == 0;
+  const int64_t padded_h = divides ? h : h + tiles - h % tiles, padded_w = divides ? w : w + tiles - w % tiles;
+  const int64_t tile_h = padded_h / tiles, tile_w = padded_w / tiles, area = tile_h * tile_w;
+  const auto longs = levels.options().dtype(at::kLong);
+  auto host_indices = [&](int64_t n, int64_t len) {
+    std::vector<int64_t> index(static_cast<std::size_t>(n));
+    for (int64_t i = 0; i < n; ++i)
+      index[static_cast<std::size_t>(i)] =
+          cv::borderInterpolate(static_cast<int>(i), static_cast<int>(len), cv::BORDER_REFLECT_101);
+    return at::tensor(index, at::kLong).to(levels.device());
+  };
+  const at::Tensor value = levels.to(at::kLong);
+  at::Tensor extended = value;
+  if (!divides) extended = value.index_select(1, host_indices(padded_h, h)).index_select(2, host_indices(padded_w, w));
+  // Each padded pixel's key: (image, tile) x 65536 + its level.
+  const at::Tensor tile_of = at::arange(padded_h, longs).div(tile_h, "floor").view({padded_h, 1}) * tiles +
+                             at::arange(padded_w, longs).div(tile_w, "floor").view({1, padded_w});
+  const at::Tensor owner = at::arange(batch, longs).view({batch, 1, 1}) * count + tile_of;
+  const at::Tensor keys = std::get<0>(at::sort((owner * kBins + extended).flatten()));
+  const auto [distinct, unused, counts] = at::unique_consecutive(keys, false, true);
+  const at::Tensor tile = distinct.div(kBins, "floor");
+  const int64_t clip = clip_limit > 0 ? std::max<int64_t>(static_cast<int>(clip_limit * area / kBins), 1) : INT64_MAX;
+  const at::Tensor kept = counts.clamp_max(clip);
+  // Sums over each tile's keys as differences of running sums at the tiles'
+  // first keys (every tile has one): no atomic adds, which a thousand tiles
+  // of a batch would queue on.
+  const at::Tensor first = at::searchsorted(distinct, at::arange(batch * count, longs) * kBins);
+  const at::Tensor last = at::cat({first.narrow(0, 1, batch * count - 1), at::full({1}, distinct.numel(), longs)});
+  auto running_sum = [&](const at::Tensor& x) { return at::cat({at::zeros({1}, longs), x.cumsum(0)}); };
+  const at::Tensor kept_sum = running_sum(kept), clipped_sum = running_sum(counts - kept);
+  const at::Tensor excess = clipped_sum.index_select(0, last) - clipped_sum.index_select(0, first);
+  const at::Tensor spread = excess.div(kBins, "floor"), residual = excess - spread * kBins;
+  const at::Tensor step = at::full_like(residual, kBins).div(residual.clamp_min(1), "floor").clamp_min(1);
+  // The kept counts up to each distinct level, within its tile.
+  const at::Tensor running =
+      kept_sum.narrow(0, 1, distinct.numel()) - kept_sum.index_select(0, first.index_select(0, tile));
+  const float lut_scale = static_cast<float>(kBins - 1) / static_cast<float>(area);
+  // OpenCV's LUT of tile `owners` (one per pixel) at each pixel's level.
+  auto lut = [&](const at::Tensor& owners) {
+    const at::Tensor query = owners * kBins + value;
+    const at::Tensor at_or_below = at::searchsorted(distinct, query, false, /*right=*/true) - 1;
+    const at::Tensor safe = at_or_below.clamp_min(0).flatten();
+    const at::Tensor hit = at_or_below.ge(0) & tile.index_select(0, safe).view_as(query).eq(owners);
+    const at::Tensor below = at::where(hit, running.index_select(0, safe).view_as(query), 0);
+    const at::Tensor flat = owners.flatten();
+    const at::Tensor r = residual.index_select(0, flat).view_as(query);
+    const at::Tensor extra =
+        at::where(r.gt(0), at::minimum(r, value.div(step.index_select(0, flat).view_as(query), "floor") + 1), 0);
+    const at::Tensor sum = below + (value + 1) * spread.index_select(0, flat).view_as(query) + extra;
+    return (sum.to(at::kFloat) * lut_scale).round_().clamp_(0, kBins - 1);
+  };
+  // OpenCV's interpolation weights and tiles, computed as it does in float.
+  struct Axis {
+    at::Tensor first, second, weight, rest;  // tiles t1, t2; weights of t2 and t1
+  };
+  auto axis = [&](int64_t n, int64_t size) {
+    std::vector<int64_t> t1(static_cast<std::size_t>(n)), t2(static_cast<std::size_t>(n));
+    std::vector<float> a(static_cast<std::size_t>(n)), a1(static_cast<std::size_t>(n));
+    const float inv = 1.0f / static_cast<float>(size);
+    for (int64_t i = 0; i < n; ++i) {
+      const float f = static_cast<float>(i) * inv - 0.5f;
+      const int first = static_cast<int>(std::floor(f));
+      const auto k = static_cast<std::size_t>(i);
+      a[k] = f - static_cast<float>(first);
+      a1[k] = 1.0f - a[k];
+      t1[k] = std::max(first, 0);
+      t2[k] = std::min(first + 1, tiles - 1);
+    }
+    const auto device = levels.device();
+    return Axis{at::tensor(t1, at::kLong).to(device), at::tensor(t2, at::kLong).to(device),
+                at::tensor(a, at::kFloat).to(device), at::tensor(a1, at::kFloat).to(device)};
+  };
+  const Axis across = axis(w, tile_w), down = axis(h, tile_h);
+  const at::Tensor image = at::arange(batch, longs).view({batch, 1, 1}) * count;
+  const at::Tensor row1 = image + down.first.view({1, h, 1}) * tiles,
+                   row2 = image + down.second.view({1, h, 1}) * tiles;
+  const at::Tensor col1 = across.first.view({1, 1, w}), col2 = across.second.view({1, 1, w});
+  const at::Tensor xa = across.weight.view({1, 1, w}), xa1 = across.rest.view({1, 1, w});
+  const at::Tensor ya = down.weight.view({1, h, 1}), ya1 = down.rest.view({1, h, 1});
+  // (lut11 xa1 + lut12 xa) ya1 + (lut21 xa1 + lut22 xa) ya, left to right.
+  const at::Tensor top = at::mul(at::add(at::mul(lut(row1 + col1), xa1), at::mul(lut(row1 + col2), xa)), ya1);
+  const at::Tensor bottom = at::mul(at::add(at::mul(lut(row2 + col1), xa1), at::mul(lut(row2 + col2), xa)), ya);
+  return at::add(top, bottom).round_().clamp_(0, kBins - 1).to(at::kInt);
+}
+
+// CLAHE off the CPU: the 16-bit equalisation (where OpenCV spends three
+// quarters of its time, 65536-bin histograms a tile) as clahe_levels on the
+// device, with OpenCV's conversions to levels and back (convertTo: the
+// float product, rounded half to even). A colour image's Lab conversions
+// stay OpenCV's, on the host (its float Lab comes from interpolated tables,
+// not reproduced here): the image goes down, its L comes up, the
+// equalised L goes down and the RGB made from it comes up. The same result
+// as the CPU path, to the bit.
+at::Tensor clahe_on_device(const at::Tensor& image, double clip_limit, int tiles, int threads) {
+  const int64_t batch = image.size(0), h = image.size(2), w = image.size(3);
+  auto equalise = [&](const at::Tensor& values, double up, double down) {  // values x up as levels, back x down
+    const at::Tensor levels = (values * up).round_().clamp_(0, 65535).to(at::kInt);
+    return clahe_levels(levels, clip_limit, tiles).to(at::kFloat) * static_cast<double>(static_cast<float>(down));
+  };
+  if (image.size(1) == 1) return equalise(image.squeeze(1), 65535.0, 1.0 / 65535.0).unsqueeze(1);
+  // Each image's conversions in bands of rows on the pool: cvtColor splits
+  // a 512 x 512 image into only 4 stripes (one per 65536 pixels), so on 16
+  // cores it left 12 idle.
+  use_threads(threads);  // for what cvtColor spreads itself (one band when the run has one thread)
+  auto in_bands = [&](int64_t rows, const std::function<void(const cv::Range&)>& fn) {
+    parallel_for(0, rows, 8,
+                 [&](int64_t begin, int64_t end) { fn(cv::Range(static_cast<int>(begin), static_cast<int>(end))); });
+  };
+  std::vector<cv::Mat> lab(static_cast<std::size_t>(batch));
+  std::size_t next = 0;
+  const at::Tensor interleaved = image.clamp(0, 1).permute({0, 2, 3, 1}).contiguous();  // clipped, as on the CPU
+  const at::Tensor lightness = on_host(interleaved, 1, h, w, [&](const at::Tensor& src, at::Tensor& dst) {
+    for (int64_t b = 0; b < src.size(0); ++b, ++next) {
+      const cv::Mat rgb(static_cast<int>(h), static_cast<int>(w), CV_32FC3, src[b].data_ptr<float>());
+      const cv::Mat l = plane_view(dst, b, 0);
+      cv::Mat& lab_image = lab[next];
+      lab_image.create(rgb.size(), CV_32FC3);
+      in_bands(h, [&](const cv::Range& rows) {
+        cv::Mat lab_rows = lab_image.rowRange(rows), l_rows = l.rowRange(rows);
+        cv::cvtColor(rgb.rowRange(rows), lab_rows, cv::COLOR_RGB2Lab);
+        cv::extractChannel(lab_rows, l_rows, 0);
+      });
+    }
+  });
+  const at::Tensor equalised = equalise(lightness.squeeze(1), 65535.0 / 100.0, 100.0 / 65535.0).unsqueeze(1);
+  next = 0;
+  const at::Tensor out = on_host(equalised, h, w, 3, [&](const at::Tensor& src, at::Tensor& dst) {
+    for (int64_t b = 0; b < src.size(0); ++b, ++next) {
+      const cv::Mat l = plane_view(src, b, 0),
+                    rgb(static_cast<int>(h), static_cast<int>(w), CV_32FC3, dst[b].data_ptr<float>());
+      in_bands(h, [&](const cv::Range& rows) {
+        cv::Mat lab_rows = lab[next].rowRange(rows), rgb_rows = rgb.rowRange(rows);
+        cv::insertChannel(l.rowRange(rows), lab_rows, 0);
+        cv::cvtColor(lab_rows, rgb_rows, cv::COLOR_Lab2RGB);
+      });
+    }
+  });
+  return out.permute({0, 3, 1, 2}).clamp(0, 1);
+}
+
+// OpenCV's Canny (3x3 aperture, L1 gradient) as tensor operations on a grey
+// batch [B, 1, H, W]: the 8-bit luma (convertTo's rounding); Sobel with a
+// replicated border; non-maximum suppression with OpenCV's fixed-point
+// direction tests (tan 22.5 degrees as 13573 / 2^15) and its comparisons
+// (strict on one side, not on the other), magnitudes outside the image 0;
+// candidates above floor(low), strong above floor(high). Hysteresis keeps
+// the candidates 8-connected to a strong one (OpenCV follows them from each
+// strong pixel with a stack): components found by hooking each tree's root
+// to the smallest root next to any of its pixels and halving paths, a few
+// rounds whatever the components' shapes (5 on a batch of noise, where
+// spreading labels one pixel a round took 90); a component keeps its pixels
+// when any of them is strong. Edges 1.
+at::Tensor canny_edges(const at::Tensor& grey, double low_threshold, double high_threshold) {
+  if (low_threshold > high_threshold) std::swap(low_threshold, high_threshold);
+  const auto low = static_cast<int>(std::floor(low_threshold)), high = static_cast<int>(std::floor(high_threshold));
+  const int64_t h = grey.size(2), w = grey.size(3);
+  const at::Tensor bytes = (grey * 255.0).round_().clamp_(0, 255);
+  const at::Tensor p = at::replication_pad2d(bytes, {1, 1, 1, 1});
+  auto near = [&](const at::Tensor& t, int64_t dy, int64_t dx) {
+    return t.slice(2, 1 + dy, 1 + dy + h).slice(3, 1 + dx, 1 + dx + w);
+  };
+  // Integers below 2^24: exact in float.
+  const at::Tensor dx =
+      ((near(p, -1, 1) - near(p, -1, -1)) + (near(p, 0, 1) - near(p, 0, -1)) * 2 + (near(p, 1, 1) - near(p, 1, -1)))
+          .to(at::kInt);
+  const at::Tensor dy =
+      ((near(p, 1, -1) - near(p, -1, -1)) + (near(p, 1, 0) - near(p, -1, 0)) * 2 + (near(p, 1, 1) - near(p, -1, 1)))
+          .to(at::kInt);
+  const at::Tensor ax = dx.abs(), magnitude = ax + dy.abs();
+  const at::Tensor m = at::constant_pad_nd(magnitude, {1, 1, 1, 1}, 0);
+  const at::Tensor ay = dy.abs() * 32768, tg22 = ax * 13573, tg67 = tg22 + ax * 65536;  // (<< 15, << 16)
+  const at::Tensor horizontal = ay.lt(tg22), vertical = ay.gt(tg67);
+  const at::Tensor along = magnitude.gt(near(m, 0, -1)) & magnitude.ge(near(m, 0, 1));
+  const at::Tensor across = magnitude.gt(near(m, -1, 0)) & magnitude.ge(near(m, 1, 0));
+  const at::Tensor opposite = dx.lt(0).ne(dy.lt(0));  // OpenCV's (dx ^ dy) < 0
+  const at::Tensor diagonal = at::where(opposite, magnitude.gt(near(m, -1, 1)) & magnitude.gt(near(m, 1, -1)),
+                                        magnitude.gt(near(m, -1, -1)) & magnitude.gt(near(m, 1, 1)));
+  const at::Tensor candidate = magnitude.gt(low) & at::where(horizontal, along, at::where(vertical, across, diagonal));
+  const at::Tensor strong = candidate & magnitude.gt(high);
+  // Hysteresis: candidates' components (8-connected), each a tree of
+  // pixel indices whose root is its smallest (parent[i] <= i; n: no pixel).
+  const int64_t n = candidate.numel();
+  const auto longs = grey.options().dtype(at::kLong);
+  const at::Tensor self = at::arange(n, longs).view_as(candidate);
+  at::Tensor parent = at::cat({at::where(candidate, self, n).flatten(), at::full({1}, n, longs)});
+  while (true) {
+    // Each pixel's root, then the smallest root among its neighbours (and
+    // itself); every root takes the smallest that any of its pixels saw.
+    const at::Tensor label = parent.narrow(0, 0, n).view_as(candidate);
+    const at::Tensor l = at::constant_pad_nd(label, {1, 1, 1, 1}, n);
+    at::Tensor lowest = label;
+    for (int64_t y = -1; y <= 1; ++y)
+      for (int64_t x = -1; x <= 1; ++x)
+        if (y != 0 || x != 0) lowest = at::minimum(lowest, near(l, y, x));
+    // Pixels with nothing smaller next to them write their own entry back
+    // (where every pixel of a component sent its root's, a million atomic
+    // operations would queue on one address).
+    const at::Tensor hooks = candidate & lowest.lt(label);
+    const at::Tensor target = at::where(hooks, label, self), value = at::where(hooks, lowest, label);
+    at::Tensor hooked = parent.clone().scatter_reduce_(0, target.flatten(), value.flatten(), "amin");
+    if (at::equal(hooked, parent)) break;  // neighbours share their root: done
+    // Path halving until every pixel points at its root.
+    for (at::Tensor up = hooked.index_select(0, hooked); !at::equal(up, hooked); up = hooked.index_select(0, hooked))
+      hooked = up;
+    parent = hooked;
+  }
+  const at::Tensor label = parent.narrow(0, 0, n).view_as(candidate);
+  const at::Tensor kept =
+      at::zeros({n + 1}, grey.options().dtype(at::kBool)).index_fill_(0, label.masked_select(strong), true);
+  return (candidate & kept.index_select(0, label.flatten()).view_as(label)).to(at::kFloat);
+}
+
 }  // namespace
 
 // Also used by Sharpen's reference test through the node.
@@ -195,11 +424,15 @@ void register_detail(Registrar& r) {
   }
   {
     NodeDef d = filter("CLAHE", "CLAHE", "detail",
-                       "Contrast-limited adaptive histogram equalisation (OpenCV) on the CPU: on the L channel of "
-                       "CIE Lab for colour images, on the image itself for grey ones, at 16 bits.");
+                       "Contrast-limited adaptive histogram equalisation, OpenCV's (cv::CLAHE at 16 bits): on the L "
+                       "channel of CIE Lab for colour images, on the image itself for grey ones. On the CPU OpenCV "
+                       "itself; on other devices the equalisation runs there as tensor operations, to the same "
+                       "levels, and a colour image's Lab conversions stay OpenCV's on the host.");
     d.spec.inputs.push_back(InputSpec::Float("clip_limit", 2.0).range(0.1, 40).with_step(0.1));
     d.spec.inputs.push_back(InputSpec::Int("tiles", 8).range(1, 64).help("tiles per side"));
     d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+      if (const at::Tensor& image = image_input(in, "image"); !cpu_kernels(image))
+        return {clahe_on_device(image, in.number("clip_limit"), static_cast<int>(in.integer("tiles")), ctx.threads())};
       auto clahe = cv::createCLAHE(in.number("clip_limit"),
                                    cv::Size(static_cast<int>(in.integer("tiles")), static_cast<int>(in.integer("tiles"))));
       return {per_image(image_input(in, "image"), ctx.threads(), [&](const cv::Mat& src, cv::Mat& dst) {
@@ -228,8 +461,9 @@ void register_detail(Registrar& r) {
   {
     NodeDef d = filter("EdgeDetect", "Edge Detect", "detail",
                        "Edges of the luma, one channel out. sobel: |(Sobel x, Sobel y)| / 4 (a unit step gives 1), "
-                       "3x3, reflect-101 border, as tensor operations on the device. canny: OpenCV's Canny on the "
-                       "8-bit luma on the CPU, thresholds in [0, 1], edges 1.");
+                       "3x3, reflect-101 border, as tensor operations on the device. canny: OpenCV's Canny (3x3, L1 "
+                       "gradient) on the 8-bit luma, thresholds in [0, 1], edges 1: on the CPU OpenCV itself, on "
+                       "other devices the same edges as tensor operations.");
     d.spec.inputs.push_back(InputSpec::Choice("method", {"sobel", "canny"}));
     d.spec.inputs.push_back(InputSpec::Float("low", 0.1).range(0, 1).with_step(0.01).help("canny only"));
     d.spec.inputs.push_back(InputSpec::Float("high", 0.3).range(0, 1).with_step(0.01).help("canny only"));
@@ -262,6 +496,7 @@ void register_detail(Registrar& r) {
         })};
       }
       at::Tensor grey = luma(image);
+      if (in.string("method") == "canny" && !cpu_kernels(grey)) return {canny_edges(grey, low, high)};
       if (in.string("method") == "canny") {
         return {per_plane(grey, grey.size(2), grey.size(3), ctx.threads(), canny)};
       }

@@ -49,7 +49,7 @@ if [ -n "${ONLY:-}" ]; then  # ONLY="A,B": those filters, 9 repeats, and nothing
 fi
 log "filters on CUDA vs OpenCV on 16 cores"
 [ -n "${QUICK:-}" ] || /tmp/b/bench/bench_filters 5 --device cuda
-log "filters that still call OpenCV through host memory, and the three now done on the device, 9 repeats"
+log "the five filters OpenCV defines (its function on the CPU path, tensor operations here), 9 repeats"
 for f in CLAHE "EdgeDetect canny" MedianDenoise BilateralDenoise "Resize 256 lanczos"; do
   /tmp/b/bench/bench_filters 9 --device cuda --only "$f" | tail -n 1
 done
