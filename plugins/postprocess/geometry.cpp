@@ -55,53 +55,32 @@ at::Tensor resize_nearest(const at::Tensor& image, int64_t h, int64_t w) {
   return dst;
 }
 
-// Where output index i (relative to the image's first pixel) reads from, for
-// Pad's modes; -1 for the constant border.
-int64_t border_source(int64_t i, int64_t n, int mode) {
-  if (i >= 0 && i < n) return i;
-  if (mode == cv::BORDER_CONSTANT) return -1;
-  if (mode == cv::BORDER_REPLICATE) return i < 0 ? 0 : n - 1;
-  return i < 0 ? -i : 2 * (n - 1) - i;  // reflect-101, narrower than the image
-}
-
 // Pad on a CPU batch: each output row is a copy of its source row with its
-// borders filled: a constant, the edge pixel, or the row mirrored about its
-// edge pixel (reflect-101).
+// borders filled (a constant, the edge pixel, or the row mirrored about its
+// edge pixel, reflect-101), a band of a plane's rows a call
+// (kernels::pad_plane). Not streamed past the caches: on session 11's
+// machine (a virtual AMD Zen 5) a row at a time streamed measured 0.59-0.67
+// of OpenCV at one thread, cached 0.80-0.91, and bands of rows 0.87-0.96
+// (sessions 6-8's Zen 3 had gained from streaming; see docs/benchmarks.md).
 at::Tensor pad_rows(const at::Tensor& image, int64_t left, int64_t right, int64_t top, int64_t bottom, int mode,
                     float value) {
   const at::Tensor src = row_major(image);
   const Rows source(src);
-  const bool apart = !src.is_contiguous();
   const int64_t channels = src.size(1), planes = src.size(0) * channels, h = src.size(2), w = src.size(3);
   const int64_t out_h = h + top + bottom, out_w = w + left + right;
   at::Tensor dst = at::empty({src.size(0), src.size(1), out_h, out_w}, src.options());
   float* d = dst.data_ptr<float>();
-  const bool stream = kernels::streams(static_cast<int64_t>(dst.nbytes()));
   const int kernel_mode = mode == cv::BORDER_CONSTANT    ? kernels::kPadConstant
                           : mode == cv::BORDER_REPLICATE ? kernels::kPadReplicate
                                                          : kernels::kPadReflect101;
-  for_each_row(
-      planes, out_h,
-      [&](int64_t plane, int64_t y) {
-        float* const out = d + (plane * out_h + y) * out_w;
-        const int64_t sy = border_source(y - top, h, mode);
-        const float* row = sy < 0 ? nullptr : source(plane / channels, plane % channels, sy);
-        if (apart && y + kPrefetchRows < out_h) {  // a view's rows: prefetched
-          const int64_t next = border_source(y + kPrefetchRows - top, h, mode);
-          if (next >= 0) prefetch_row(source(plane / channels, plane % channels, next), w);
-        }
-        if (stream) return kernels::stream_pad_row(row, out, w, left, right, kernel_mode, value);
-        if (row == nullptr) return std::fill(out, out + out_w, value);
-        kernels::copy(row, out + left, w);
-        if (mode == cv::BORDER_REFLECT_101) {  // out[left - k] = row[k], out[left + w - 1 + k] = row[w - 1 - k]
-          kernels::reverse(row + 1, out, left);
-          kernels::reverse(row + w - 1 - right, out + left + w, right);
-        } else {
-          std::fill(out, out + left, mode == cv::BORDER_CONSTANT ? value : row[0]);
-          std::fill(out + left + w, out + out_w, mode == cv::BORDER_CONSTANT ? value : row[w - 1]);
-        }
-      },
-      stream);
+  parallel_for(0, planes * out_h, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end;) {  // the rows of each plane in [begin, end)
+      const int64_t plane = k / out_h, y = k % out_h, stop = std::min(end - plane * out_h, out_h);
+      kernels::pad_plane(source(plane / channels, plane % channels, 0), source.row, h, w, d + plane * out_h * out_w,
+                         top, left, right, kernel_mode, value, y, stop);
+      k += stop - y;
+    }
+  });
   return dst;
 }
 

@@ -315,6 +315,41 @@ void reverse(const float* __restrict row, float* __restrict out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = row[n - 1 - i];
 }
 
+COZY_MULTIVERSION
+void pad_plane(const float* __restrict src, int64_t src_stride, int64_t h, int64_t w, float* __restrict dst,
+               int64_t top, int64_t left, int64_t right, int mode, float value, int64_t y_begin, int64_t y_end) {
+  const int64_t n = left + w + right;
+  auto source_row = [&](int64_t y) -> int64_t {  // -1: a row of the constant
+    const int64_t sy = y - top;
+    if (sy >= 0 && sy < h) return sy;
+    if (mode == kPadConstant) return -1;
+    return mode == kPadReplicate ? (sy < 0 ? 0 : h - 1) : (sy < 0 ? -sy : 2 * (h - 1) - sy);
+  };
+  const bool apart = src_stride != w;  // a view's rows: the prefetchers lose them, so they are asked for
+  for (int64_t y = y_begin; y < y_end; ++y) {
+    float* __restrict out = dst + y * n;
+    if (apart && y + 2 < y_end)
+      if (const int64_t next = source_row(y + 2); next >= 0)
+        for (int64_t j = 0; j < w; j += 16) __builtin_prefetch(src + next * src_stride + j);
+    const int64_t sy = source_row(y);
+    if (sy < 0) {
+      for (int64_t j = 0; j < n; ++j) out[j] = value;
+      continue;
+    }
+    const float* __restrict row = src + sy * src_stride;
+    float* __restrict middle = out + left;
+    for (int64_t j = 0; j < w; ++j) middle[j] = row[j];
+    if (mode == kPadReflect101) {  // out[left - k] = row[k], out[left + w - 1 + k] = row[w - 1 - k]
+      for (int64_t k = 1; k <= left; ++k) out[left - k] = row[k];
+      for (int64_t k = 1; k <= right; ++k) middle[w - 1 + k] = row[w - 1 - k];
+    } else {
+      const float l = mode == kPadConstant ? value : row[0], r = mode == kPadConstant ? value : row[w - 1];
+      for (int64_t j = 0; j < left; ++j) out[j] = l;
+      for (int64_t j = 0; j < right; ++j) middle[w + j] = r;
+    }
+  }
+}
+
 #if defined(__SSE2__)
 // Non-temporal stores, 4 floats at a time from the first 16-byte boundary:
 // memory-bound either way, so SSE2 is enough.
@@ -339,53 +374,11 @@ void stream_reverse(const float* row, float* out, int64_t n) {
 
 void stream_fence() { _mm_sfence(); }
 
-void stream_pad_row(const float* row, float* out, int64_t w, int64_t left, int64_t right, int mode, float value) {
-  const int64_t n = left + w + right;
-  auto at = [&](int64_t j) {  // output j's value
-    const int64_t s = j - left;
-    if (row == nullptr || (mode == kPadConstant && (s < 0 || s >= w))) return value;
-    if (s >= 0 && s < w) return row[s];
-    if (mode == kPadReplicate) return s < 0 ? row[0] : row[w - 1];
-    return s < 0 ? row[-s] : row[2 * (w - 1) - s];  // reflect-101
-  };
-  auto reversed = [](__m128 v) { return _mm_shuffle_ps(v, v, _MM_SHUFFLE(0, 1, 2, 3)); };
-  auto four = [&](int64_t j) { return _mm_setr_ps(at(j), at(j + 1), at(j + 2), at(j + 3)); };
-  // A loop for each stretch of the row, groups of four outputs from the
-  // first 16-byte boundary: a branch a group cost a third of the time.
-  int64_t j = 0;
-  for (; j < n && (reinterpret_cast<std::uintptr_t>(out + j) & 15) != 0; ++j) out[j] = at(j);
-  if (row == nullptr) {
-    for (const __m128 v = _mm_set1_ps(value); j + 4 <= n; j += 4) _mm_stream_ps(out + j, v);
-  } else {
-    if (mode == kPadReflect101)  // out[j] = row[left - j]
-      for (; j + 4 <= left; j += 4) _mm_stream_ps(out + j, reversed(_mm_loadu_ps(row + left - j - 3)));
-    else
-      for (const __m128 v = _mm_set1_ps(at(0)); j + 4 <= left; j += 4) _mm_stream_ps(out + j, v);
-    for (; j < left && j + 4 <= n; j += 4) _mm_stream_ps(out + j, four(j));  // across the left edge
-    for (; j + 4 <= left + w; j += 4) _mm_stream_ps(out + j, _mm_loadu_ps(row + j - left));
-    for (; j < left + w && j + 4 <= n; j += 4) _mm_stream_ps(out + j, four(j));  // across the right edge
-    if (mode == kPadReflect101)                                                  // out[j] = row[2 (w - 1) - (j - left)]
-      for (; j + 4 <= n; j += 4) _mm_stream_ps(out + j, reversed(_mm_loadu_ps(row + 2 * (w - 1) + left - j - 3)));
-    else
-      for (const __m128 v = _mm_set1_ps(at(n - 1)); j + 4 <= n; j += 4) _mm_stream_ps(out + j, v);
-  }
-  for (; j < n; ++j) out[j] = at(j);
-}
 #else
 void stream_copy(const float* row, float* out, int64_t n) { copy(row, out, n); }
 void stream_reverse(const float* row, float* out, int64_t n) { reverse(row, out, n); }
 void stream_fence() {}
 
-void stream_pad_row(const float* row, float* out, int64_t w, int64_t left, int64_t right, int mode, float value) {
-  for (int64_t j = 0; j < left + w + right; ++j) {
-    const int64_t s = j - left;
-    out[j] = row == nullptr || (mode == kPadConstant && (s < 0 || s >= w)) ? value
-             : s >= 0 && s < w                                             ? row[s]
-             : mode == kPadReplicate                                       ? (s < 0 ? row[0] : row[w - 1])
-             : s < 0                                                       ? row[-s]
-                                                                           : row[2 * (w - 1) - s];
-  }
-}
 #endif
 
 namespace {

@@ -61,7 +61,8 @@ void reverse(const float* row, float* out, int64_t n);
 /// larger than the last-level cache (streams()), which would leave it before
 /// anything read them, they save the read of each line before its write
 /// (session 6, one run each way, 1 thread: Pad 0.70-0.78 of OpenCV cached,
-/// 0.94-1.07 streamed; Flip 1.09-1.20 and 2.16-2.25). Streaming the output of
+/// 0.94-1.07 streamed, a Zen 3; Pad no longer streams, see pad_plane; Flip
+/// 1.09-1.20 and 2.16-2.25). Streaming the output of
 /// map_pixels' filters through a buffer made them slower (Invert 1.13 ->
 /// 0.93): not done there. Call stream_fence() after a thread's last
 /// streamed row.
@@ -73,15 +74,19 @@ void stream_fence();
 /// pixel (OpenCV's BORDER_REFLECT_101; left and right narrower than w).
 inline constexpr int kPadConstant = 0, kPadReplicate = 1, kPadReflect101 = 2;
 
-/// One row of Pad, left + w + right floats, streamed straight from the
-/// source row (null: the whole row is `value`): each aligned group of four
-/// outputs is a load of the source (reversed, in a mirrored border) or the
-/// constant, stored past the caches. Rows made in a buffer in the cache and
-/// then streamed (sessions 6-8) measured 0.38-0.43 of OpenCV on session 9's
-/// machine (a virtual AMD Zen 5), straight 0.80-0.88 (a branch for each
-/// group instead of a loop for each stretch: 0.55-0.60); see
-/// docs/benchmarks.md.
-void stream_pad_row(const float* row, float* out, int64_t w, int64_t left, int64_t right, int mode, float value);
+/// Rows [y_begin, y_end) of a padded plane (rows of left + w + right
+/// floats, contiguous, from dst): output row y is source row y - top (rows
+/// src_stride floats apart, h of them) or, outside them, the row the mode
+/// gives (the constant, the edge row, the row mirrored about the edge row;
+/// top and bottom narrower than h), each with its borders: the constant,
+/// the edge pixel, or the row mirrored about it (kPad* modes; left and right
+/// narrower than w). One call a band of rows, its loops together: a call
+/// for each row and for each of its three parts measured 0.80-0.91 of
+/// OpenCV, bands 0.87-0.96 (session 11, 1 thread). A view's rows (src_stride
+/// above w) are prefetched two rows ahead, as the row loops do (common.hpp's
+/// kPrefetchRows).
+void pad_plane(const float* src, int64_t src_stride, int64_t h, int64_t w, float* dst, int64_t top, int64_t left,
+               int64_t right, int mode, float value, int64_t y_begin, int64_t y_end);
 
 /// True when an output of `bytes` is larger than the last-level cache
 /// (never with COZY_POSTPROCESS_NO_STREAMING set, to compare both ways;
