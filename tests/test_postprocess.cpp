@@ -407,7 +407,7 @@ TEST_F(Filters, ClaheIsOpenCVsClaheOnLightness) {
 }
 
 // On a photograph-like image, sides that divide by the tiles and sides that
-// do not (OpenCV extends the image then), clip limits from tight to none:
+// do not (OpenCV extends the image then), clip limits from 0.1 to 40:
 // OpenCV's result to the bit on the CPU path (OpenCV) and on the tensor path
 // (COZY_POSTPROCESS_TENSOR_OPS=1: the device's equalisation, run on the CPU).
 TEST_F(Filters, ClaheOnTheTestCardIsOpenCVsToTheBit) {
@@ -420,6 +420,17 @@ TEST_F(Filters, ClaheOnTheTestCardIsOpenCVsToTheBit) {
             [clip = clip, tiles = tiles](const cv::Mat& m) { return clahe_reference(m, clip, tiles); }, 0);
 }
 
+// OpenCV's Canny on the 8-bit luma, edges 1: the node's definition.
+Reference canny_reference(double low, double high) {
+  return [low, high](const cv::Mat& m) {
+    cv::Mat bytes, edges, out;
+    luma_of(m).convertTo(bytes, CV_8U, 255.0);
+    cv::Canny(bytes, edges, low * 255, high * 255, 3, false);
+    edges.convertTo(out, CV_32F, 1 / 255.0);
+    return out;
+  };
+}
+
 // Canny on the same images: long edges (hysteresis along chains), flat
 // areas, thresholds given either way round, both paths to the bit.
 TEST_F(Filters, CannyOnTheTestCardIsOpenCVsToTheBit) {
@@ -427,16 +438,8 @@ TEST_F(Filters, CannyOnTheTestCardIsOpenCVsToTheBit) {
     for (int64_t channels : {1, 3})
       for (const auto& [low, high] :
            {std::pair{0.1, 0.3}, std::pair{0.02, 0.08}, std::pair{0.5, 0.2}, std::pair{0.0, 0.0}, std::pair{0.01, 0.9}})
-        check_on(
-            card_batch(channels, h, w), "EdgeDetect", {{"method", "canny"}, {"low", low}, {"high", high}},
-            [low = low, high = high](const cv::Mat& m) {
-              cv::Mat bytes, edges, out;
-              luma_of(m).convertTo(bytes, CV_8U, 255.0);
-              cv::Canny(bytes, edges, low * 255, high * 255, 3, false);
-              edges.convertTo(out, CV_32F, 1 / 255.0);
-              return out;
-            },
-            0);
+        check_on(card_batch(channels, h, w), "EdgeDetect", {{"method", "canny"}, {"low", low}, {"high", high}},
+                 canny_reference(low, high), 0);
 }
 
 // A faint spiral band, 7 turns, with one bright dot where it ends: only the
@@ -453,13 +456,7 @@ TEST_F(Filters, CannyFollowsALongFaintChainFromOneStrongEnd) {
   cv::circle(image, spiral.back(), 4, cv::Scalar(1.0), cv::FILLED);
   const at::Tensor one = at::from_blob(image.data, {1, 1, 160, 160}, at::kFloat).clone();
   const nlohmann::json inputs = {{"method", "canny"}, {"low", 0.05}, {"high", 0.9}};
-  auto reference = [](const cv::Mat& m) {
-    cv::Mat bytes, edges, out;
-    m.convertTo(bytes, CV_8U, 255.0);
-    cv::Canny(bytes, edges, 0.05 * 255, 0.9 * 255, 3, false);
-    edges.convertTo(out, CV_32F, 1 / 255.0);
-    return out;
-  };
+  const Reference reference = canny_reference(0.05, 0.9);
   ASSERT_EQ(cv::countNonZero(reference(faint_only)), 0) << "without the dot no edge is strong";
   const cv::Mat expected = reference(image);
   ASSERT_GT(cv::countNonZero(expected), 3000) << "OpenCV keeps the faint spiral through the dot";
@@ -477,13 +474,7 @@ TEST_F(Filters, SobelEdgesMatchOpenCVsSobel) {
 }
 
 TEST_F(Filters, CannyEdgesAreOpenCVsCanny) {
-  check("EdgeDetect", {{"method", "canny"}, {"low", 0.2}, {"high", 0.5}}, [](const cv::Mat& m) {
-    cv::Mat bytes, edges, out;
-    luma_of(m).convertTo(bytes, CV_8U, 255.0);
-    cv::Canny(bytes, edges, 0.2 * 255, 0.5 * 255, 3, false);
-    edges.convertTo(out, CV_32F, 1 / 255.0);
-    return out;
-  }, 0);
+  check("EdgeDetect", {{"method", "canny"}, {"low", 0.2}, {"high", 0.5}}, canny_reference(0.2, 0.5), 0);
 }
 
 // ---------------------------------------------------------------- geometry

@@ -234,36 +234,48 @@ at::Tensor clahe_on_device(const at::Tensor& image, double clip_limit, int tiles
     parallel_for(0, rows, 8,
                  [&](int64_t begin, int64_t end) { fn(cv::Range(static_cast<int>(begin), static_cast<int>(end))); });
   };
-  std::vector<cv::Mat> lab(static_cast<std::size_t>(batch));
-  std::size_t next = 0;
-  const at::Tensor interleaved = image.clamp(0, 1).permute({0, 2, 3, 1}).contiguous();  // clipped, as on the CPU
-  const at::Tensor lightness = on_host(interleaved, 1, h, w, [&](const at::Tensor& src, at::Tensor& dst) {
-    for (int64_t b = 0; b < src.size(0); ++b, ++next) {
-      const cv::Mat rgb(static_cast<int>(h), static_cast<int>(w), CV_32FC3, src[b].data_ptr<float>());
-      const cv::Mat l = plane_view(dst, b, 0);
-      cv::Mat& lab_image = lab[next];
-      lab_image.create(rgb.size(), CV_32FC3);
-      in_bands(h, [&](const cv::Range& rows) {
-        cv::Mat lab_rows = lab_image.rowRange(rows), l_rows = l.rowRange(rows);
-        cv::cvtColor(rgb.rowRange(rows), lab_rows, cv::COLOR_RGB2Lab);
-        cv::extractChannel(lab_rows, l_rows, 0);
-      });
-    }
-  });
-  const at::Tensor equalised = equalise(lightness.squeeze(1), 65535.0 / 100.0, 100.0 / 65535.0).unsqueeze(1);
-  next = 0;
-  const at::Tensor out = on_host(equalised, h, w, 3, [&](const at::Tensor& src, at::Tensor& dst) {
-    for (int64_t b = 0; b < src.size(0); ++b, ++next) {
-      const cv::Mat l = plane_view(src, b, 0),
-                    rgb(static_cast<int>(h), static_cast<int>(w), CV_32FC3, dst[b].data_ptr<float>());
-      in_bands(h, [&](const cv::Range& rows) {
-        cv::Mat lab_rows = lab[next].rowRange(rows), rgb_rows = rgb.rowRange(rows);
-        cv::insertChannel(l.rowRange(rows), lab_rows, 0);
-        cv::cvtColor(lab_rows, rgb_rows, cv::COLOR_Lab2RGB);
-      });
-    }
-  });
-  return out.permute({0, 3, 1, 2}).clamp(0, 1);
+  // The host keeps each image's Lab between the two trips: a GiB of them at
+  // a time, the batch in parts above that.
+  const int64_t part = std::max<int64_t>(1, (int64_t{1} << 30) / (h * w * 3 * int64_t{sizeof(float)}));
+  auto colour = [&](const at::Tensor& images) {
+    std::vector<cv::Mat> lab(static_cast<std::size_t>(images.size(0)));
+    std::size_t next = 0;
+    const at::Tensor interleaved = images.clamp(0, 1).permute({0, 2, 3, 1}).contiguous();  // clipped, as on the CPU
+    const at::Tensor lightness = on_host(interleaved, 1, h, w, [&](const at::Tensor& src, at::Tensor& dst) {
+      for (int64_t b = 0; b < src.size(0); ++b, ++next) {
+        const cv::Mat rgb(static_cast<int>(h), static_cast<int>(w), CV_32FC3, src[b].data_ptr<float>());
+        const cv::Mat l = plane_view(dst, b, 0);
+        cv::Mat& lab_image = lab[next];
+        lab_image.create(rgb.size(), CV_32FC3);
+        in_bands(h, [&](const cv::Range& rows) {
+          cv::Mat lab_rows = lab_image.rowRange(rows), l_rows = l.rowRange(rows);
+          cv::cvtColor(rgb.rowRange(rows), lab_rows, cv::COLOR_RGB2Lab);
+          cv::extractChannel(lab_rows, l_rows, 0);
+        });
+      }
+    });
+    const at::Tensor equalised = equalise(lightness.squeeze(1), 65535.0 / 100.0, 100.0 / 65535.0).unsqueeze(1);
+    next = 0;
+    const at::Tensor out = on_host(equalised, h, w, 3, [&](const at::Tensor& src, at::Tensor& dst) {
+      for (int64_t b = 0; b < src.size(0); ++b, ++next) {
+        const cv::Mat l = plane_view(src, b, 0),
+                      rgb(static_cast<int>(h), static_cast<int>(w), CV_32FC3, dst[b].data_ptr<float>());
+        in_bands(h, [&](const cv::Range& rows) {
+          cv::Mat lab_rows = lab[next].rowRange(rows), rgb_rows = rgb.rowRange(rows);
+          cv::insertChannel(l.rowRange(rows), lab_rows, 0);
+          cv::cvtColor(lab_rows, rgb_rows, cv::COLOR_Lab2RGB);
+        });
+      }
+    });
+    return out.permute({0, 3, 1, 2}).clamp(0, 1);
+  };
+  if (batch <= part) return colour(image);
+  at::Tensor result = at::empty_like(image, at::MemoryFormat::Contiguous);
+  for (int64_t b = 0; b < batch; b += part) {
+    const int64_t n = std::min(part, batch - b);
+    result.narrow(0, b, n).copy_(colour(image.narrow(0, b, n)));
+  }
+  return result;
 }
 
 // OpenCV's Canny (3x3 aperture, L1 gradient) as tensor operations on a grey
