@@ -121,9 +121,9 @@ class Filters : public ::testing::Test {
     }
   }
 
-  // The shipped test card (input/test_card.png, 128 x 128) at h x w, and
-  // mirrored: a batch of two photographs' worth of edges, flat areas and
-  // gradients, where random pixels have none.
+  // The shipped test card (input/test_card.png, 128 x 128) resized to h x w,
+  // and mirrored: a batch of two images with long edges, flat areas and
+  // gradients, which random pixels lack.
   static at::Tensor card_batch(int64_t channels, int h, int w) {
     cv::Mat card = cv::imread(std::string(COZY_SOURCE_DIR) + "/input/test_card.png", cv::IMREAD_COLOR);
     EXPECT_FALSE(card.empty());
@@ -406,7 +406,7 @@ TEST_F(Filters, ClaheIsOpenCVsClaheOnLightness) {
       "CLAHE", {{"clip_limit", 3.0}, {"tiles", 4}}, [](const cv::Mat& m) { return clahe_reference(m, 3.0, 4); }, 1e-5);
 }
 
-// On a photograph-like image, sides that divide by the tiles and sides that
+// On the test card, sides that divide by the tiles and sides that
 // do not (OpenCV extends the image then), clip limits from 0.1 to 40:
 // OpenCV's result to the bit on the CPU path (OpenCV) and on the tensor path
 // (COZY_POSTPROCESS_TENSOR_OPS=1: the device's equalisation, run on the CPU).
