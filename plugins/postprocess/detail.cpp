@@ -1,12 +1,12 @@
 // Detail: blur (its own kernel on the CPU) and sharpen as tensor ops on the
 // device; median, bilateral, CLAHE and Canny with OpenCV on the CPU and as
 // tensor ops elsewhere (CLAHE's Lab conversions stay OpenCV's).
-#include "common.hpp"
-#include "kernels.hpp"
-
+#include <cmath>
+#include <mutex>
 #include <opencv2/imgproc.hpp>
 
-#include <cmath>
+#include "common.hpp"
+#include "kernels.hpp"
 
 namespace cozy::postprocess {
 namespace {
@@ -209,6 +209,21 @@ at::Tensor clahe_levels(const at::Tensor& levels, double clip_limit, int tiles) 
   const at::Tensor top = at::mul(at::add(at::mul(lut(row1 + col1), xa1), at::mul(lut(row1 + col2), xa)), ya1);
   const at::Tensor bottom = at::mul(at::add(at::mul(lut(row2 + col1), xa1), at::mul(lut(row2 + col2), xa)), ya);
   return at::add(top, bottom).round_().clamp_(0, kBins - 1).to(at::kInt);
+}
+
+// OpenCV builds its Lab tables on its first Lab conversion without a lock
+// (initLabTabs, 0.1 s): two threads converting at once for the first time
+// both build them, and one may read tables while the other refills them.
+// LeakSanitizer caught the second set of tables leaking when the bands of
+// rows below made the process's first conversions in parallel. Built once
+// here, on one thread, before any of the plugin's conversions (CLAHE nodes
+// on parallel jobs wait for the first).
+void lab_tables_ready() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    cv::Mat lab;
+    cv::cvtColor(cv::Mat(1, 1, CV_32FC3, cv::Scalar::all(0.5)), lab, cv::COLOR_RGB2Lab);
+  });
 }
 
 // CLAHE off the CPU: the 16-bit equalisation (where OpenCV spends three
@@ -444,6 +459,7 @@ void register_detail(Registrar& r) {
     d.spec.inputs.push_back(InputSpec::Float("clip_limit", 2.0).range(0.1, 40).with_step(0.1));
     d.spec.inputs.push_back(InputSpec::Int("tiles", 8).range(1, 64).help("tiles per side"));
     d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+      lab_tables_ready();
       if (const at::Tensor& image = image_input(in, "image"); !cpu_kernels(image))
         return {clahe_on_device(image, in.number("clip_limit"), static_cast<int>(in.integer("tiles")), ctx.threads())};
       auto clahe = cv::createCLAHE(in.number("clip_limit"),
