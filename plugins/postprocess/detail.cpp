@@ -459,12 +459,13 @@ void register_detail(Registrar& r) {
     d.spec.inputs.push_back(InputSpec::Float("clip_limit", 2.0).range(0.1, 40).with_step(0.1));
     d.spec.inputs.push_back(InputSpec::Int("tiles", 8).range(1, 64).help("tiles per side"));
     d.run = [](const Inputs& in, Context& ctx) -> Outputs {
-      lab_tables_ready();
-      if (const at::Tensor& image = image_input(in, "image"); !cpu_kernels(image))
-        return {clahe_on_device(image, in.number("clip_limit"), static_cast<int>(in.integer("tiles")), ctx.threads())};
-      auto clahe = cv::createCLAHE(in.number("clip_limit"),
-                                   cv::Size(static_cast<int>(in.integer("tiles")), static_cast<int>(in.integer("tiles"))));
-      return {per_image(image_input(in, "image"), ctx.threads(), [&](const cv::Mat& src, cv::Mat& dst) {
+      const at::Tensor& image = image_input(in, "image");
+      const double clip_limit = in.number("clip_limit");
+      const int tiles = static_cast<int>(in.integer("tiles"));
+      if (image.size(1) == 3) lab_tables_ready();
+      if (!cpu_kernels(image)) return {clahe_on_device(image, clip_limit, tiles, ctx.threads())};
+      auto clahe = cv::createCLAHE(clip_limit, cv::Size(tiles, tiles));
+      return {per_image(image, ctx.threads(), [&](const cv::Mat& src, cv::Mat& dst) {
         if (src.channels() == 1) {
           cv::Mat deep, equalised;
           src.convertTo(deep, CV_16U, 65535.0);
