@@ -318,6 +318,16 @@ int main(int argc, char** argv) {
                      cv::flip(m, out, 1);
                      return out;
                    }});
+  cases.push_back({"Flip vertical", "Flip", {{"direction", std::string("vertical")}}, [](const cv::Mat& m) {
+                     cv::Mat out;
+                     cv::flip(m, out, 0);
+                     return out;
+                   }});
+  cases.push_back({"Flip both", "Flip", {{"direction", std::string("both")}}, [](const cv::Mat& m) {
+                     cv::Mat out;
+                     cv::flip(m, out, -1);
+                     return out;
+                   }});
   cases.push_back({"ImageToMask red", "ImageToMask", {{"channel", std::string("red")}},
                    [](const cv::Mat& m) {
                      cv::Mat out;

@@ -58,10 +58,9 @@ at::Tensor resize_nearest(const at::Tensor& image, int64_t h, int64_t w) {
 // Pad on a CPU batch: each output row is a copy of its source row with its
 // borders filled (a constant, the edge pixel, or the row mirrored about its
 // edge pixel, reflect-101), a band of a plane's rows a call
-// (kernels::pad_plane). Not streamed past the caches: on session 11's
-// machine (a virtual AMD Zen 5) a row at a time streamed measured 0.59-0.67
-// of OpenCV at one thread, cached 0.80-0.91, and bands of rows 0.87-0.96
-// (sessions 6-8's Zen 3 had gained from streaming; see docs/benchmarks.md).
+// (kernels::pad_plane). An output larger than the last-level cache
+// (kernels::streams) has the copied part of its rows streamed past the
+// caches, whole lines only.
 at::Tensor pad_rows(const at::Tensor& image, int64_t left, int64_t right, int64_t top, int64_t bottom, int mode,
                     float value) {
   const at::Tensor src = row_major(image);
@@ -70,6 +69,7 @@ at::Tensor pad_rows(const at::Tensor& image, int64_t left, int64_t right, int64_
   const int64_t out_h = h + top + bottom, out_w = w + left + right;
   at::Tensor dst = at::empty({src.size(0), src.size(1), out_h, out_w}, src.options());
   float* d = dst.data_ptr<float>();
+  const bool stream = kernels::streams(static_cast<int64_t>(dst.nbytes()));
   const int kernel_mode = mode == cv::BORDER_CONSTANT    ? kernels::kPadConstant
                           : mode == cv::BORDER_REPLICATE ? kernels::kPadReplicate
                                                          : kernels::kPadReflect101;
@@ -77,7 +77,7 @@ at::Tensor pad_rows(const at::Tensor& image, int64_t left, int64_t right, int64_
     for (int64_t k = begin; k < end;) {  // the rows of each plane in [begin, end)
       const int64_t plane = k / out_h, y = k % out_h, stop = std::min(end - plane * out_h, out_h);
       kernels::pad_plane(source(plane / channels, plane % channels, 0), source.row, h, w, d + plane * out_h * out_w,
-                         top, left, right, kernel_mode, value, y, stop);
+                         top, left, right, kernel_mode, value, y, stop, stream);
       k += stop - y;
     }
   });
@@ -433,17 +433,24 @@ void register_geometry(Registrar& r) {
       if (cpu_kernels(image)) {  // each output row is a source row, mirrored or copied; rows in parallel
         const at::Tensor src = row_major(image);
         const Rows source(src);
-        const bool apart = !src.is_contiguous();  // a view's rows: prefetched
+        // Rows read bottom up (vertical, both) are lost by the prefetchers,
+        // as a view's rows are, so they are asked for; and they are not
+        // streamed past the caches, which they lost to: session 12's Zen 5,
+        // 16 images of 512 x 512, 1 thread, vertical 0.53-0.59 of OpenCV
+        // streamed, 0.76-0.81 streamed with the prefetches, 1.48-1.52 in the
+        // cache with them; both 1.72-1.76 and 2.05-2.21. Left to right only,
+        // streaming still wins (2.05-2.36, 1.18-1.61 in the cache).
+        const bool prefetch = !src.is_contiguous() || down;
         const int64_t channels = src.size(1), planes = src.size(0) * channels, h = src.size(2), w = src.size(3);
         at::Tensor dst = at::empty(src.sizes(), src.options());
         float* d = dst.data_ptr<float>();
-        const bool stream = kernels::streams(static_cast<int64_t>(dst.nbytes()));
+        const bool stream = !down && kernels::streams(static_cast<int64_t>(dst.nbytes()));
         for_each_row(
             planes, h,
             [&](int64_t plane, int64_t y) {
               const int64_t b = plane / channels, c = plane % channels;
               const float* row = source(b, c, down ? h - 1 - y : y);
-              if (apart && y + kPrefetchRows < h)
+              if (prefetch && y + kPrefetchRows < h)
                 prefetch_row(source(b, c, down ? h - 1 - y - kPrefetchRows : y + kPrefetchRows), w);
               float* out = d + (plane * h + y) * w;
               if (across)

@@ -50,9 +50,12 @@ void symmetric_filter(const float* src, int64_t src_stride, float* dst, int64_t 
                       const float* k, int r, int64_t y_begin, int64_t y_end);
 
 /// out[i] = row[i] for i < n. For the rows that geometry filters move: a
-/// vector loop, where glibc's memcpy takes `rep movsb` from 2 KiB on (a 512
-/// pixel row), which AMD's cores run about a fifth slower here.
+/// vector loop. glibc's memcpy takes `rep movsb` from 2 KiB on (a 512-pixel
+/// row), which session 8's Zen 3 ran a fifth slower, and which session 12's
+/// Zen 5 ran slower for Flip's rows (Pad's went faster: pad_plane).
 void copy(const float* row, float* out, int64_t n);
+/// The same copy by `rep movsb` (x86-64; the loop elsewhere).
+void copy_by_string_move(const float* row, float* out, int64_t n);
 
 /// out[i] = row[n - 1 - i] for i < n: a row mirrored left to right.
 void reverse(const float* row, float* out, int64_t n);
@@ -61,14 +64,21 @@ void reverse(const float* row, float* out, int64_t n);
 /// larger than the last-level cache (streams()), which would leave it before
 /// anything read them, they save the read of each line before its write
 /// (session 6, one run each way, 1 thread: Pad 0.70-0.78 of OpenCV cached,
-/// 0.94-1.07 streamed, a Zen 3; Pad no longer streams, see pad_plane; Flip
-/// 1.09-1.20 and 2.16-2.25). Streaming the output of
+/// 0.94-1.07 streamed, a Zen 3; Pad streams its own way, see pad_plane;
+/// Flip 1.09-1.20 and 2.16-2.25). Streaming the output of
 /// map_pixels' filters through a buffer made them slower (Invert 1.13 ->
 /// 0.93): not done there. Call stream_fence() after a thread's last
 /// streamed row.
 void stream_copy(const float* row, float* out, int64_t n);
 void stream_reverse(const float* row, float* out, int64_t n);
 void stream_fence();
+
+/// out[i] = row[i] for i < n, past the caches for the 64-byte lines that
+/// lie wholly inside out; the partial lines at either end (which a padded
+/// row's borders share) take plain stores: a line written both ways is slow
+/// (session 10: 4.7 ms a batch of Pad against 3.6). Call stream_fence()
+/// after a thread's last row.
+void stream_lines(const float* row, float* out, int64_t n);
 
 /// Pad's modes: a constant, the edge pixel, the row mirrored about its edge
 /// pixel (OpenCV's BORDER_REFLECT_101; left and right narrower than w).
@@ -84,9 +94,15 @@ inline constexpr int kPadConstant = 0, kPadReplicate = 1, kPadReflect101 = 2;
 /// for each row and for each of its three parts measured 0.80-0.91 of
 /// OpenCV, bands 0.87-0.96 (session 11, 1 thread). A view's rows (src_stride
 /// above w) are prefetched two rows ahead, as the row loops do (common.hpp's
-/// kPrefetchRows).
+/// kPrefetchRows). With `stream`, the rows' copies go past the caches
+/// (stream_lines; fenced before it returns), else they are copied by `rep
+/// movsb` where the CPU runs that fast (see fast_string_moves in
+/// kernels.cpp). Session 12's Zen 5, 16 images of 512 x 512 padded by 16
+/// (a 57 MB output), 1 thread: the loop 0.88-0.90 of OpenCV, streamed
+/// 1.15-1.19; earlier ways of streaming Pad, its borders streamed too, had
+/// lost here.
 void pad_plane(const float* src, int64_t src_stride, int64_t h, int64_t w, float* dst, int64_t top, int64_t left,
-               int64_t right, int mode, float value, int64_t y_begin, int64_t y_end);
+               int64_t right, int mode, float value, int64_t y_begin, int64_t y_end, bool stream);
 
 /// True when an output of `bytes` is larger than the last-level cache
 /// (never with COZY_POSTPROCESS_NO_STREAMING set, to compare both ways;
