@@ -98,8 +98,8 @@ inline constexpr int kPadConstant = 0, kPadReplicate = 1, kPadReflect101 = 2;
 /// (stream_lines; fenced before it returns), else they are copied by `rep
 /// movsb` where the CPU runs that fast (see fast_string_moves in
 /// kernels.cpp). Session 12's Zen 5, 16 images of 512 x 512 padded by 16
-/// (a 57 MB output), 1 thread: the loop 0.88-0.90 of OpenCV, streamed
-/// 1.15-1.19; earlier ways of streaming Pad, its borders streamed too, had
+/// (a 57 MB output), 1 thread: the loop 0.86-0.90 of OpenCV, streamed
+/// 1.20-1.35; earlier ways of streaming Pad, its borders streamed too, had
 /// lost here.
 void pad_plane(const float* src, int64_t src_stride, int64_t h, int64_t w, float* dst, int64_t top, int64_t left,
                int64_t right, int mode, float value, int64_t y_begin, int64_t y_end, bool stream);
