@@ -209,7 +209,12 @@ void run_parallel(int64_t count, int threads, const std::function<void(int64_t)>
     return;
   }
   static Pool pool;
-  pool.run(count, threads, fn);
+  // A seat's run of k is packed in 32 bits a bound: a larger count goes in
+  // slices (parallel_for passes at most 8 a thread).
+  constexpr int64_t kSlice = int64_t{1} << 31;
+  if (count <= kSlice) return pool.run(count, threads, fn);
+  for (int64_t first = 0; first < count; first += kSlice)
+    pool.run(std::min(kSlice, count - first), threads, [&](int64_t k) { fn(first + k); });
 }
 
 at::Tensor luma(const at::Tensor& image) {

@@ -41,9 +41,9 @@ at::Tensor luma(const at::Tensor& image);
 /// back) finds the work done rather than holding the caller up, as OpenCV's
 /// TBB does; OpenMP's parallel regions (at::parallel_for) wait for every
 /// thread to arrive. Workers spin for 100 us after a job before they sleep.
-/// Nested calls (from inside fn) run serially. fn must not throw. count is
-/// below 2^32 (a thread's run of k is packed in 32 bits a bound; parallel_for
-/// passes at most 8 a thread).
+/// Nested calls (from inside fn) run serially. fn must not throw. A count
+/// above 2^31 runs in slices of 2^31 (a thread's run of k is packed in 32
+/// bits a bound; parallel_for passes at most 8 a thread).
 void run_parallel(int64_t count, int threads, const std::function<void(int64_t)>& fn);
 
 /// OpenCV's thread pool (TBB) follows the run's thread count, up to the
@@ -93,9 +93,9 @@ at::Tensor copy_rows(const at::Tensor& t);
 struct Rows {
   explicit Rows(const at::Tensor& t)
       : base(t.data_ptr<float>()), batch(t.stride(0)), plane(t.stride(1)), row(t.stride(2)) {}
-  /// Row y of plane c of image b.
-  float* operator()(int64_t b, int64_t c, int64_t y) const { return base + b * batch + c * plane + y * row; }
-  float* base;
+  /// Row y of plane c of image b, to read (a node's inputs are not its to change).
+  const float* operator()(int64_t b, int64_t c, int64_t y) const { return base + b * batch + c * plane + y * row; }
+  const float* base;
   int64_t batch, plane, row;
 };
 
@@ -121,9 +121,12 @@ inline constexpr int64_t kPrefetchRows = 2;
 
 /// A [H, W] plane of a float32 CPU tensor with contiguous rows, as a cv::Mat
 /// sharing its memory (no copy; the tensor's row stride is the Mat's step).
+/// OpenCV has no read-only Mat: a plane of a node's input is only to be
+/// passed where OpenCV takes a `const cv::Mat&`.
 inline cv::Mat plane_view(const at::Tensor& t, int64_t b, int64_t c) {
   const auto step = static_cast<std::size_t>(t.size(2) > 1 ? t.stride(2) : t.size(3)) * sizeof(float);
-  return cv::Mat(static_cast<int>(t.size(2)), static_cast<int>(t.size(3)), CV_32FC1, Rows(t)(b, c, 0), step);
+  float* first = t.data_ptr<float>() + b * t.stride(0) + c * t.stride(1);
+  return cv::Mat(static_cast<int>(t.size(2)), static_cast<int>(t.size(3)), CV_32FC1, first, step);
 }
 
 /// Runs `work(src, dst)` on CPU tensors, src with contiguous rows (read them
