@@ -291,6 +291,27 @@ int main(int argc, char** argv) {
                      return out;
                    },
                    {{"Flip", {{"direction", std::string("horizontal")}}}}});
+  cases.push_back({crop_label + " > Contrast",
+                   "Crop",
+                   crop,
+                   [=](const cv::Mat& m) {
+                     cv::Mat grey, out;
+                     cv::cvtColor(m(rect), grey, cv::COLOR_RGB2GRAY);
+                     m(rect).convertTo(out, -1, 1.5, -0.5 * cv::mean(grey)[0]);
+                     return clamp01(out);
+                   },
+                   {{"Contrast", {{"factor", 1.5}}}}});
+  cases.push_back({crop_label + " > Levels",
+                   "Crop",
+                   crop,
+                   [=](const cv::Mat& m) {
+                     cv::Mat out;
+                     m(rect).convertTo(out, -1, 1 / 0.8, -0.1 / 0.8);
+                     out = clamp01(out);
+                     cv::pow(out, 1 / 1.2, out);
+                     return out;
+                   },
+                   {{"Levels", {{"black", 0.1}, {"white", 0.9}, {"gamma", 1.2}}}}});
   cases.push_back({crop_label + " > Blur",
                    "Crop",
                    crop,

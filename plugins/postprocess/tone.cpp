@@ -74,6 +74,8 @@ void register_tone(Registrar& r) {
               const float* p = rows(b, 0, k);
               const float* q = rows(b, std::min<int64_t>(1, channels - 1), k);
               const float* r = rows(b, std::min<int64_t>(2, channels - 1), k);
+              if (!runs.whole && k + kPrefetchRows < runs.count)  // a view's rows: asked for
+                for (int64_t c = 0; c < channels; ++c) prefetch_row(rows(b, c, k + kPrefetchRows), w);
               constexpr int64_t kBlock = 4096;
               for (int64_t start = 0; start < runs.length; start += kBlock) {
                 const int64_t stop = std::min(runs.length, start + kBlock);
@@ -96,6 +98,8 @@ void register_tone(Registrar& r) {
             const float ff = static_cast<float>(f);
             for (int64_t k = 0; k < runs.count; ++k) {
               const float* p = rows(plane / channels, plane % channels, k);
+              if (!runs.whole && k + kPrefetchRows < runs.count)
+                prefetch_row(rows(plane / channels, plane % channels, k + kPrefetchRows), w);
               float* q = o + plane * h * w + k * runs.length;
               for (int64_t i = 0; i < runs.length; ++i) q[i] = clamp01f(m + ff * (p[i] - m));
             }
@@ -199,6 +203,8 @@ void register_tone(Registrar& r) {
             float* q = o + plane * hw;
             for (int64_t k = 0; k < runs.count; ++k) {
               const float* p = rows(plane / channels, plane % channels, k);
+              if (!runs.whole && k + kPrefetchRows < runs.count)  // a view's rows: asked for
+                prefetch_row(rows(plane / channels, plane % channels, k + kPrefetchRows), w);
               float* qk = q + k * runs.length;
               if (gamma == 1.0) {
                 for (int64_t i = 0; i < runs.length; ++i) qk[i] = clamp01f((p[i] - l) * scale);
