@@ -44,7 +44,6 @@ TEST(Kernels, RowCopiesAtEveryLengthAndAlignment) {
   auto mirrored = [](const float* row, int64_t n, int64_t i) { return row[n - 1 - i]; };
   check_rows(copy, "copy", same);
   check_rows(copy_by_string_move, "copy_by_string_move", same);
-  check_rows(stream_copy, "stream_copy", same);
   check_rows(stream_lines, "stream_lines", same);
   check_rows(reverse, "reverse", mirrored);
   check_rows(stream_reverse, "stream_reverse", mirrored);

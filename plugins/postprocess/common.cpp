@@ -240,7 +240,7 @@ at::Tensor copy_rows(const at::Tensor& t) {
       const int64_t plane = k / h, y = k % h;
       const float* row = rows(plane / channels, plane % channels, y);
       if (stream)
-        kernels::stream_copy(row, d + k * w, w);
+        kernels::stream_lines(row, d + k * w, w);
       else
         kernels::copy(row, d + k * w, w);
     }

@@ -455,8 +455,8 @@ void register_geometry(Registrar& r) {
               float* out = d + (plane * h + y) * w;
               if (across)
                 stream ? kernels::stream_reverse(row, out, w) : kernels::reverse(row, out, w);
-              else
-                stream ? kernels::stream_copy(row, out, w) : kernels::copy(row, out, w);
+              else  // vertical: never streamed
+                kernels::copy(row, out, w);
             },
             stream);
         return {dst};

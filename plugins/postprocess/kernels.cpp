@@ -415,16 +415,8 @@ void pad_plane(const float* __restrict src, int64_t src_stride, int64_t h, int64
 }
 
 #if defined(__SSE2__)
-// Non-temporal stores, 4 floats at a time from the first 16-byte boundary:
-// memory-bound either way, so SSE2 is enough.
-void stream_copy(const float* row, float* out, int64_t n) {
-  int64_t i = 0;
-  for (; i < n && (reinterpret_cast<std::uintptr_t>(out + i) & 15) != 0; ++i) out[i] = row[i];
-  for (; i + 4 <= n; i += 4) _mm_stream_ps(out + i, _mm_loadu_ps(row + i));
-  for (; i < n; ++i) out[i] = row[i];
-}
-
-// The row read forwards, the output written backwards: reading backwards
+// Non-temporal stores, 4 floats at a time from the first 16-byte boundary
+// (memory-bound either way, so SSE2 is enough). The row read forwards, the output written backwards: reading backwards
 // while streaming runs at half the speed here.
 void stream_reverse(const float* row, float* out, int64_t n) {
   int64_t i = 0;  // out[n - 1 - i] = row[i]
@@ -439,7 +431,6 @@ void stream_reverse(const float* row, float* out, int64_t n) {
 void stream_fence() { _mm_sfence(); }
 
 #else
-void stream_copy(const float* row, float* out, int64_t n) { copy(row, out, n); }
 void stream_reverse(const float* row, float* out, int64_t n) { reverse(row, out, n); }
 void stream_fence() {}
 

@@ -60,24 +60,22 @@ void copy_by_string_move(const float* row, float* out, int64_t n);
 /// out[i] = row[n - 1 - i] for i < n: a row mirrored left to right.
 void reverse(const float* row, float* out, int64_t n);
 
-/// copy and reverse with non-temporal stores, past the caches: for outputs
-/// larger than the last-level cache (streams()), which would leave it before
+/// reverse with non-temporal stores, past the caches: for outputs larger
+/// than the last-level cache (streams()), which would leave it before
 /// anything read them, they save the read of each line before its write
-/// (session 6, one run each way, 1 thread: Pad 0.70-0.78 of OpenCV cached,
-/// 0.94-1.07 streamed, a Zen 3; Pad streams its own way, see pad_plane;
-/// Flip 1.09-1.20 and 2.16-2.25). Streaming the output of
-/// map_pixels' filters through a buffer made them slower (Invert 1.13 ->
-/// 0.93): not done there. Call stream_fence() after a thread's last
-/// streamed row.
-void stream_copy(const float* row, float* out, int64_t n);
+/// (session 6, one run each way, 1 thread, a Zen 3: Flip 1.09-1.20 of
+/// OpenCV cached, 2.16-2.25 streamed; session 12's Zen 5 2.05-2.36 against
+/// 1.18-1.61). Streaming the output of map_pixels' filters through a
+/// buffer made them slower (Invert 1.13 -> 0.93): not done there. Call
+/// stream_fence() after a thread's last streamed row.
 void stream_reverse(const float* row, float* out, int64_t n);
 void stream_fence();
 
 /// out[i] = row[i] for i < n, past the caches for the 64-byte lines that
 /// lie wholly inside out; the partial lines at either end (which a padded
-/// row's borders share) take plain stores: a line written both ways is slow
-/// (session 10: 4.7 ms a batch of Pad against 3.6). Call stream_fence()
-/// after a thread's last row.
+/// row's borders, or the next row, share) take plain stores: a line written
+/// both ways is slow (session 10: 4.7 ms a batch of Pad against 3.6). Call
+/// stream_fence() after a thread's last row.
 void stream_lines(const float* row, float* out, int64_t n);
 
 /// Pad's modes: a constant, the edge pixel, the row mirrored about its edge
