@@ -4,7 +4,7 @@
 // a view on both sides, is timed with what follows it (copied out, or read
 // by Brightness, Flip or GaussianBlur).
 //
-//   build/bench/bench_filters [repeats] [--system-malloc] [--device cuda] [--only PREFIX[,PREFIX...]]
+//   build/bench/bench_filters [repeats] [--system-malloc | --small-pages] [--device cuda] [--only PREFIX[,PREFIX...]]
 //                             [--peer-reuses-output] [--size N] [--cold]   (BENCH_VERBOSE=1 prints every round)
 //
 // With --device cuda, Cozy's nodes run on the GPU (the batch already there;
@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cozy/host/executor.hpp>
+#include <cozy/host/memory.hpp>
 #include <cozy/host/registry.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -99,7 +100,7 @@ double median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   int repeats = 3;
-  bool system_malloc = false;
+  bool system_malloc = false, small_pages = false;
   std::string only;
   bool peer_reuses_output = false;
   bool cold = false;
@@ -110,6 +111,8 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--system-malloc") system_malloc = true;
+    else if (arg == "--small-pages")
+      small_pages = true;
     else if (arg == "--device" && i + 1 < argc) device = c10::Device(argv[++i]);
     else if (arg == "--only" && i + 1 < argc) only = argv[++i];
     else if (arg == "--peer-reuses-output") peer_reuses_output = true;
@@ -119,7 +122,8 @@ int main(int argc, char** argv) {
       size = std::atoll(argv[++i]);
     else repeats = std::atoi(argv[i]);
   }
-  if (!system_malloc) host::keep_freed_memory();  // as `cozy` does
+  // As `cozy` does (`cozy run --no-large-pages` as --small-pages).
+  if (!system_malloc) host::keep_freed_memory(/*large_pages=*/!small_pages);
   host::Registry registry;
   registry.load_folder(COZY_PLUGIN_DIR);
   const int64_t batch = 16;

@@ -4,10 +4,11 @@
 // sampling images/s (generator forward, no gradients).
 //
 //   build/bench/bench_gan [--device cuda] [--repeats 5] [--threads 1,2] [--python /usr/bin/python3]
-//                         [--system-malloc]
+//                         [--system-malloc | --small-pages]
 //
 // Cozy's side keeps freed memory for reuse as the `cozy` command does
-// (host::keep_freed_memory); --system-malloc leaves glibc's defaults.
+// (host::keep_freed_memory); --system-malloc leaves glibc's defaults,
+// --small-pages keeps them but not the host's pool of 2 MiB pages.
 //
 // The Python side is bench/python/dcgan_peer.py speed, run with the same
 // settings. The two take turns: each repeat measures Cozy, then Python, so a
@@ -18,6 +19,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cozy/host/executor.hpp>
+#include <cozy/host/memory.hpp>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -121,11 +123,11 @@ int main(int argc, char** argv) {
   std::string device_name = "cpu", python = "/usr/bin/python3";
   int repeats = 5, steps = 10;
   std::vector<int> threads = {1, 2};
-  bool system_malloc = false;
+  bool system_malloc = false, small_pages = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--system-malloc") {
-      system_malloc = true;
+    if (arg == "--system-malloc" || arg == "--small-pages") {
+      (arg == "--small-pages" ? small_pages : system_malloc) = true;
       continue;
     }
     if (i + 1 >= argc) break;
@@ -144,7 +146,7 @@ int main(int argc, char** argv) {
       for (std::string t; std::getline(list, t, ',');) threads.push_back(std::stoi(t));
     }
   }
-  if (!system_malloc) cozy::host::keep_freed_memory();
+  if (!system_malloc) cozy::host::keep_freed_memory(/*large_pages=*/!small_pages);
   const c10::Device device(device_name);
   std::printf("DCGAN 28x28 (w 64, latent 100), batch 64, %s; images/s, median of %d turns of %d steps each\n",
               device.str().c_str(), repeats, steps);

@@ -115,6 +115,21 @@ TEST(Cli, RunWritesImagesAndPrintsTheirPaths) {
   EXPECT_EQ(png_width(dir / "out" / "small_00001.png"), 5u);
 }
 
+// A 2 x 3 x 1024 x 768 batch (18 MiB) comes from the host's pool of large
+// pages, or with --no-large-pages from LibTorch's allocator: the same files.
+TEST(Cli, RunsWithAndWithoutLargePages) {
+  fs::path dir = scratch("pages");
+  fs::path graph = write_graph(dir, kSmallGraph);
+  for (const char* pages : {"", " --no-large-pages"}) {
+    const fs::path out = dir / (*pages ? "small" : "large");
+    Result r = cozy("run " + graph.string() + " --set 1.width=1024 --set 1.height=768 --output-dir " + out.string() +
+                    " --progress none" + pages);
+    EXPECT_EQ(r.code, 0) << pages << ": " << r.err;
+    EXPECT_EQ(png_width(out / "small_00002.png"), 1024u) << pages;
+  }
+  EXPECT_EQ(slurp(dir / "large" / "small_00001.png"), slurp(dir / "small" / "small_00001.png"));
+}
+
 TEST(Cli, SetOverridesALiteral) {
   fs::path dir = scratch("set");
   fs::path graph = write_graph(dir, kSmallGraph);

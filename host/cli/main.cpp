@@ -1,19 +1,19 @@
 // cozy — run, validate and inspect node graphs.
+#include <ATen/Context.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cmath>
 #include <cozy/host/executor.hpp>
+#include <cozy/host/memory.hpp>
 #include <cozy/host/registry.hpp>
 #include <cozy/host/validate.hpp>
-
-#include <ATen/Context.h>
-#include <CLI/CLI.hpp>
-
-#include <cmath>
 #include <csignal>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <map>
 #include <sstream>
-#include <unistd.h>
 
 namespace {
 
@@ -210,6 +210,10 @@ int main(int argc, char** argv) {
   run->add_option("--progress", progress, "auto, bar, json or none")
       ->check(CLI::IsMember({"auto", "bar", "json", "none"}))
       ->capture_default_str();
+  bool small_pages = false;
+  run->add_flag(
+      "--no-large-pages", small_pages,
+      "tensors of 4 MiB and more from LibTorch's allocator in 4 KiB pages, not the host's pool of 2 MiB pages");
   add_plugin_option(run);
 
   // validate
@@ -252,7 +256,7 @@ int main(int argc, char** argv) {
     return kExitInvalid;
   }
 
-  keep_freed_memory();
+  keep_freed_memory(/*large_pages=*/!small_pages);
   std::shared_ptr<Registry> registry = load_registry(plugin_dirs);
 
   if (*plugins_cmd) {

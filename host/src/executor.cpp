@@ -214,13 +214,6 @@ Plan Executor::plan(const Graph& graph) const {
   return plan;
 }
 
-void keep_freed_memory() {
-#if defined(__GLIBC__)
-  mallopt(M_MMAP_MAX, 0);                // large blocks from the heap, reusable
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);  // keep up to 256 MiB of free heap
-#endif
-}
-
 std::pair<int, int> resolve_parallelism(int jobs, int threads) {
   int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (jobs <= 0) jobs = cores;

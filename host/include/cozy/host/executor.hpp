@@ -98,14 +98,6 @@ class Executor {
   std::unordered_map<std::uint64_t, Outputs> cache_;
 };
 
-/// Keeps large blocks of freed memory in the process for reuse. glibc hands
-/// every allocation above 32 MiB (a batch of 16 RGB 512 x 512 images is 48
-/// MiB) to mmap and back to the system on free, so each new tensor of that
-/// size is paid again in page faults; measured on bench_filters, that cost
-/// dominated simple filters. Called by the `cozy` program; a library user
-/// decides for their own process.
-void keep_freed_memory();
-
 /// `jobs` and `threads` as the executor resolves 0 (automatic) on this machine.
 std::pair<int, int> resolve_parallelism(int jobs, int threads);
 

@@ -1,0 +1,70 @@
+// How the host process keeps memory between nodes: tensors of a batch are
+// tens of MiB, and a graph makes and drops them at every node.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace cozy::host {
+
+/// Large CPU tensors (at least `LargeBlockPool::kMinBytes`) in blocks of
+/// whole 2 MiB pages, marked for transparent huge pages (MADV_HUGEPAGE) and
+/// kept for reuse when freed, as a GStreamer buffer pool keeps its frames.
+///
+/// Why: a filter's pass over a batch of 16 RGB 512 x 512 images reads 48 MiB
+/// and writes 48 MiB. In 4 KiB pages that is 24,576 translations, more than
+/// the CPU's TLB holds, each a page walk (two levels of them in a virtual
+/// machine); in 2 MiB pages, 48. And a freed batch handed back to the system
+/// is paid again as page faults by the next one: glibc maps every block over
+/// 32 MiB on its own and unmaps it on free.
+///
+/// A request is rounded up to whole 2 MiB pages; a cached block serves it if
+/// it is that size or up to a quarter larger (the smallest such). Freed
+/// blocks are kept up to `cache_limit` bytes, the oldest unmapped first.
+/// Thread-safe. Smaller requests go to c10's allocator as before.
+class LargeBlockPool {
+ public:
+  static constexpr std::size_t kPage = std::size_t{2} << 20;
+  static constexpr std::size_t kMinBytes = std::size_t{4} << 20;
+
+  struct Stats {
+    std::size_t live_blocks = 0, live_bytes = 0;
+    std::size_t cached_blocks = 0, cached_bytes = 0;
+    std::uint64_t mapped = 0;  ///< blocks asked of the system so far
+    std::uint64_t reused = 0;  ///< requests served from the cache so far
+    std::uint64_t unmapped = 0;
+  };
+
+  explicit LargeBlockPool(std::size_t cache_limit);
+  ~LargeBlockPool();  ///< unmaps the cache; live blocks must be gone
+  LargeBlockPool(const LargeBlockPool&) = delete;
+  LargeBlockPool& operator=(const LargeBlockPool&) = delete;
+
+  /// A block of at least `bytes` (>= kMinBytes), aligned to kPage. Throws
+  /// c10::Error when the system has no memory left, after unmapping the cache.
+  void* allocate(std::size_t bytes);
+  /// Back to the cache. Returns false (and does nothing) for a pointer that
+  /// is not a live block of this pool.
+  bool release(void* block);
+  /// Unmaps every cached block.
+  void trim();
+  Stats stats() const;
+
+ private:
+  struct State;
+  State* state_;
+};
+
+/// The process's memory policy for a host: glibc keeps large freed heap
+/// blocks (no mmap per block, up to 256 MiB of free heap kept), and, with
+/// `large_pages`, CPU tensors of at least LargeBlockPool::kMinBytes come from
+/// one process-wide LargeBlockPool (256 MiB cache) installed as c10's CPU
+/// allocator. Call it once, before the first tensor; a second call changes
+/// nothing. Called by the `cozy` program (`--no-large-pages` leaves tensors
+/// to c10's allocator); a library user decides for their own process.
+void keep_freed_memory(bool large_pages = true);
+
+/// The pool keep_freed_memory installed, or nullptr.
+LargeBlockPool* large_block_pool();
+
+}  // namespace cozy::host
