@@ -70,10 +70,16 @@ TEST(LargeBlockPool, KeepsAtMostItsLimitUnmappingTheOldestFirst) {
   EXPECT_EQ(s.unmapped, 2u);
   EXPECT_EQ(pool.allocate(8 * MiB), c);
   pool.release(c);
+  // A block larger than the whole limit goes back to the system at once,
+  // and the blocks kept stay.
+  pool.release(pool.allocate(16 * MiB));
+  EXPECT_EQ(pool.stats().cached_blocks, 1u);
+  EXPECT_EQ(pool.stats().cached_bytes, 8 * MiB);
+  EXPECT_EQ(pool.stats().unmapped, 3u);
   pool.trim();
   EXPECT_EQ(pool.stats().cached_blocks, 0u);
   EXPECT_EQ(pool.stats().cached_bytes, 0u);
-  EXPECT_EQ(pool.stats().unmapped, 3u);
+  EXPECT_EQ(pool.stats().unmapped, 4u);
 }
 
 TEST(LargeBlockPool, RefusesPointersThatAreNotItsLiveBlocks) {

@@ -110,9 +110,14 @@ bool LargeBlockPool::release(void* block) {
     const std::size_t bytes = it->second;
     state_->live.erase(it);
     state_->stats.live_bytes -= bytes;
-    COZY_POISON(block, bytes);
-    state_->cached.push_back({block, bytes});
-    state_->stats.cached_bytes += bytes;
+    if (bytes > state_->cache_limit) {  // would push out every other block and still not fit
+      evicted.push_back({block, bytes});
+      ++state_->stats.unmapped;
+    } else {
+      COZY_POISON(block, bytes);
+      state_->cached.push_back({block, bytes});
+      state_->stats.cached_bytes += bytes;
+    }
     while (state_->stats.cached_bytes > state_->cache_limit) {
       evicted.push_back(state_->cached.front());
       state_->stats.cached_bytes -= state_->cached.front().bytes;

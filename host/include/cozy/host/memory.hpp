@@ -20,7 +20,8 @@ namespace cozy::host {
 ///
 /// A request is rounded up to whole 2 MiB pages; a cached block serves it if
 /// it is that size or up to a quarter larger (the smallest such). Freed
-/// blocks are kept up to `cache_limit` bytes, the oldest unmapped first.
+/// blocks are kept up to `cache_limit` bytes, the oldest unmapped first; a
+/// block larger than the limit is unmapped when freed.
 /// Thread-safe. Smaller requests go to c10's allocator as before.
 class LargeBlockPool {
  public:
