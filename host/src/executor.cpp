@@ -10,7 +10,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <iostream>
-#include <malloc.h>
 #include <mutex>
 #include <thread>
 

@@ -41,8 +41,9 @@ class LargeBlockPool {
   LargeBlockPool(const LargeBlockPool&) = delete;
   LargeBlockPool& operator=(const LargeBlockPool&) = delete;
 
-  /// A block of at least `bytes` (>= kMinBytes), aligned to kPage. Throws
-  /// c10::Error when the system has no memory left, after unmapping the cache.
+  /// A block of at least `bytes` and at least kMinBytes, aligned to kPage.
+  /// Throws c10::Error when the system has no memory left, after unmapping
+  /// the cache.
   void* allocate(std::size_t bytes);
   /// Back to the cache. Returns false (and does nothing) for a pointer that
   /// is not a live block of this pool.
@@ -60,9 +61,10 @@ class LargeBlockPool {
 /// blocks (no mmap per block, up to 256 MiB of free heap kept), and, with
 /// `large_pages`, CPU tensors of at least LargeBlockPool::kMinBytes come from
 /// one process-wide LargeBlockPool (256 MiB cache) installed as c10's CPU
-/// allocator. Call it once, before the first tensor; a second call changes
-/// nothing. Called by the `cozy` program (`--no-large-pages` leaves tensors
-/// to c10's allocator); a library user decides for their own process.
+/// allocator. Call it early (tensors made before keep their own allocator's
+/// memory); a second call changes nothing. Called by the `cozy` program
+/// (`--no-large-pages` leaves tensors to c10's allocator); a library user
+/// decides for their own process.
 void keep_freed_memory(bool large_pages = true);
 
 /// The pool keep_freed_memory installed, or nullptr.
