@@ -9,6 +9,7 @@
 #include <cozy/host/memory.hpp>
 #include <cstdint>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -61,12 +62,11 @@ void* map_block(std::size_t bytes) {
 
 }  // namespace
 
-LargeBlockPool::LargeBlockPool(std::size_t cache_limit) : state_(new State{}) { state_->cache_limit = cache_limit; }
-
-LargeBlockPool::~LargeBlockPool() {
-  trim();
-  delete state_;
+LargeBlockPool::LargeBlockPool(std::size_t cache_limit) : state_(std::make_unique<State>()) {
+  state_->cache_limit = cache_limit;
 }
+
+LargeBlockPool::~LargeBlockPool() { trim(); }
 
 void* LargeBlockPool::allocate(std::size_t bytes) {
   const std::size_t size = round_to_pages(std::max(bytes, kMinBytes));
@@ -78,14 +78,14 @@ void* LargeBlockPool::allocate(std::size_t bytes) {
           (best == state_->cached.end() || it->bytes < best->bytes))
         best = it;
     if (best != state_->cached.end()) {
-      void* block = best->ptr;
-      state_->live.emplace(block, best->bytes);
-      state_->stats.cached_bytes -= best->bytes;
-      state_->stats.live_bytes += best->bytes;
+      const State::Block block = *best;
       state_->cached.erase(best);
+      state_->live.emplace(block.ptr, block.bytes);
+      state_->stats.cached_bytes -= block.bytes;
+      state_->stats.live_bytes += block.bytes;
       ++state_->stats.reused;
-      COZY_UNPOISON(block, state_->live.at(block));
-      return block;
+      COZY_UNPOISON(block.ptr, block.bytes);
+      return block.ptr;
     }
   }
   void* block = map_block(size);

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 namespace cozy::host {
 
@@ -54,7 +55,7 @@ class LargeBlockPool {
 
  private:
   struct State;
-  State* state_;
+  std::unique_ptr<State> state_;
 };
 
 /// The process's memory policy for a host: glibc keeps large freed heap
