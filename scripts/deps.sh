@@ -6,10 +6,14 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libopenblas0-openmp
   libopencv-dev libboost-dev libboost-graph-dev nlohmann-json3-dev libcli11-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libtbb-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libtbb-dev libsqlite3-dev
   clang libclang-rt-14-dev
   dataset-fashion-mnist python3-torch
 )
+# The npm clients' tests (tests/clients) need node and npm; a machine that
+# has them from elsewhere (NodeSource) keeps its own.
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,7 +2,8 @@
 # The tests: install what is missing, build, and run
 #   1. the whole suite (ctest),
 #   2. the whole suite again under AddressSanitizer + UBSan (preset asan),
-#   3. the graph parser/validator fuzzer for a bounded time (FUZZ_SECONDS, 60).
+#   3. the graph parser/validator fuzzer and the upload (multipart) parser's,
+#      each for a bounded time (FUZZ_SECONDS, 60).
 # `scripts/test.sh --quick` runs step 1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,18 @@ build-fuzz/fuzz_graph -max_total_time="${FUZZ_SECONDS:-60}" -max_len=4096 -print
   exit 1
 }
 grep -E "stat::number_of_executed_units" build-fuzz/fuzz.log || true
+echo "fuzzer: no crash"
+
+echo "== fuzzing the upload parser for ${FUZZ_SECONDS:-60} s =="
+mkdir -p build-fuzz/corpus_multipart
+build-fuzz/fuzz_multipart -max_total_time="${FUZZ_SECONDS:-60}" -max_len=4096 -print_final_stats=1 \
+  -artifact_prefix=build-fuzz/artifacts/multipart_ build-fuzz/corpus_multipart fuzz/multipart_seeds \
+  2>build-fuzz/fuzz_multipart.log || {
+  tail -40 build-fuzz/fuzz_multipart.log
+  echo "the fuzzer found a crash: see build-fuzz/artifacts/ and add it to fuzz/regressions/ as multipart_NAME"
+  exit 1
+}
+grep -E "stat::number_of_executed_units" build-fuzz/fuzz_multipart.log || true
 echo "fuzzer: no crash"
 
 # The closing line CI reads: the sanitizer suite's ctest summary above, and:

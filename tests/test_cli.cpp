@@ -159,15 +159,15 @@ TEST(Cli, AnInvalidGraphRunsNothingAndWritesNothing) {
 
 TEST(Cli, AFailingNodeExitsWith1AndNamesTheNode) {
   fs::path dir = scratch("failing");
+  std::ofstream(dir / "corrupt.png") << "not an image";  // validates (the file is there), fails when read
   Result r = cozy("run " + write_graph(dir, R"({
-    "1": {"class_type": "LoadImage", "inputs": {"image": "missing.png"}},
+    "1": {"class_type": "LoadImage", "inputs": {"image": "corrupt.png"}},
     "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}},
     "3": {"class_type": "EmptyImage", "inputs": {"width": 4, "height": 4}},
     "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "independent"}}})").string() +
                   " --input-dir " + dir.string() + " --output-dir " + (dir / "out").string() + " --progress none");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("error: node 1 (LoadImage): image file not found: " + (dir / "missing.png").string()),
-            std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("error: node 1 (LoadImage): cannot read image"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("1 node(s) skipped"), std::string::npos) << r.err;
   EXPECT_TRUE(fs::exists(dir / "out" / "independent_00001.png")) << "the independent branch finished";
 }
@@ -181,9 +181,10 @@ TEST(Cli, ProgressJsonIsOneEventPerLine) {
   std::string line;
   std::vector<std::string> types;
   while (std::getline(lines, line)) types.push_back(nlohmann::json::parse(line).at("type"));
-  ASSERT_FALSE(types.empty());
+  ASSERT_GE(types.size(), 2u);
   EXPECT_EQ(types.front(), "execution_start");
-  EXPECT_EQ(types.back(), "execution_success");
+  EXPECT_EQ(types[types.size() - 2], "execution_success");
+  EXPECT_EQ(types.back(), "executing") << "node null: the run is over";
   EXPECT_NE(std::find(types.begin(), types.end(), "executing"), types.end());
   EXPECT_NE(std::find(types.begin(), types.end(), "executed"), types.end());
 }

@@ -130,7 +130,11 @@ TEST_F(CoreNodes, SaveImageWritesEveryImageAndNeverOverwrites) {
   std::ofstream(options.output_dir / "run" / "pic_00007.png") << "someone else's file";
   RunReport second = run(graph);
   ASSERT_TRUE(second.success);
-  EXPECT_EQ(second.files.at("2").front(), options.output_dir / "run" / "pic_00008.png");
+  EXPECT_EQ(second.files.at("2").front().path, options.output_dir / "run" / "pic_00008.png");
+  // As ComfyUI reports a file: its name, its folder under the output folder, and "output".
+  EXPECT_EQ(second.files.at("2").front().to_json(),
+            (nlohmann::json{{"filename", "pic_00008.png"}, {"subfolder", "run"}, {"type", "output"}}));
+  EXPECT_EQ(second.ui.at("2")["images"].size(), 3u);
   std::ifstream kept(options.output_dir / "run" / "pic_00007.png");
   std::string content((std::istreambuf_iterator<char>(kept)), std::istreambuf_iterator<char>());
   EXPECT_EQ(content, "someone else's file");

@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
 #include <sstream>
+#include <thread>
 
 namespace cozy::host {
 namespace {
@@ -256,7 +258,7 @@ TEST_F(ExecutorTest, WrongNumberOfOutputsIsAFailure) {
 }
 
 TEST_F(ExecutorTest, CancellationStopsTheRunAndSkipsTheRest) {
-  testing::executor_to_cancel() = &executor;
+  options.cancel = testing::token_to_cancel() = std::make_shared<CancelToken>();
   Graph g = graph_of(R"({
     "1": {"class_type": "Const", "inputs": {"value": 1}},
     "2": {"class_type": "Cancel", "inputs": {"in": ["1", 0]}},
@@ -271,10 +273,17 @@ TEST_F(ExecutorTest, CancellationStopsTheRunAndSkipsTheRest) {
   EXPECT_FALSE(report.success);
   EXPECT_TRUE(report.failures.empty()) << "a cancelled node is not a failure";
   EXPECT_EQ(recorder().calls.count("3"), 0u);
-  EXPECT_EQ(events.events().back().type, "execution_interrupted");
-  // The next run starts afresh.
+  auto all = events.events();
+  ASSERT_GE(all.size(), 2u);
+  EXPECT_EQ(all[all.size() - 2].type, "execution_interrupted");
+  EXPECT_EQ(all[all.size() - 2].data["node_id"], "2");
+  EXPECT_EQ(all.back().type, "executing");
+  EXPECT_TRUE(all.back().data["node"].is_null());
+  // A run with a fresh token starts afresh; the cancelled token stays cancelled.
   Graph ok = graph_of(R"({"1": {"class_type": "Const"}, "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}})",
                       *registry);
+  EXPECT_FALSE(executor.run(ok, options).success) << "the cancelled token stops this run before it starts";
+  options.cancel = std::make_shared<CancelToken>();
   EXPECT_TRUE(executor.run(ok, options).success);
 }
 
@@ -291,7 +300,8 @@ TEST_F(ExecutorTest, EventsFollowComfyUINames) {
     EXPECT_EQ(e.data["prompt_id"], "p1");
   }
   EXPECT_EQ(types, (std::vector<std::string>{"execution_start", "executing", "progress", "progress", "progress",
-                                             "executed", "executing", "executed", "execution_success"}));
+                                             "executed", "executing", "executed", "execution_success", "executing"}));
+  EXPECT_TRUE(events.events().back().data["node"].is_null());
   EXPECT_EQ(events.events()[2].data["max"], 3);
   EXPECT_EQ(events.events()[2].data["node"], "1");
 }
@@ -325,12 +335,27 @@ TEST(ProgressBar, DrawsNodesProgressAndErrors) {
   bar.emit({"executed", {{"node", "1"}}});
   bar.emit({"executing", {{"node", "2"}, {"display_node", "Train"}}});
   bar.emit({"progress", {{"node", "2"}, {"value", 1}, {"max", 2}}});
-  bar.emit({"execution_error", {{"node_id", "2"}, {"node_type", "Train"}, {"exception_message", "boom"}}});
+  bar.emit({"executed", {{"node", "2"}}});
   bar.emit({"execution_success", nlohmann::json::object()});
+  bar.emit({"executing", {{"node", nullptr}}});
   std::string text = out.str();
-  EXPECT_NE(text.find("error in node 2 (Train): boom\n"), std::string::npos) << text;
   EXPECT_NE(text.find("[########################] 2/2 nodes  done\n"), std::string::npos) << text;
   EXPECT_NE(text.find("[..."), std::string::npos) << "the first draw shows an empty bar: " << text;
+  EXPECT_EQ(text.substr(text.size() - 1), "\n") << "nothing after the terminal event";
+}
+
+// The terminal execution_error ends the bar; the caller prints every failure.
+TEST(ProgressBar, AnErrorEndsTheBarAsFailed) {
+  std::ostringstream out;
+  ProgressBarSink bar(out);
+  bar.emit({"execution_start", {{"nodes", 2}}});
+  bar.emit({"executing", {{"node", "1"}, {"display_node", "Load"}}});
+  bar.emit({"executed", {{"node", "1"}}});
+  bar.emit({"execution_error", {{"node_id", "2"}, {"node_type", "Train"}, {"exception_message", "boom"}}});
+  bar.emit({"executing", {{"node", nullptr}}});
+  std::string text = out.str();
+  EXPECT_NE(text.find("] 1/2 nodes  failed\n"), std::string::npos) << text;
+  EXPECT_EQ(text.find("boom"), std::string::npos) << text;
 }
 
 TEST(JsonLines, OneObjectPerEvent) {
@@ -360,6 +385,204 @@ TEST(ValueTest, AccessorsNameWhatWasExpected) {
   } catch (const Error& e) {
     EXPECT_STREQ(e.what(), "object of type TRACKED does not have the expected interface");
   }
+}
+
+
+// ------------------------------------------------ the host as a service
+
+std::vector<std::string> types_of(const std::vector<Event>& events) {
+  std::vector<std::string> types;
+  for (const auto& e : events) types.push_back(e.type);
+  return types;
+}
+
+TEST_F(ExecutorTest, AFailureEndsTheRunWithOneTerminalEventAfterEveryBranch) {
+  // Node 1 fails at once; the other branch (2 -> 4) is still running then.
+  Graph g = graph_of(R"({
+    "1": {"class_type": "Fail"},
+    "3": {"class_type": "Sink", "inputs": {"value": ["1", 0]}},
+    "2": {"class_type": "Sleep", "inputs": {"ms": 200}},
+    "4": {"class_type": "Sink", "inputs": {"value": ["2", 0]}}})",
+                     *registry);
+  CollectingSink events;
+  options.events = &events;
+  options.jobs = 2;
+  options.prompt_id = "p";
+  RunReport report = executor.run(g, options);
+  EXPECT_FALSE(report.success);
+  ASSERT_EQ(report.failures.size(), 1u);
+  EXPECT_EQ(report.failures[0].exception_type, "cozy::Error");
+  std::vector<Event> all = events.events();
+  std::vector<std::string> types = types_of(all);
+  const auto terminal = std::count_if(types.begin(), types.end(), [](const std::string& t) {
+    return t == "execution_success" || t == "execution_error" || t == "execution_interrupted";
+  });
+  EXPECT_EQ(terminal, 1) << "exactly one terminal event";
+  ASSERT_GE(all.size(), 2u);
+  const Event& error = all[all.size() - 2];
+  EXPECT_EQ(error.type, "execution_error");
+  EXPECT_EQ(error.data["node_id"], "1");
+  EXPECT_EQ(error.data["node_type"], "Fail");
+  EXPECT_EQ(error.data["exception_message"], "boom");
+  EXPECT_EQ(error.data["exception_type"], "cozy::Error");
+  EXPECT_TRUE(error.data["traceback"].is_array());
+  EXPECT_EQ(error.data["executed"], (nlohmann::json{"2", "4"}));
+  EXPECT_EQ(all.back().type, "executing");
+  EXPECT_TRUE(all.back().data["node"].is_null());
+  EXPECT_EQ(all.back().data["prompt_id"], "p");
+  // Node 4 finished before the terminal event.
+  std::size_t executed_4 = 0;
+  for (std::size_t i = 0; i < all.size(); ++i)
+    if (all[i].type == "executed" && all[i].data["node"] == "4") executed_4 = i;
+  EXPECT_GT(executed_4, 0u);
+  EXPECT_LT(executed_4, all.size() - 2);
+}
+
+TEST_F(ExecutorTest, EveryFailureIsReportedAndTheFirstIsTheEvent) {
+  Graph g = graph_of(R"({
+    "1": {"class_type": "Fail"},
+    "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}},
+    "3": {"class_type": "Sleep", "inputs": {"ms": 50}},
+    "4": {"class_type": "Fail", "inputs": {"in": ["3", 0]}},
+    "5": {"class_type": "Sink", "inputs": {"value": ["4", 0]}}})",
+                     *registry);
+  CollectingSink events;
+  options.events = &events;
+  options.jobs = 2;
+  RunReport report = executor.run(g, options);
+  ASSERT_EQ(report.failures.size(), 2u);
+  EXPECT_EQ(report.failures[0].node_id, "1");
+  EXPECT_EQ(report.failures[1].node_id, "4");
+  std::vector<Event> all = events.events();
+  const Event& error = all[all.size() - 2];
+  EXPECT_EQ(error.data["node_id"], "1");
+  EXPECT_EQ(error.data["errors"].size(), 2u);
+  // The failed node's inputs, as ComfyUI's current_inputs: node 4 had one.
+  EXPECT_EQ(report.failures[1].inputs["in"]["value"], 50);
+  EXPECT_EQ(report.failures[1].inputs["in"]["from"], (nlohmann::json{"3", 0}));
+}
+
+TEST_F(ExecutorTest, LibTorchErrorsKeepTheirTypeAndLoseTheirBacktrace) {
+  Graph g = graph_of(R"({"1": {"class_type": "TorchFail"}, "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}})",
+                     *registry);
+  RunReport report = executor.run(g, options);
+  ASSERT_EQ(report.failures.size(), 1u);
+  EXPECT_EQ(report.failures[0].exception_type, "c10::Error");
+  EXPECT_NE(report.failures[0].message.find("the shapes do not match"), std::string::npos);
+  EXPECT_EQ(report.failures[0].message.find("Exception raised from"), std::string::npos) << report.failures[0].message;
+}
+
+TEST_F(ExecutorTest, ACancelBeforeTheRunStartsIsNotLost) {
+  Graph g = graph_of(R"({"1": {"class_type": "Const"}, "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}})",
+                     *registry);
+  CollectingSink events;
+  options.events = &events;
+  options.cancel = std::make_shared<CancelToken>();
+  options.cancel->cancel();  // e.g. an /interrupt while the prompt waited in the queue
+  RunReport report = executor.run(g, options);
+  EXPECT_TRUE(report.interrupted);
+  EXPECT_FALSE(report.success);
+  EXPECT_EQ(report.executed, 0u);
+  EXPECT_TRUE(recorder().calls.empty());
+  EXPECT_EQ(types_of(events.events()),
+            (std::vector<std::string>{"execution_start", "execution_interrupted", "executing"}));
+}
+
+TEST_F(ExecutorTest, EachRunHasItsOwnCancellation) {
+  // Two executors run at once; cancelling one run's token leaves the other.
+  Executor other(registry);
+  Graph g = graph_of(R"({"1": {"class_type": "Wait", "inputs": {"ms": 400}},
+                         "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}})",
+                     *registry);
+  RunOptions a = options, b = options;
+  a.cancel = std::make_shared<CancelToken>();
+  b.cancel = std::make_shared<CancelToken>();
+  a.use_cache = b.use_cache = false;
+  RunReport report_a, report_b;
+  std::thread run_a([&] { report_a = executor.run(g, a); });
+  std::thread run_b([&] { report_b = other.run(g, b); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  a.cancel->cancel();
+  run_a.join();
+  run_b.join();
+  EXPECT_TRUE(report_a.interrupted);
+  EXPECT_FALSE(report_b.interrupted);
+  EXPECT_TRUE(report_b.success);
+  EXPECT_LT(report_a.seconds, 0.35) << "the cancelled run stopped early";
+}
+
+TEST_F(ExecutorTest, RunsOfOneExecutorFromTwoThreadsTakeTurns) {
+  Graph g = graph_of(R"({"1": {"class_type": "Sleep", "inputs": {"ms": 150}},
+                         "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}})",
+                     *registry);
+  options.use_cache = false;
+  RunReport first, second;
+  auto start = std::chrono::steady_clock::now();
+  std::thread t1([&] { first = executor.run(g, options); });
+  std::thread t2([&] { second = executor.run(g, options); });
+  t1.join();
+  t2.join();
+  EXPECT_TRUE(first.success);
+  EXPECT_TRUE(second.success);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(300)) << "the two runs overlapped";
+}
+
+TEST_F(ExecutorTest, WorkerThreadsLiveAsLongAsTheExecutor) {
+  Graph g = graph_of(R"({"1": {"class_type": "Wait", "inputs": {"ms": 30}},
+                         "2": {"class_type": "Wait", "inputs": {"ms": 30}},
+                         "3": {"class_type": "Wait", "inputs": {"ms": 30}},
+                         "4": {"class_type": "Add", "inputs": {"a": ["1", 0], "b": ["2", 0]}},
+                         "5": {"class_type": "Add", "inputs": {"a": ["4", 0], "b": ["3", 0]}},
+                         "6": {"class_type": "Sink", "inputs": {"value": ["5", 0]}}})",
+                     *registry);
+  options.use_cache = false;
+  options.jobs = 3;
+  std::set<std::thread::id> seen;
+  for (int round = 0; round < 5; ++round) {
+    ASSERT_TRUE(executor.run(g, options).success);
+    EXPECT_EQ(executor.worker_threads(), 2u) << "jobs - 1 helpers, made once";
+    for (auto id : recorder().threads) seen.insert(id);
+  }
+  // Five runs of three parallel nodes: at most the caller and two helpers ran them.
+  EXPECT_LE(seen.size(), 3u);
+}
+
+TEST_F(ExecutorTest, WithoutASinkNothingIsWritten) {
+  Graph g = graph_of(R"({"1": {"class_type": "Log", "inputs": {"message": "careful"}},
+                         "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}})",
+                     *registry);
+  ::testing::internal::CaptureStderr();
+  ::testing::internal::CaptureStdout();
+  RunReport report = executor.run(g, options);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+  EXPECT_EQ(::testing::internal::GetCapturedStdout(), "");
+  EXPECT_TRUE(report.success);
+  // With a sink, the log is an event.
+  CollectingSink events;
+  options.events = &events;
+  options.use_cache = false;
+  executor.run(g, options);
+  bool logged = false;
+  for (const auto& e : events.events())
+    logged = logged || (e.type == "log" && e.data["message"] == "careful" && e.data["level"] == "warning");
+  EXPECT_TRUE(logged);
+}
+
+TEST_F(ExecutorTest, ScalarOutputsCarryTheirValueInEvents) {
+  Graph g = graph_of(R"({"1": {"class_type": "Const", "inputs": {"value": 42}},
+                         "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}})",
+                     *registry);
+  CollectingSink events;
+  options.events = &events;
+  executor.run(g, options);
+  bool seen = false;
+  for (const auto& e : events.events())
+    if (e.type == "executed" && e.data["node"] == "1") {
+      EXPECT_EQ(e.data["values"][0]["value"], 42);
+      EXPECT_EQ(e.data["values"][0]["type"], "INT");
+      seen = true;
+    }
+  EXPECT_TRUE(seen);
 }
 
 }  // namespace

@@ -20,13 +20,13 @@ namespace fs = std::filesystem;
 // Cancels the run at the third progress event of a node.
 class CancelOnProgress : public EventSink {
  public:
-  explicit CancelOnProgress(Executor& e) : executor_(e) {}
+  explicit CancelOnProgress(std::shared_ptr<CancelToken> token) : token_(std::move(token)) {}
   void emit(const Event& event) override {
-    if (event.type == "progress" && ++seen_ == 3) executor_.cancel();
+    if (event.type == "progress" && ++seen_ == 3) token_->cancel();
   }
 
  private:
-  Executor& executor_;
+  std::shared_ptr<CancelToken> token_;
   int seen_ = 0;
 };
 
@@ -194,7 +194,8 @@ TEST_F(Gan, ACheckpointWhoseWeightsDoNotMatchItsMetadata) {
 }
 
 TEST_F(Gan, CancellingKeepsTheLastCheckpoint) {
-  CancelOnProgress cancel(executor);
+  options.cancel = std::make_shared<CancelToken>();
+  CancelOnProgress cancel(options.cancel);
   options.events = &cancel;
   RunReport report = run(training_graph(1000));
   EXPECT_TRUE(report.interrupted);

@@ -199,4 +199,22 @@ TEST(LargeBlockPool, ServesLibTorchsLargeTensorsOnceInstalled) {
   EXPECT_EQ(pool->stats().live_blocks, start.live_blocks + 1);
 }
 
+// What POST /free asks for: the pool's cached blocks go back to the system.
+TEST(Memory, PurgeGivesWhatThePoolKeptBackToTheSystem) {
+  cozy::host::set_memory_policy(cozy::host::MemoryPolicy::service());
+  LargeBlockPool* pool = cozy::host::large_block_pool();
+  ASSERT_NE(pool, nullptr);
+  cozy::host::purge_memory();
+  const std::size_t base = cozy::host::resident_bytes();
+  ASSERT_GT(base, 0u);
+  { const at::Tensor big = at::ones({static_cast<std::int64_t>(64 * MiB / sizeof(float))}); }
+  const std::size_t kept = cozy::host::resident_bytes();
+  EXPECT_GE(pool->stats().cached_bytes, 64 * MiB);
+  EXPECT_GE(kept, base + 48 * MiB) << "the freed block is kept, resident, for reuse";
+  EXPECT_GE(cozy::host::purge_memory(), 64 * MiB);
+  EXPECT_EQ(pool->stats().cached_bytes, 0u);
+  const std::size_t after = cozy::host::resident_bytes();
+  EXPECT_LE(after + 48 * MiB, kept) << "resident " << kept / MiB << " MiB before the purge, " << after / MiB << " after";
+}
+
 }  // namespace

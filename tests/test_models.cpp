@@ -142,7 +142,9 @@ TEST_F(Models, ModelCheckpointErrorsNameTheFile) {
   json not_a_model = {{"1", {{"class_type", "Const"}, {"inputs", {{"value", 3}}}}},
                       {"2", {{"class_type", "SaveModel"}, {"inputs", {{"model", {"1", 0}}}}}}};
   EXPECT_FALSE(run(not_a_model).success);
-  EXPECT_EQ(last_error, "SaveModel saves models (GENERATOR, DISCRIMINATOR, VAE, CLASSIFIER, LAYOUT_MODEL) made by Cozy's plugins");
+  EXPECT_EQ(last_error,
+            "SaveModel saves models whose plugin implements cozy::SavableModel (Cozy's generators, VAEs, classifiers "
+            "and layout models do); got a value of type INT");
 }
 
 // ------------------------------------------------------------------ VAE
@@ -436,7 +438,8 @@ TEST_F(Models, TrainingFromACheckpointChecksThatItFits) {
         {"inputs", {{"generator", {"1", 0}}, {"images", {"2", 0}}, {"latent", {"2", 1}}, {"feedback", {"3", 0}}}}}},
       {"5", sink("4")}};
   EXPECT_FALSE(run(tune).success);
-  EXPECT_EQ(last_error, "FineTuneOnFeedback needs a DCGAN with its discriminator (from TrainGAN or a Cozy checkpoint)");
+  EXPECT_EQ(last_error,
+            "this DCGAN has no discriminator to tune against (load it from TrainGAN or a Cozy checkpoint)");
 }
 
 TEST_F(Models, ClassifierAndVaeNeedSizesDivisibleByFour) {

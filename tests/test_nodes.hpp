@@ -4,6 +4,8 @@
 #include <cozy/host/executor.hpp>
 #include <cozy/host/registry.hpp>
 
+#include <c10/util/Exception.h>
+
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -20,6 +22,7 @@ struct Recorder {
   std::map<std::string, int> calls;  // node id -> times run
   std::vector<std::string> events;   // "run:ID", "freed:ID"
   std::map<std::string, std::pair<Clock::time_point, Clock::time_point>> intervals;
+  std::vector<std::thread::id> threads;  // the thread of every Wait call
 
   void note(const std::string& event) {
     std::lock_guard<std::mutex> lock(mutex);
@@ -35,6 +38,7 @@ struct Recorder {
     calls.clear();
     events.clear();
     intervals.clear();
+    threads.clear();
   }
   std::size_t position(const std::string& event) {
     std::lock_guard<std::mutex> lock(mutex);
@@ -57,9 +61,10 @@ struct Tracked : Object {
   std::string id;
 };
 
-inline host::Executor*& executor_to_cancel() {
-  static host::Executor* e = nullptr;
-  return e;
+/// The token the Cancel node cancels (the test hands the same one to the run).
+inline std::shared_ptr<host::CancelToken>& token_to_cancel() {
+  static std::shared_ptr<host::CancelToken> token;
+  return token;
 }
 
 inline NodeDef make(const std::string& type, std::vector<InputSpec> inputs, std::vector<OutputSpec> outputs,
@@ -80,7 +85,9 @@ inline NodeDef make(const std::string& type, std::vector<InputSpec> inputs, std:
 ///   Fail(in?) throws; Sink(value: *) output node, returns its input;
 ///   MakeTracked -> TRACKED; Pass(in: *) -> *; Drop(in: *) -> INT; Impure(value) -> INT;
 ///   Cancel(in?) cancels the run; WrongArity -> returns 2 values for 1 output;
-///   Echo(value: *) output node, returns what it got (for literal checks).
+///   Echo(value: *) output node, returns what it got (for literal checks);
+///   Wait(ms, after?) -> INT waits, polling the cancellation, notes its thread;
+///   TorchFail throws a c10::Error; Log(message) logs a warning -> INT.
 inline std::shared_ptr<host::Registry> test_registry() {
   using namespace types;
   auto r = std::make_shared<host::Registry>();
@@ -135,7 +142,7 @@ inline std::shared_ptr<host::Registry> test_registry() {
   r->add(make("Cancel", {InputSpec::Link("in", INT).optional()}, {{"INT", INT}},
               [&rec](const Inputs&, Context& ctx) -> Outputs {
                 rec.called(ctx.node_id());
-                executor_to_cancel()->cancel();
+                token_to_cancel()->cancel();
                 ctx.check_cancelled();
                 return {0};
               }));
@@ -145,6 +152,29 @@ inline std::shared_ptr<host::Registry> test_registry() {
               {{"value", ANY}, {"number", FLOAT}, {"text", STRING}},
               [](const Inputs& in, Context&) -> Outputs { return {in["value"], in["number"], in["text"]}; },
               /*output_node=*/true));
+  r->add(make("Wait", {InputSpec::Int("ms", 100).range(0, 60000), InputSpec::Link("after", INT).optional()},
+              {{"INT", INT}}, [&rec](const Inputs& in, Context& ctx) -> Outputs {
+                {
+                  std::lock_guard<std::mutex> lock(rec.mutex);
+                  rec.threads.push_back(std::this_thread::get_id());
+                }
+                const auto until = Recorder::Clock::now() + std::chrono::milliseconds(in.integer("ms"));
+                while (Recorder::Clock::now() < until) {
+                  ctx.check_cancelled();
+                  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+                }
+                rec.called(ctx.node_id());
+                return {in.integer("ms")};
+              }));
+  r->add(make("TorchFail", {}, {{"INT", INT}}, [](const Inputs&, Context&) -> Outputs {
+    TORCH_CHECK(false, "the shapes do not match");
+    return {0};
+  }));
+  r->add(make("Log", {InputSpec::String("message", "hello")}, {{"INT", INT}},
+              [](const Inputs& in, Context& ctx) -> Outputs {
+                ctx.log(LogLevel::warning, in.string("message"));
+                return {1};
+              }));
   r->add(make("Progress", {}, {{"INT", INT}}, [](const Inputs&, Context& ctx) -> Outputs {
     for (int i = 1; i <= 3; ++i) ctx.progress(i, 3);
     return {3};

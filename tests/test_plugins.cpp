@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <fstream>
 
@@ -75,12 +77,12 @@ TEST(PluginLoading, ALibraryWithoutTheEntryPoint) {
 TEST(PluginLoading, AnotherSdkMajorVersion) {
   Registry registry;
   EXPECT_EQ(load_error("abi_major", registry),
-            "built for SDK ABI 3.0, but the host has SDK ABI 2.0 (major versions differ)");
+            "built for SDK ABI 3.0, but the host has SDK ABI 2.1 (major versions differ)");
 }
 
 TEST(PluginLoading, ANewerSdkMinorVersion) {
   Registry registry;
-  EXPECT_EQ(load_error("abi_minor", registry), "built for SDK ABI 2.1, newer than the host's SDK ABI 2.0");
+  EXPECT_EQ(load_error("abi_minor", registry), "built for SDK ABI 2.2, newer than the host's SDK ABI 2.1");
 }
 
 TEST(PluginLoading, AnotherLibTorchVersion) {
@@ -166,6 +168,30 @@ TEST(PluginLoading, AnObjectKeepsItsPluginLoaded) {
   EXPECT_EQ(object->type_name(), "GREETER");
   object.reset();
   EXPECT_FALSE(mapped("libcozy_test_objects.so")) << "the plugin stays loaded after its last object is gone";
+}
+
+// An object made in one plugin is cast to the SDK's interfaces in another,
+// both built with hidden visibility and loaded RTLD_LOCAL: the interfaces'
+// type_info is exported (COZY_INTERFACE), so the casts find one identity.
+TEST(PluginLoading, ObjectsCrossPluginsThroughTheSdksInterfaces) {
+  auto registry = std::make_shared<Registry>();
+  ASSERT_TRUE(registry->load_plugin(test_plugin("maker")).loaded);
+  ASSERT_TRUE(registry->load_plugin(test_plugin("user")).loaded);
+  Executor executor(registry);
+  ParseResult parsed = parse_graph(R"({"1": {"class_type": "TestMakeGenerator"},
+                                       "2": {"class_type": "TestUseGenerator", "inputs": {"generator": ["1", 0]}}})");
+  RunOptions options;
+  RunReport report = executor.run(*parsed.graph, options);
+  ASSERT_TRUE(report.success) << report.failures.at(0).message;
+  EXPECT_EQ(report.outputs.at("2").at(0).as_string(), "savable tunable 4");
+
+  // The interfaces' type_info is in each plugin's dynamic symbol table.
+  void* maker = dlopen(test_plugin("maker").c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+  ASSERT_NE(maker, nullptr);
+  for (const char* symbol : {"_ZTIN4cozy12SavableModelE", "_ZTIN4cozy15FeedbackTunableE", "_ZTIN4cozy9GeneratorE",
+                             "_ZTIN4cozy6ObjectE"})
+    EXPECT_NE(dlsym(maker, symbol), nullptr) << symbol << " is not exported";
+  dlclose(maker);
 }
 
 TEST(PluginLoading, SearchPathTakesEnvironmentThenExtraFoldersOnce) {

@@ -153,5 +153,70 @@ TEST(Validate, CollectsEveryErrorInOnePass) {
   EXPECT_EQ(errors.size(), 4u);
 }
 
+
+// Each error carries ComfyUI's type (or Cozy's own) and extra_info, so a
+// server can answer ComfyUI's node_errors.
+std::vector<std::string> types_of(const std::string& text, const SpecSource& specs = Specs()) {
+  ParseResult parsed = parse_graph(text);
+  std::vector<std::string> out;
+  if (!parsed.graph) return out;
+  for (const auto& e : validate(*parsed.graph, specs)) out.push_back(e.node_id + ":" + e.input + ":" + e.type);
+  return out;
+}
+
+TEST(Validate, EveryErrorHasComfyUIsType) {
+  EXPECT_EQ(types_of(R"({"1": {"class_type": "Sourec"}})"),
+            (std::vector<std::string>{"1::missing_node_type", ":" ":prompt_no_outputs"}));
+  EXPECT_EQ(types_of(R"({"1": {"class_type": "Save"}})"),
+            (std::vector<std::string>{"1:images:required_input_missing", "1:required_int:required_input_missing"}));
+  EXPECT_EQ(types_of(R"({"1": {"class_type": "Source", "inputs": {"cuont": 3, "count": 0, "scale": 3, "mode": "x",
+                                                                  "flag": 1}},
+                         "2": {"class_type": "Filter", "inputs": {"image": ["9", 0]}},
+                         "3": {"class_type": "Filter", "inputs": {"image": ["1", 1]}},
+                         "4": {"class_type": "Save", "inputs": {"images": ["1", 5], "required_int": 1}}})"),
+            (std::vector<std::string>{"1:cuont:unknown_input", "1:count:value_smaller_than_min",
+                                      "1:scale:value_bigger_than_max", "1:mode:value_not_in_list",
+                                      "1:flag:invalid_input_type", "2:image:bad_linked_input",
+                                      "3:image:return_type_mismatch", "4:images:bad_linked_input"}));
+  EXPECT_EQ(types_of(R"({"1": {"class_type": "Filter", "inputs": {"image": ["1", 0]}},
+                         "2": {"class_type": "Save", "inputs": {"images": ["1", 0], "required_int": 1}}})"),
+            (std::vector<std::string>{"1::dependency_cycle"}));
+}
+
+TEST(Validate, ExtraInfoNamesTheInputAndWhatWasReceived) {
+  ParseResult parsed = parse_graph(R"({"1": {"class_type": "Source", "inputs": {"count": 99}},
+                                       "2": {"class_type": "Save", "inputs": {"images": ["1", 1], "required_int": 1}}})");
+  std::vector<Issue> errors = validate(*parsed.graph, Specs());
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[0].extra_info["input_name"], "count");
+  EXPECT_EQ(errors[0].extra_info["received_value"], 99);
+  EXPECT_EQ(errors[1].extra_info["input_name"], "images");
+  EXPECT_EQ(errors[1].extra_info["received_type"], "INT");
+  EXPECT_EQ(errors[1].extra_info["linked_node"], (nlohmann::json{"1", 1}));
+  EXPECT_EQ(errors[1].to_json()["type"], "return_type_mismatch");
+}
+
+// A spec source that fails while it is asked: the validator reports it on
+// the node, with the exception's type, and goes on with the other nodes.
+class ThrowingSpecs : public Specs {
+ public:
+  const NodeSpec* find_spec(const std::string& type) const override {
+    if (type == "Broken") throw std::runtime_error("the plugin's table is corrupt");
+    return Specs::find_spec(type);
+  }
+};
+
+TEST(Validate, AnExceptionDuringValidationIsAnErrorOfItsNode) {
+  ParseResult parsed = parse_graph(R"({"1": {"class_type": "Broken"},
+                                       "2": {"class_type": "Save", "inputs": {"required_int": 1}}})");
+  std::vector<Issue> errors = validate(*parsed.graph, ThrowingSpecs());
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[0].node_id, "1");
+  EXPECT_EQ(errors[0].type, "exception_during_validation");
+  EXPECT_EQ(errors[0].extra_info["exception_type"], "std::runtime_error");
+  EXPECT_EQ(errors[0].to_string(), "node 1 (Broken): validation failed: the plugin's table is corrupt");
+  EXPECT_EQ(errors[1].type, "required_input_missing");
+}
+
 }  // namespace
 }  // namespace cozy::host

@@ -8,7 +8,9 @@
 #include <cozy/host/memory.hpp>
 #include <cozy/host/registry.hpp>
 #include <cozy/host/validate.hpp>
+#include <cozy/server/server.hpp>
 #include <csignal>
+#include <pthread.h>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -23,10 +25,12 @@ constexpr int kExitOk = 0;
 constexpr int kExitNodeFailed = 1;
 constexpr int kExitInvalid = 2;
 
-std::atomic<Executor*> g_running{nullptr};
+// The run's cancellation, made before the handler is installed: a Ctrl-C
+// at any moment from then on stops the run, even before it starts.
+std::shared_ptr<CancelToken> g_cancel = std::make_shared<CancelToken>();
 
 extern "C" void on_interrupt(int) {
-  if (Executor* executor = g_running.load()) executor->cancel();
+  g_cancel->cancel();
   std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the program at once
 }
 
@@ -87,19 +91,7 @@ std::optional<c10::Device> parse_device(const std::string& text) {
 }
 
 std::string literal_text(const cozy::Literal& literal) {
-  return std::visit(
-      [](const auto& v) -> std::string {
-        using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, std::monostate>) return "";
-        else if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
-        else if constexpr (std::is_same_v<T, std::string>) return "\"" + v + "\"";
-        else {
-          std::ostringstream s;
-          s << v;
-          return s.str();
-        }
-      },
-      literal);
+  return cozy::has_value(literal) ? literal_json(literal).dump() : std::string();
 }
 
 std::string range_text(const cozy::InputSpec& in) {
@@ -240,6 +232,28 @@ int main(int argc, char** argv) {
   nodes_cmd->add_flag("--markdown", as_markdown, "print the node reference (docs/nodes.md)");
   add_plugin_option(nodes_cmd);
 
+  // serve
+  cozy::server::ServerOptions serve;
+  std::string serve_device = "auto", temp_dir, front_end_root, user_dir = "user", models_dir_serve = "models";
+  std::size_t max_upload_mb = 100;
+  auto* serve_cmd = app.add_subcommand("serve", "serve ComfyUI's HTTP and WebSocket protocol (docs/server.md)");
+  serve_cmd->add_option("--listen", serve.listen, "address to listen on")->capture_default_str();
+  serve_cmd->add_option("--port", serve.port, "port; 0 picks a free one")->capture_default_str();
+  serve_cmd->add_option("--input-dir", input_dir, "folder of inputs and uploads")->capture_default_str();
+  serve_cmd->add_option("--output-dir", output_dir, "folder output nodes write to")->capture_default_str();
+  serve_cmd->add_option("--temp-dir", temp_dir, "folder of previews (default: temp beside the output folder)");
+  serve_cmd->add_option("--models-dir", models_dir_serve, "folder of models")->capture_default_str();
+  serve_cmd->add_option("--user-dir", user_dir, "folder of the queue database, settings and workflows")
+      ->capture_default_str();
+  serve_cmd->add_option("--front-end-root", front_end_root, "static files served at /");
+  serve_cmd->add_option("--token", serve.token, "require this bearer token on every request (or COZY_TOKEN)");
+  serve_cmd->add_option("--max-upload-mb", max_upload_mb, "largest upload, in MiB")->capture_default_str();
+  serve_cmd->add_option("--history-size", serve.history_size, "prompts kept in the history")->capture_default_str();
+  serve_cmd->add_option("--device", serve_device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  serve_cmd->add_option("--jobs", serve.run.jobs, "nodes run in parallel")->check(CLI::NonNegativeNumber);
+  serve_cmd->add_option("--threads", serve.run.threads, "LibTorch intra-op threads")->check(CLI::NonNegativeNumber);
+  add_plugin_option(serve_cmd);
+
   // plugins
   auto* plugins_cmd = app.add_subcommand("plugins", "list loaded and failed plugins, with load times");
   plugins_cmd->add_flag("--json", as_json, "print JSON");
@@ -256,8 +270,54 @@ int main(int argc, char** argv) {
     return kExitInvalid;
   }
 
-  keep_freed_memory(/*large_pages=*/!small_pages);
+  // Only a run keeps freed memory for its next node; listing and checking
+  // leave the process's allocators as they are.
+  if (*run) set_memory_policy(MemoryPolicy::batch(/*large_pages=*/!small_pages));
+  // A server lives on: memory goes back to the system between prompts.
+  if (*serve_cmd) set_memory_policy(MemoryPolicy::service());
   std::shared_ptr<Registry> registry = load_registry(plugin_dirs);
+
+  if (*serve_cmd) {
+    warn_failed_plugins(*registry);
+    std::optional<c10::Device> device = parse_device(serve_device);
+    if (!device) return kExitInvalid;
+    serve.run.device = *device;
+    serve.input_dir = input_dir;
+    serve.output_dir = output_dir;
+    serve.models_dir = models_dir_serve;
+    serve.user_dir = user_dir;
+    if (!temp_dir.empty()) serve.temp_dir = temp_dir;
+    serve.front_end_root = front_end_root;
+    serve.max_upload_bytes = max_upload_mb << 20;
+    if (serve.token.empty())
+      if (const char* token = std::getenv("COZY_TOKEN")) serve.token = token;
+    const bool loopback = serve.listen == "127.0.0.1" || serve.listen == "::1" || serve.listen.rfind("127.", 0) == 0;
+    if (!loopback && serve.token.empty())
+      std::cerr << "warning: listening on " << serve.listen
+                << " without a token: anyone who reaches this address can run graphs and read outputs "
+                   "(--token or COZY_TOKEN)\n";
+    // SIGINT and SIGTERM are taken by this thread alone (sigwait), so the
+    // server's threads, started below, never run a handler.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    cozy::server::Server server(registry, serve);
+    try {
+      server.start();
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << '\n';
+      return kExitInvalid;
+    }
+    std::cout << "cozy serve: listening on " << server.url() << std::endl;
+    int received = 0;
+    sigwait(&stop_signals, &received);
+    std::cerr << "cozy serve: " << (received == SIGINT ? "SIGINT" : "SIGTERM")
+              << ": stopping (the running prompt is interrupted and stays queued)\n";
+    server.stop();
+    return kExitOk;
+  }
 
   if (*plugins_cmd) {
     if (as_json) {
@@ -334,10 +394,11 @@ int main(int argc, char** argv) {
   std::unique_ptr<EventSink> sink;
   if (progress == "bar") sink = std::make_unique<ProgressBarSink>(std::cerr);
   if (progress == "json") sink = std::make_unique<JsonLinesSink>(std::cout);
+  if (progress == "none") sink = std::make_unique<LogLinesSink>(std::cerr);  // nodes' warnings still reach the user
   options.events = sink.get();
+  options.cancel = g_cancel;
 
   Executor executor(registry);
-  g_running.store(&executor);
   std::signal(SIGINT, on_interrupt);
   RunReport report;
   try {
@@ -346,7 +407,7 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << e.what() << '\n';
     return kExitNodeFailed;
   }
-  g_running.store(nullptr);
+  std::signal(SIGINT, SIG_DFL);
 
   for (const auto& f : report.failures)
     std::cerr << "error: node " << f.node_id << " (" << f.class_type << "): " << f.message << '\n';
@@ -354,7 +415,7 @@ int main(int argc, char** argv) {
     std::cerr << report.skipped.size() << " node(s) skipped" << (report.interrupted ? " (interrupted)" : "") << '\n';
   if (progress != "json") {
     for (const auto& [id, files] : report.files)
-      for (const auto& f : files) std::cout << f.string() << '\n';
+      for (const auto& f : files) std::cout << f.path.string() << '\n';
   }
   if (report.interrupted) return kExitNodeFailed;
   return report.success ? kExitOk : kExitNodeFailed;

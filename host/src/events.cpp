@@ -10,6 +10,13 @@ void JsonLinesSink::emit(const Event& event) {
   out_.flush();
 }
 
+void LogLinesSink::emit(const Event& event) {
+  if (event.type != "log" || event.data.value("level", "") == "debug") return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  out_ << event.data.value("level", "") << ": node " << event.data.value("node", "") << ": "
+       << event.data.value("message", "") << '\n';
+}
+
 void ProgressBarSink::emit(const Event& event) {
   std::lock_guard<std::mutex> lock(mutex_);
   const auto& d = event.data;
@@ -18,6 +25,8 @@ void ProgressBarSink::emit(const Event& event) {
     done_ = 0;
   } else if (event.type == "execution_cached") {
     done_ += d.value("nodes", nlohmann::json::array()).size();
+  } else if (event.type == "executing" && d.contains("node") && d["node"].is_null()) {
+    return;  // the end of the run, after its terminal event
   } else if (event.type == "executing") {
     current_ = d.value("node", "") + " " + d.value("display_node", "");
     value_ = max_ = 0;
@@ -30,13 +39,12 @@ void ProgressBarSink::emit(const Event& event) {
   } else if (event.type == "log" && d.value("level", "") != "debug") {
     out_ << "\r\033[K" << d.value("level", "") << ": node " << d.value("node", "") << ": " << d.value("message", "")
          << '\n';
-  } else if (event.type == "execution_error") {
-    out_ << "\r\033[K" << "error in node " << d.value("node_id", "") << " (" << d.value("node_type", "")
-         << "): " << d.value("exception_message", "") << '\n';
-  } else if (event.type == "execution_success" || event.type == "execution_interrupted") {
-    done_ = total_;
+  } else if (event.type == "execution_success" || event.type == "execution_interrupted" ||
+             event.type == "execution_error") {
+    // The failures themselves are printed by the caller, every one of them.
+    if (event.type == "execution_success") done_ = total_;
     value_ = max_ = 0;
-    current_ = event.type == "execution_success" ? "done" : "interrupted";
+    current_ = event.type == "execution_success" ? "done" : event.type == "execution_error" ? "failed" : "interrupted";
     last_draw_ = {};
     draw();
     out_ << '\n';

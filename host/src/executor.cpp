@@ -2,6 +2,8 @@
 #include <cozy/host/validate.hpp>
 
 #include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+#include <cxxabi.h>
 
 #include <boost/graph/adjacency_list.hpp>
 #include <boost/graph/topological_sort.hpp>
@@ -9,7 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
-#include <iostream>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -25,7 +27,35 @@ nlohmann::json describe_value(const cozy::Value& v) {
   }
   if (v.is_object()) return {{"kind", "object"}, {"type", v.as_object() ? v.as_object()->type_name() : "null"}};
   if (v.empty()) return {{"kind", "none"}};
-  return {{"kind", "literal"}};
+  if (v.is_list()) return {{"kind", "list"}, {"size", v.as_list().size()}};
+  nlohmann::json value;
+  if (v.is_bool()) value = v.as_bool();
+  else if (v.is_int()) value = v.as_int();
+  else if (v.is_float()) value = v.as_float();
+  else if (v.is_string()) value = v.as_string().size() <= 4096 ? v.as_string() : v.as_string().substr(0, 4096) + "...";
+  return {{"kind", "literal"}, {"type", v.kind()}, {"value", std::move(value)}};
+}
+
+// The C++ type of the exception being handled, demangled ("c10::Error").
+std::string current_exception_type() {
+  const std::type_info* type = abi::__cxa_current_exception_type();
+  if (!type) return "unknown";
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(type->name(), nullptr, nullptr, &status), std::free);
+  return status == 0 && name ? std::string(name.get()) : std::string(type->name());
+}
+
+bool is_image_file(const std::filesystem::path& file) {
+  std::string ext = file.extension().string();
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* image : {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+    if (ext == image) return true;
+  return false;
+}
+
+long long now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 }  // namespace
 
@@ -88,16 +118,6 @@ Value literal_value(const nlohmann::json& j, const std::string& type) {
   }
 }
 
-Value default_value(const Literal& literal) {
-  return std::visit(
-      [](const auto& v) -> Value {
-        using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, std::monostate>) return Value();
-        else return Value(v);
-      },
-      literal);
-}
-
 }  // namespace
 
 struct Plan::Impl {
@@ -110,9 +130,6 @@ Plan::~Plan() = default;
 Plan::Plan(Plan&&) noexcept = default;
 Plan& Plan::operator=(Plan&&) noexcept = default;
 std::size_t Plan::size() const { return impl ? impl->nodes.size() : 0; }
-
-Executor::Executor(std::shared_ptr<const Registry> registry) : registry_(std::move(registry)) {}
-Executor::~Executor() = default;
 
 Plan Executor::plan(const Graph& graph) const {
   const std::size_t n = graph.nodes.size();
@@ -198,7 +215,7 @@ Plan Executor::plan(const Graph& graph) const {
         hash_string(key, given->literal.dump());
       } else if (has_value(in.default_value)) {
         slot.kind = InputSource::literal;
-        slot.value = default_value(in.default_value);
+        slot.value = to_value(in.default_value);
         hash_string(key, "default");
       } else {
         hash_string(key, "absent");
@@ -220,6 +237,75 @@ std::pair<int, int> resolve_parallelism(int jobs, int threads) {
   return {jobs, threads};
 }
 
+// ---------------------------------------------------------------- workers
+
+// Threads that live as long as the Executor. run() hands one task to
+// `helpers` of them and runs it on the caller too; it returns once the
+// caller's call has returned and every helper that started has returned.
+// Helpers that had not woken by then are not waited for: the task (a run's
+// work loop) has nothing left for them.
+class Executor::Workers {
+ public:
+  ~Workers() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+  void run(int helpers, const std::function<void()>& task) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      while (static_cast<int>(threads_.size()) < helpers) threads_.emplace_back([this] { loop(); });
+      task_ = &task;
+      slots_ = helpers;
+    }
+    if (helpers > 0) wake_.notify_all();
+    task();
+    std::unique_lock<std::mutex> lock(mutex_);
+    slots_ = 0;
+    done_.wait(lock, [this] { return active_ == 0; });
+    task_ = nullptr;
+  }
+
+  std::size_t size() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return threads_.size();
+  }
+
+ private:
+  void loop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [this] { return stopping_ || slots_ > 0; });
+      if (stopping_) return;
+      --slots_;
+      ++active_;
+      const std::function<void()>* task = task_;
+      lock.unlock();
+      (*task)();
+      lock.lock();
+      if (--active_ == 0) done_.notify_all();
+    }
+  }
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> threads_;
+  const std::function<void()>* task_ = nullptr;
+  int slots_ = 0, active_ = 0;
+  bool stopping_ = false;
+};
+
+Executor::Executor(std::shared_ptr<const Registry> registry)
+    : registry_(std::move(registry)), workers_(std::make_unique<Workers>()) {}
+Executor::~Executor() {
+  std::lock_guard<std::mutex> lock(run_mutex_);  // a run in progress finishes first
+  workers_.reset();
+}
+
 // ---------------------------------------------------------------- a run
 
 namespace {
@@ -228,9 +314,7 @@ constexpr std::uint32_t kNone = UINT32_MAX;
 }  // namespace
 
 struct Executor::Run {
-  Run(Executor& e, const Plan::Impl& p, const RunOptions& o, RunReport& r)
-      : executor(e), plan(p), options(o), report(r) {}
-  Executor& executor;
+  Run(const Plan::Impl& p, const RunOptions& o, RunReport& r) : plan(p), options(o), report(r) {}
   const Plan::Impl& plan;
   const RunOptions& options;
   RunReport& report;
@@ -251,6 +335,9 @@ struct Executor::Run {
   std::atomic<std::size_t> remaining{0};
   std::atomic<std::size_t> executed{0};
   std::mutex report_mutex;
+  std::string interrupted_node;  // the node that stopped on the cancellation, if one did
+
+  bool cancelled() const { return options.cancel && options.cancel->cancelled(); }
 
   void emit(const char* type, nlohmann::json data) {
     if (!options.events) return;
@@ -258,9 +345,31 @@ struct Executor::Run {
     options.events->emit(Event{type, std::move(data)});
   }
 
+  // A file a node reported, relative to the folder that holds it.
+  FileRef file_ref(const std::filesystem::path& file, std::string_view kind) const {
+    namespace fs = std::filesystem;
+    const std::pair<const char*, const fs::path*> roots[] = {{"output", &options.output_dir},
+                                                             {"temp", &temp_dir},
+                                                             {"input", &options.input_dir},
+                                                             {"models", &options.model_dir}};
+    const fs::path absolute = fs::absolute(file).lexically_normal();
+    std::vector<std::pair<const char*, const fs::path*>> order;
+    for (const auto& root : roots)
+      if (kind == root.first) order.insert(order.begin(), root);
+      else order.push_back(root);
+    for (const auto& [type, root] : order) {
+      if (root->empty()) continue;
+      fs::path relative = absolute.lexically_relative(fs::absolute(*root).lexically_normal());
+      if (relative.empty() || *relative.begin() == ".." || relative == ".") continue;
+      return {relative.filename().string(), relative.parent_path().generic_string(), type, file};
+    }
+    return {file.filename().string(), "", std::string(kind), file};
+  }
+
   class NodeContext;
   void process(std::uint32_t index, std::vector<std::uint32_t>& now_ready);
   void work();
+  nlohmann::json current_inputs(const PlanNode& node, const std::vector<Value>& arguments) const;
 };
 
 class Executor::Run::NodeContext final : public Context {
@@ -273,34 +382,39 @@ class Executor::Run::NodeContext final : public Context {
     if (!text.empty()) data["text"] = std::string(text);
     run_.emit("progress", std::move(data));
   }
-  bool cancelled() const override { return run_.executor.cancelled_.load(std::memory_order_relaxed); }
+  bool cancelled() const override { return run_.cancelled(); }
   void log(LogLevel level, std::string_view message) override {
     static const char* names[] = {"debug", "info", "warning", "error"};
-    if (run_.options.events) {
-      run_.emit("log", {{"node", node_.id}, {"level", names[static_cast<int>(level)]}, {"message", std::string(message)}});
-    } else if (level >= LogLevel::info) {
-      std::lock_guard<std::mutex> lock(run_.report_mutex);
-      std::cerr << names[static_cast<int>(level)] << ": node " << node_.id << ": " << message << '\n';
-    }
+    run_.emit("log", {{"node", node_.id}, {"level", names[static_cast<int>(level)]}, {"message", std::string(message)}});
   }
   const std::filesystem::path& input_dir() const override { return run_.options.input_dir; }
   const std::filesystem::path& output_dir() const override { return run_.options.output_dir; }
   const std::filesystem::path& model_dir() const override { return run_.options.model_dir; }
   const std::filesystem::path& temp_dir() const override { return run_.temp_dir; }
   void add_file(const std::filesystem::path& file, std::string_view kind) override {
-    if (files.is_null()) files = nlohmann::json::array();
-    files.push_back({{"filename", file.filename().string()}, {"path", file.string()}, {"type", std::string(kind)}});
-    std::lock_guard<std::mutex> lock(run_.report_mutex);
-    run_.report.files[node_.id].push_back(file);
+    files.push_back(run_.file_ref(file, kind));
   }
   const std::string& node_id() const override { return node_.id; }
 
-  nlohmann::json files;  // null until a file is added: most nodes write none
+  std::vector<FileRef> files;
 
  private:
   Run& run_;
   const PlanNode& node_;
 };
+
+nlohmann::json Executor::Run::current_inputs(const PlanNode& node, const std::vector<Value>& arguments) const {
+  nlohmann::json inputs = nlohmann::json::object();
+  const NodeSpec& spec = node.node->def.spec;
+  for (std::size_t k = 0; k < node.inputs.size() && k < arguments.size(); ++k) {
+    if (node.inputs[k].kind == InputSource::absent) continue;
+    nlohmann::json described = describe_value(arguments[k]);
+    if (node.inputs[k].kind == InputSource::link)
+      described["from"] = {plan.nodes[node.inputs[k].producer].id, node.inputs[k].output};
+    inputs[spec.inputs[k].name] = std::move(described);
+  }
+  return inputs;
+}
 
 void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now_ready) {
   const PlanNode& node = plan.nodes[index];
@@ -310,15 +424,17 @@ void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now
   if (!from_cache[index]) {
     for (std::uint32_t p : node.producers)
       if (state[p].load(std::memory_order_acquire) != succeeded) outcome = skipped;
-    if (outcome == succeeded && executor.cancelled_.load(std::memory_order_relaxed)) outcome = skipped;
+    if (outcome == succeeded && cancelled()) outcome = skipped;
     if (outcome == skipped) {
       std::lock_guard<std::mutex> lock(report_mutex);
       report.skipped.push_back(node.id);
     } else {
-      std::string error;
+      std::string error, exception_type;
+      nlohmann::json inputs_at_failure;
       bool interrupted = false;
       Outputs outputs;
       std::chrono::steady_clock::time_point started;
+      const std::string& display = node.title.empty() ? spec.class_type : node.title;
       {
         // One argument buffer per worker, reused from node to node (taken out
         // of its slot while in use, so a node that runs a graph itself is safe).
@@ -337,44 +453,65 @@ void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now
             spare = std::move(arguments);
           }
         } give_back{arguments};
-        if (options.events)
-          emit("executing", {{"node", node.id}, {"display_node", node.title.empty() ? spec.class_type : node.title}});
+        if (options.events) emit("executing", {{"node", node.id}, {"display_node", display}});
         NodeContext context(*this, node);
         started = std::chrono::steady_clock::now();
         try {
           outputs = node.node->def.run(Inputs(spec, arguments.data(), node.inputs.size()), context);
-          if (outputs.size() != spec.outputs.size())
+          if (outputs.size() != spec.outputs.size()) {
             error = "returned " + std::to_string(outputs.size()) + " outputs, but declares " +
                     std::to_string(spec.outputs.size());
+            exception_type = "cozy::Error";
+          }
         } catch (const Cancelled&) {
           interrupted = true;
           error = "cancelled";
+        } catch (const c10::Error& e) {
+          error = e.what_without_backtrace();  // LibTorch's C++ frames are for developers
+          exception_type = current_exception_type();
         } catch (const std::exception& e) {
           error = e.what();
-          if (error.empty()) error = "failed without a message";
+          exception_type = current_exception_type();
         } catch (...) {
           error = "threw an exception that is not a std::exception";
+          exception_type = current_exception_type();
+        }
+        if (!exception_type.empty()) {
+          if (error.empty()) error = "failed without a message";
+          inputs_at_failure = current_inputs(node, arguments);
         }
         executed.fetch_add(1, std::memory_order_relaxed);
         if (error.empty()) {
+          nlohmann::json ui = nlohmann::json::object();
+          if (!context.files.empty()) {
+            nlohmann::json images = nlohmann::json::array(), others = nlohmann::json::array();
+            for (const FileRef& f : context.files) (is_image_file(f.filename) ? images : others).push_back(f.to_json());
+            if (!images.empty()) ui["images"] = std::move(images);
+            if (!others.empty()) ui["files"] = std::move(others);
+          }
+          {
+            std::lock_guard<std::mutex> lock(report_mutex);
+            report.ran.push_back(node.id);
+            if (!context.files.empty()) {
+              auto& list = report.files[node.id];
+              list.insert(list.end(), context.files.begin(), context.files.end());
+            }
+            if (!ui.empty()) report.ui[node.id] = ui;
+          }
           if (options.events) {
             const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
             nlohmann::json described = nlohmann::json::array();
             for (const Value& v : outputs) described.push_back(describe_value(v));
-            emit("executed", {{"node", node.id}, {"display_node", node.title.empty() ? spec.class_type : node.title},
-                              {"output", {{"files", context.files.is_null() ? nlohmann::json::array() : context.files}}},
+            emit("executed", {{"node", node.id}, {"display_node", display}, {"output", ui.empty() ? nullptr : ui},
                               {"values", std::move(described)}, {"seconds", seconds}});
           }
         } else if (interrupted) {
           std::lock_guard<std::mutex> lock(report_mutex);
           report.skipped.push_back(node.id);
+          if (interrupted_node.empty()) interrupted_node = node.id;
         } else {
-          {
-            std::lock_guard<std::mutex> lock(report_mutex);
-            report.failures.push_back({node.id, spec.class_type, error});
-          }
-          emit("execution_error", {{"node_id", node.id}, {"node_type", spec.class_type},
-                                   {"exception_message", error}, {"exception_type", "cozy.Error"}});
+          std::lock_guard<std::mutex> lock(report_mutex);
+          report.failures.push_back({node.id, spec.class_type, error, exception_type, std::move(inputs_at_failure)});
         }
       }
       if (error.empty()) {
@@ -437,16 +574,15 @@ RunReport Executor::execute(const Plan& plan_in, const RunOptions& options) {
   if (!plan_in.impl) throw Error("empty plan");
   const Plan::Impl& plan = *plan_in.impl;
   const std::size_t n = plan.nodes.size();
+  std::lock_guard<std::mutex> one_run_at_a_time(run_mutex_);
   auto start = std::chrono::steady_clock::now();
-  cancelled_.store(false);
 
   RunReport report;
-  Run run(*this, plan, options, report);
+  Run run(plan, options, report);
   int jobs = options.jobs > 0 ? options.jobs : std::min<int>(resolve_parallelism(0, 0).first, static_cast<int>(plan.width));
   std::tie(jobs, run.threads) = resolve_parallelism(jobs, options.threads);
   report.jobs = jobs;
   report.threads = run.threads;
-  if (at::get_num_threads() != run.threads) at::set_num_threads(run.threads);
   run.temp_dir = options.temp_dir.empty() ? std::filesystem::temp_directory_path() / "cozy" : options.temp_dir;
 
   run.values.resize(n);
@@ -490,16 +626,20 @@ RunReport Executor::execute(const Plan& plan_in, const RunOptions& options) {
   std::reverse(run.ready.begin(), run.ready.end());  // the stack pops the first node first
   run.remaining.store(count);
 
-  run.emit("execution_start", {{"nodes", count}});
-  if (!cached_ids.empty()) run.emit("execution_cached", {{"nodes", cached_ids}});
-  report.cached = std::move(cached_ids);
+  run.emit("execution_start", {{"nodes", count}, {"timestamp", now_ms()}});
+  if (!cached_ids.empty()) run.emit("execution_cached", {{"nodes", cached_ids}, {"timestamp", now_ms()}});
+  report.cached = cached_ids;
 
   if (count > 0) {
     jobs = std::max(1, std::min<int>(jobs, static_cast<int>(count)));
-    std::vector<std::thread> helpers;
-    for (int j = 1; j < jobs; ++j) helpers.emplace_back([&run] { run.work(); });
-    run.work();
-    for (auto& t : helpers) t.join();
+    const int threads = run.threads;
+    // Each worker sets its own OpenMP thread count: LibTorch's setting is
+    // per thread, and a worker keeps what an earlier run set.
+    const std::function<void()> task = [&run, threads] {
+      if (at::get_num_threads() != threads) at::set_num_threads(threads);
+      run.work();
+    };
+    workers_->run(jobs - 1, task);
   }
   report.executed = run.executed.load();
 
@@ -521,15 +661,53 @@ RunReport Executor::execute(const Plan& plan_in, const RunOptions& options) {
     cache_ = std::move(next);
   }
 
-  report.interrupted = cancelled_.load();
+  report.interrupted = run.cancelled() || !run.interrupted_node.empty();
   report.success = report.failures.empty() && report.skipped.empty() && !report.interrupted;
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (report.success) run.emit("execution_success", nlohmann::json::object());
-  else if (report.interrupted) run.emit("execution_interrupted", nlohmann::json::object());
+
+  // The one terminal event, after every node that will run has run.
+  nlohmann::json executed_ids = report.cached;
+  for (const auto& id : report.ran) executed_ids.push_back(id);
+  if (!report.failures.empty()) {
+    const NodeFailure& first = report.failures.front();
+    nlohmann::json all = nlohmann::json::array();
+    for (const auto& f : report.failures)
+      all.push_back({{"node_id", f.node_id}, {"node_type", f.class_type}, {"exception_message", f.message},
+                     {"exception_type", f.exception_type}});
+    run.emit("execution_error", {{"node_id", first.node_id},
+                                 {"node_type", first.class_type},
+                                 {"executed", executed_ids},
+                                 {"exception_message", first.message},
+                                 {"exception_type", first.exception_type},
+                                 {"traceback", nlohmann::json::array()},
+                                 {"current_inputs", first.inputs.is_null() ? nlohmann::json::object() : first.inputs},
+                                 {"current_outputs", nlohmann::json::object()},
+                                 {"errors", std::move(all)},
+                                 {"timestamp", now_ms()}});
+  } else if (report.interrupted) {
+    const PlanNode* stopped = nullptr;
+    for (const auto& node : plan.nodes)
+      if (node.id == run.interrupted_node) stopped = &node;
+    run.emit("execution_interrupted",
+             {{"node_id", stopped ? nlohmann::json(stopped->id) : nlohmann::json(nullptr)},
+              {"node_type", stopped ? nlohmann::json(stopped->node->def.spec.class_type) : nlohmann::json(nullptr)},
+              {"executed", executed_ids},
+              {"timestamp", now_ms()}});
+  } else {
+    run.emit("execution_success", {{"timestamp", now_ms()}});
+  }
+  run.emit("executing", {{"node", nullptr}, {"display_node", nullptr}});
   return report;
 }
 
-void Executor::clear_cache() { cache_.clear(); }
-std::size_t Executor::cache_size() const { return cache_.size(); }
+void Executor::clear_cache() {
+  std::lock_guard<std::mutex> lock(run_mutex_);
+  cache_.clear();
+}
+std::size_t Executor::cache_size() const {
+  std::lock_guard<std::mutex> lock(run_mutex_);
+  return cache_.size();
+}
+std::size_t Executor::worker_threads() const { return workers_->size(); }
 
 }  // namespace cozy::host

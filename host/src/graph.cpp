@@ -16,7 +16,18 @@ std::string Issue::to_string() const {
 }
 
 nlohmann::json Issue::to_json() const {
-  return {{"node_id", node_id}, {"class_type", class_type}, {"input", input}, {"message", message}};
+  return {{"node_id", node_id}, {"class_type", class_type}, {"input", input},
+          {"message", message}, {"type", type},       {"extra_info", extra_info}};
+}
+
+nlohmann::json literal_json(const Literal& literal) {
+  return std::visit(
+      [](const auto& v) -> nlohmann::json {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, std::monostate>) return nullptr;
+        else return v;
+      },
+      literal);
 }
 
 namespace {

@@ -5,7 +5,10 @@
 #include <sys/mman.h>
 #include <torch/version.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <cozy/host/memory.hpp>
 #include <cstdint>
 #include <list>
@@ -189,17 +192,41 @@ class PooledCpuAllocator final : public c10::Allocator {
 
 }  // namespace
 
-void keep_freed_memory(bool large_pages) {
+bool set_memory_policy(const MemoryPolicy& policy) {
   static std::once_flag once;
-  std::call_once(once, [large_pages] {
+  bool applied = false;
+  std::call_once(once, [&] {
+    applied = true;
 #if defined(__GLIBC__)
-    mallopt(M_MMAP_MAX, 0);                // large blocks from the heap, reusable
-    mallopt(M_TRIM_THRESHOLD, 256 << 20);  // keep up to 256 MiB of free heap
+    if (policy.heap_for_large_blocks) mallopt(M_MMAP_MAX, 0);  // large blocks from the heap, reusable
+    mallopt(M_TRIM_THRESHOLD, static_cast<int>(std::min<std::size_t>(policy.heap_keep_bytes, INT32_MAX)));
 #endif
-    if (!large_pages) return;
-    g_pool = new LargeBlockPool(std::size_t{256} << 20);
+    if (!policy.large_pages) return;
+    g_pool = new LargeBlockPool(policy.pool_cache_bytes);
     c10::SetCPUAllocator(new PooledCpuAllocator, /*priority=*/1);  // as g_pool, never freed
   });
+  return applied;
+}
+
+std::size_t purge_memory() {
+  std::size_t unmapped = 0;
+  if (g_pool) {
+    unmapped = g_pool->stats().cached_bytes;
+    g_pool->trim();
+  }
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+  return unmapped;
+}
+
+std::size_t resident_bytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  unsigned long size = 0, resident = 0;
+  const int read = std::fscanf(f, "%lu %lu", &size, &resident);
+  std::fclose(f);
+  return read == 2 ? resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE)) : 0;
 }
 
 LargeBlockPool* large_block_pool() { return g_pool; }

@@ -227,18 +227,6 @@ std::vector<std::filesystem::path> plugin_search_path(const std::vector<std::fil
   return unique;
 }
 
-namespace {
-nlohmann::json literal_json(const Literal& literal) {
-  return std::visit(
-      [](const auto& v) -> nlohmann::json {
-        using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, std::monostate>) return nullptr;
-        else return v;
-      },
-      literal);
-}
-}  // namespace
-
 nlohmann::json object_info(const NodeSpec& spec, const FileFolders* folders) {
   nlohmann::json required = nlohmann::json::object(), optional = nlohmann::json::object();
   nlohmann::json order_required = nlohmann::json::array(), order_optional = nlohmann::json::array();

@@ -3,7 +3,11 @@
 #include <boost/graph/adjacency_list.hpp>
 #include <boost/graph/strong_components.hpp>
 
+#include <cxxabi.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <typeinfo>
 #include <cmath>
 #include <map>
 #include <sstream>
@@ -49,35 +53,42 @@ std::string number_text(double v) {
   return s.str();
 }
 
-// Checks one literal against the input it is given to; returns "" if fine.
-std::string check_literal(const InputSpec& spec, const nlohmann::json& value) {
+// What is wrong with a value: a message and ComfyUI's type for it.
+struct Problem {
+  std::string type, message;
+  bool empty() const { return message.empty(); }
+};
+
+// Checks one literal against the input it is given to.
+Problem check_literal(const InputSpec& spec, const nlohmann::json& value) {
   const std::string& type = spec.type;
   if (type == types::ANY) return {};
   if (!types::is_primitive(type))
-    return "expects a link from an output of type " + type + ", got the literal " + describe(value);
+    return {"invalid_input_type", "expects a link from an output of type " + type + ", got the literal " + describe(value)};
   if (type == types::BOOLEAN) {
-    if (!value.is_boolean()) return "expects BOOLEAN (true or false), got " + describe(value);
+    if (!value.is_boolean()) return {"invalid_input_type", "expects BOOLEAN (true or false), got " + describe(value)};
     return {};
   }
   if (type == types::STRING) {
-    if (!value.is_string()) return "expects STRING, got " + describe(value);
+    if (!value.is_string()) return {"invalid_input_type", "expects STRING, got " + describe(value)};
     if (!spec.choices.empty() &&
         std::find(spec.choices.begin(), spec.choices.end(), value.get<std::string>()) == spec.choices.end())
-      return "'" + value.get<std::string>() + "' is not among the choices: " + join(spec.choices);
+      return {"value_not_in_list", "'" + value.get<std::string>() + "' is not among the choices: " + join(spec.choices)};
     return {};
   }
   double number = 0;
   if (type == types::INT) {
-    if (!value.is_number_integer()) return "expects INT, got " + describe(value);
+    if (!value.is_number_integer()) return {"invalid_input_type", "expects INT, got " + describe(value)};
     number = value.is_number_unsigned() ? static_cast<double>(value.get<unsigned long long>())
                                         : static_cast<double>(value.get<long long>());
   } else {  // FLOAT
-    if (!value.is_number()) return "expects FLOAT, got " + describe(value);
+    if (!value.is_number()) return {"invalid_input_type", "expects FLOAT, got " + describe(value)};
     number = value.get<double>();
   }
   if ((spec.min && number < *spec.min) || (spec.max && number > *spec.max)) {
-    return describe(value) + " is out of range [" + (spec.min ? number_text(*spec.min) : "-inf") + ", " +
-           (spec.max ? number_text(*spec.max) : "inf") + "]";
+    return {spec.min && number < *spec.min ? "value_smaller_than_min" : "value_bigger_than_max",
+            describe(value) + " is out of range [" + (spec.min ? number_text(*spec.min) : "-inf") + ", " +
+                (spec.max ? number_text(*spec.max) : "inf") + "]"};
   }
   return {};
 }
@@ -141,27 +152,31 @@ std::string check_file(const InputSpec& spec, const nlohmann::json& value, const
 }
 }  // namespace
 
-std::vector<Issue> validate(const Graph& graph, const SpecSource& specs, const FileFolders* folders) {
-  std::vector<Issue> errors;
-  std::vector<const NodeSpec*> spec_of(graph.nodes.size(), nullptr);
-  bool any_output = false;
-
-  for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
-    const GraphNode& node = graph.nodes[i];
-    auto error = [&](const std::string& input, std::string message) {
-      errors.push_back({node.id, node.class_type, input, std::move(message)});
-    };
+namespace {
+// The checks of one node; every error goes to `errors`.
+void validate_node(const Graph& graph, const GraphNode& node, const SpecSource& specs, const FileFolders* folders,
+                   std::vector<Issue>& errors, bool& any_output) {
+  auto error = [&](const std::string& input, std::string type, std::string message,
+                   nlohmann::json extra = nlohmann::json::object()) {
+    if (!input.empty()) extra["input_name"] = input;
+    Issue issue{node.id, node.class_type, input, std::move(message)};
+    issue.type = std::move(type);
+    issue.extra_info = std::move(extra);
+    errors.push_back(std::move(issue));
+  };
+  {
     const NodeSpec* spec = specs.find_spec(node.class_type);
     if (!spec) {
       std::vector<std::string> near;
       for (const auto& known : specs.class_types())
         if (edit_distance(known, node.class_type) <= std::max<std::size_t>(2, node.class_type.size() / 4))
           near.push_back(known);
-      error("", "unknown class_type '" + node.class_type + "'" +
-                    (near.empty() ? std::string() : "; did you mean: " + join(near) + "?"));
-      continue;
+      error("", "missing_node_type",
+            "unknown class_type '" + node.class_type + "'" +
+                (near.empty() ? std::string() : "; did you mean: " + join(near) + "?"),
+            {{"node_id", node.id}, {"class_type", node.class_type}, {"node_title", node.title}});
+      return;
     }
-    spec_of[i] = spec;
     any_output = any_output || spec->output_node;
 
     std::vector<std::string> unknown;
@@ -169,42 +184,79 @@ std::vector<Issue> validate(const Graph& graph, const SpecSource& specs, const F
     for (const auto& name : unknown) {
       std::vector<std::string> names;
       for (const auto& in : spec->inputs) names.push_back(in.name);
-      error(name, "unknown input; " + (names.empty() ? std::string("this node takes no inputs")
-                                                     : "valid inputs: " + join(names)));
+      error(name, "unknown_input",
+            "unknown input; " + (names.empty() ? std::string("this node takes no inputs") : "valid inputs: " + join(names)));
     }
     for (std::size_t k = 0; k < spec->inputs.size(); ++k) {
       const InputSpec& in = spec->inputs[k];
       const InputValue* value = given[k];
       const std::string& name = in.name;
       if (!value) {
-        if (in.required && !has_value(in.default_value)) error(name, "missing required input of type " + in.type);
+        if (in.required && !has_value(in.default_value))
+          error(name, "required_input_missing", "missing required input of type " + in.type);
         continue;
       }
       if (value->is_link) {
         const GraphNode* from = graph.find(value->link.node);
         if (!from) {
-          error(name, "links to node " + value->link.node + ", which is not in the graph");
+          error(name, "bad_linked_input", "links to node " + value->link.node + ", which is not in the graph",
+                {{"received_value", {value->link.node, value->link.output}}});
           continue;
         }
         const NodeSpec* from_spec = specs.find_spec(from->class_type);
         if (!from_spec) continue;  // reported on that node
         if (value->link.output >= static_cast<int>(from_spec->outputs.size())) {
-          error(name, "links to output " + std::to_string(value->link.output) + " of node " + from->id + " (" +
-                          from->class_type + "), which has " + std::to_string(from_spec->outputs.size()) +
-                          " output" + (from_spec->outputs.size() == 1 ? "" : "s"));
+          error(name, "bad_linked_input",
+                "links to output " + std::to_string(value->link.output) + " of node " + from->id + " (" +
+                    from->class_type + "), which has " + std::to_string(from_spec->outputs.size()) + " output" +
+                    (from_spec->outputs.size() == 1 ? "" : "s"),
+                {{"received_value", {value->link.node, value->link.output}}});
           continue;
         }
         const OutputSpec& out = from_spec->outputs[static_cast<std::size_t>(value->link.output)];
         if (!types_compatible(out.type, in.type))
-          error(name, "type mismatch: expects " + in.type + ", but output " + std::to_string(value->link.output) +
-                          " of node " + from->id + " (" + from->class_type + ") is " + out.type);
+          error(name, "return_type_mismatch",
+                "type mismatch: expects " + in.type + ", but output " + std::to_string(value->link.output) +
+                    " of node " + from->id + " (" + from->class_type + ") is " + out.type,
+                {{"received_type", out.type}, {"linked_node", {value->link.node, value->link.output}}});
       } else if (value->is_list) {
-        if (in.type != types::ANY) error(name, "takes a single " + in.type + ", not a list");
-      } else if (std::string problem = check_literal(in, value->literal); !problem.empty()) {
-        error(name, problem);
+        if (in.type != types::ANY)
+          error(name, "invalid_input_type", "takes a single " + in.type + ", not a list",
+                {{"received_value", value->literal}});
+      } else if (Problem problem = check_literal(in, value->literal); !problem.empty()) {
+        error(name, problem.type, problem.message, {{"received_value", value->literal}});
       } else if (folders && !in.file_folder.empty()) {
-        if (std::string missing = check_file(in, value->literal, *folders); !missing.empty()) error(name, missing);
+        if (std::string missing = check_file(in, value->literal, *folders); !missing.empty())
+          error(name, "value_not_in_list", missing, {{"received_value", value->literal}});
       }
+    }
+  }
+}
+
+// The C++ type of the exception being handled, demangled.
+std::string exception_type_name() {
+  const std::type_info* type = abi::__cxa_current_exception_type();
+  if (!type) return "unknown";
+  int status = 0;
+  char* name = abi::__cxa_demangle(type->name(), nullptr, nullptr, &status);
+  std::string text = status == 0 && name ? name : type->name();
+  std::free(name);
+  return text;
+}
+}  // namespace
+
+std::vector<Issue> validate(const Graph& graph, const SpecSource& specs, const FileFolders* folders) {
+  std::vector<Issue> errors;
+  bool any_output = false;
+
+  for (const GraphNode& node : graph.nodes) {
+    try {
+      validate_node(graph, node, specs, folders, errors, any_output);
+    } catch (const std::exception& e) {
+      Issue issue{node.id, node.class_type, "", std::string("validation failed: ") + e.what()};
+      issue.type = "exception_during_validation";
+      issue.extra_info = {{"exception_type", exception_type_name()}, {"exception_message", e.what()}};
+      errors.push_back(std::move(issue));
     }
   }
 
@@ -232,15 +284,20 @@ std::vector<Issue> validate(const Graph& graph, const SpecSource& specs, const F
     for (std::size_t i : cycle) ids.push_back(graph.nodes[i].id);
     std::sort(ids.begin(), ids.end());
     const GraphNode& first = graph.nodes[cycle.front()];
-    errors.push_back({first.id, first.class_type, "", "cycle through nodes " + join(ids, 100)});
+    Issue issue{first.id, first.class_type, "", "cycle through nodes " + join(ids, 100)};
+    issue.type = "dependency_cycle";
+    issue.extra_info = {{"nodes", ids}};
+    errors.push_back(std::move(issue));
   }
 
   if (!any_output) {
     std::vector<std::string> outputs;
     for (const auto& type : specs.class_types())
       if (const NodeSpec* s = specs.find_spec(type); s && s->output_node) outputs.push_back(type);
-    errors.push_back({"", "", "", "the graph has no output node, so nothing would run" +
-                                      (outputs.empty() ? std::string() : "; output nodes: " + join(outputs))});
+    Issue issue{"", "", "", "the graph has no output node, so nothing would run" +
+                                (outputs.empty() ? std::string() : "; output nodes: " + join(outputs))};
+    issue.type = "prompt_no_outputs";
+    errors.push_back(std::move(issue));
   }
   return errors;
 }

@@ -17,10 +17,6 @@ namespace cozy::training {
 
 namespace fs = std::filesystem;
 
-at::Generator seeded(std::int64_t seed) {
-  return at::make_generator<at::CPUGeneratorImpl>(static_cast<std::uint64_t>(seed));
-}
-
 at::Tensor latent_noise(std::int64_t n, std::int64_t d, at::Generator& gen, double truncation) {
   at::Tensor z = at::randn({n, d}, gen, at::kFloat);
   for (int round = 0; truncation > 0 && round < 100; ++round) {

@@ -1,8 +1,9 @@
-// What the trainers share: seeded generators, loss logs written as CSV and
+// What the trainers share: loss logs written as CSV and
 // as a plot, sample grids, batched inference and progress text.
 #pragma once
 
 #include <cozy/context.hpp>
+#include <cozy/random.hpp>
 
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
@@ -15,8 +16,6 @@
 
 namespace cozy::training {
 
-/// A CPU random generator seeded with `seed`: the same numbers on every machine.
-at::Generator seeded(std::int64_t seed);
 
 /// n standard-normal latent vectors of length d drawn from gen; with
 /// truncation t > 0, entries beyond +-t are redrawn (up to 100 times), then

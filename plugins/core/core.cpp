@@ -16,13 +16,6 @@ namespace types = cozy::types;
 
 constexpr double kMaxInt = 9007199254740991.0;  // 2^53 - 1: exact in a double, as in JSON
 
-// Checks the IMAGE convention: float32 [B, C, H, W], C = 1 or 3.
-const at::Tensor& checked_image(const at::Tensor& image, const char* name) {
-  if (image.dim() != 4 || (image.size(1) != 1 && image.size(1) != 3) || image.scalar_type() != at::kFloat)
-    throw cozy::Error(std::string(name) + " is not an IMAGE: expected float32 [B, C, H, W] with C = 1 or 3");
-  return image;
-}
-
 NodeDef primitive(const char* type, InputSpec input, const char* description) {
   NodeDef def;
   def.spec.class_type = type;
@@ -71,7 +64,9 @@ NodeDef load_image() {
       "Reads a PNG or JPEG (8 or 16 bit, grey or colour) with OpenCV. A relative name is looked up in the "
       "input folder (--input-dir). Outputs the image on the run's device, and a MASK that is 1 where the file "
       "is transparent (1 - alpha, as in ComfyUI; all 0 without alpha). Not cached: the file can change.";
-  def.spec.inputs = {InputSpec::String("image").help("file name in the input folder, or an absolute path")};
+  def.spec.inputs = {InputSpec::String("image")
+                         .files_in("input", {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+                         .help("file name in the input folder, or an absolute path")};
   def.spec.outputs = {{"IMAGE", types::IMAGE}, {"MASK", types::MASK}};
   def.spec.pure = false;
   def.run = [](const cozy::Inputs& in, cozy::Context& ctx) -> Outputs {
@@ -113,7 +108,7 @@ NodeDef save_image() {
                      InputSpec::Choice("bit_depth", {"8", "16"}).help("bits per channel of the PNG")};
   def.spec.output_node = true;
   def.run = [](const cozy::Inputs& in, cozy::Context& ctx) -> Outputs {
-    const at::Tensor& images = checked_image(in.tensor("images"), "images");
+    const at::Tensor& images = in.image("images");
     std::filesystem::path target = cozy::path_inside(ctx.output_dir(), in.string("filename_prefix"), "filename_prefix");
     std::string stem = target.filename().string();
     if (stem.empty() || stem == "." || stem == "..") throw cozy::Error("filename_prefix must end in a file name");
@@ -135,7 +130,7 @@ NodeDef preview_image() {
   def.spec.output_node = true;
   def.spec.pure = false;  // a preview is wanted every time the graph runs
   def.run = [](const cozy::Inputs& in, cozy::Context& ctx) -> Outputs {
-    save_batch(checked_image(in.tensor("images"), "images"), ctx.temp_dir(), "preview_" + ctx.node_id(), 8, "temp", ctx);
+    save_batch(in.image("images"), ctx.temp_dir(), "preview_" + ctx.node_id(), 8, "temp", ctx);
     return {};
   };
   return def;
@@ -153,7 +148,7 @@ NodeDef image_grid() {
                      InputSpec::Float("background", 1.0).range(0, 1).with_step(0.01).help("grey level of the padding")};
   def.spec.outputs = {{"IMAGE", types::IMAGE}};
   def.run = [](const cozy::Inputs& in, cozy::Context&) -> Outputs {
-    const at::Tensor& images = checked_image(in.tensor("images"), "images");
+    const at::Tensor& images = in.image("images");
     const int64_t b = images.size(0), c = images.size(1), h = images.size(2), w = images.size(3);
     const int64_t pad = in.integer("padding");
     int64_t columns = in.integer("columns");
@@ -182,8 +177,8 @@ NodeDef image_batch() {
   def.spec.inputs = {InputSpec::Link("image1", types::IMAGE), InputSpec::Link("image2", types::IMAGE)};
   def.spec.outputs = {{"IMAGE", types::IMAGE}};
   def.run = [](const cozy::Inputs& in, cozy::Context&) -> Outputs {
-    at::Tensor a = checked_image(in.tensor("image1"), "image1");
-    at::Tensor b = checked_image(in.tensor("image2"), "image2");
+    at::Tensor a = in.image("image1");
+    at::Tensor b = in.image("image2");
     if (a.device() != b.device()) b = b.to(a.device());
     if (a.size(1) != b.size(1)) {
       if (a.size(1) == 1) a = a.expand({-1, 3, -1, -1});

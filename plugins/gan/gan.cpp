@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 
 // A DCGAN generator (with the discriminator it was trained against, when
 // known), as other plugins see it.
-class DcganGenerator : public Generator, public SavableModel {
+class DcganGenerator : public Generator, public SavableModel, public FeedbackTunable {
  public:
   DcganGenerator(GeneratorNet g, DiscriminatorNet d, std::vector<std::string> classes, nlohmann::json metadata)
       : g_(std::move(g)), d_(std::move(d)), classes_(std::move(classes)), metadata_(std::move(metadata)) {
@@ -51,9 +51,7 @@ class DcganGenerator : public Generator, public SavableModel {
       if (d_) checkpoint::write_module(a, "discriminator", *d_);
     });
   }
-  GeneratorNet generator_net() const { return g_; }
-  DiscriminatorNet discriminator_net() const { return d_; }
-  const nlohmann::json& metadata() const { return metadata_; }
+  std::shared_ptr<Generator> tune_on_feedback(const Request& request, Context& ctx) const override;
 
  private:
   GeneratorNet g_;
@@ -311,7 +309,7 @@ NodeDef train_gan() {
     o.channels = shape[0];
     o.image_size = shape[1];
     o.classes = in.boolean("conditional") ? static_cast<int64_t>(dataset->class_names().size()) : 0;
-    at::Generator gen = training::seeded(seed);
+    at::Generator gen = seeded_generator(seed);
     GeneratorNet g{nullptr};
     DiscriminatorNet dnet{nullptr};
     std::optional<Loaded> start;
@@ -400,7 +398,7 @@ NodeDef train_gan() {
       ctx.add_file(file, "output");
     };
     // A grid of fixed samples: every class in turn for a conditional model.
-    at::Tensor grid_z = at::randn({64, o.latent}, training::seeded(seed + 1), at::kFloat).to(device);
+    at::Tensor grid_z = at::randn({64, o.latent}, seeded_generator(seed + 1), at::kFloat).to(device);
     at::Tensor grid_labels = o.classes ? batch_labels(64, o.classes, -1).to(device) : at::Tensor();
     auto sample_grid = [&](const std::string& suffix) {
       torch::NoGradGuard no_grad;
@@ -527,7 +525,7 @@ NodeDef gan_sample() {
         z = z.narrow(1, 0, d);
       }
     } else {
-      at::Generator gen = training::seeded(in.integer("seed"));
+      at::Generator gen = seeded_generator(in.integer("seed"));
       z = training::latent_noise(in.integer("batch"), generator->latent_size(), gen, in.number("truncation"));
     }
     const int64_t n = z.size(0);
@@ -562,7 +560,10 @@ NodeDef save_model() {
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     const Value& v = in["model"];
     auto model = v.is_object() ? std::dynamic_pointer_cast<SavableModel>(v.as_object()) : nullptr;
-    if (!model) throw Error("SaveModel saves models (GENERATOR, DISCRIMINATOR, VAE, CLASSIFIER, LAYOUT_MODEL) made by Cozy's plugins");
+    if (!model)
+      throw Error("SaveModel saves models whose plugin implements cozy::SavableModel (Cozy's generators, VAEs, "
+                  "classifiers and layout models do); got " +
+                  (v.is_object() ? "an object of type " + v.as_object()->type_name() : "a value of type " + v.kind()));
     fs::path target = path_inside(ctx.model_dir(), in.string("filename_prefix"), "filename_prefix");
     fs::path file = write_numbered_file(target.parent_path(), target.filename().string(), ".pt",
                                         [&](const fs::path& temp) { model->save(temp); });
@@ -637,7 +638,7 @@ NodeDef discriminator_score() {
   d.spec.outputs = {{"mean", types::FLOAT}, {"scores", types::STRING}, {"best", types::STRING}};
   d.run = [](const Inputs& in, Context&) -> Outputs {
     auto disc = in.object<Discriminator>("discriminator");
-    const at::Tensor& images = in.tensor("images");
+    const at::Tensor& images = in.image("images");
     const int64_t n = images.size(0), k = disc->num_classes(), wanted = in.integer("class_index");
     at::Tensor labels;
     if (k > 0) {
@@ -675,6 +676,79 @@ Net copy_net(const Net& net, const DcganOptions& o, c10::Device device) {
   return copy;
 }
 
+std::shared_ptr<Generator> DcganGenerator::tune_on_feedback(const Request& request, Context& ctx) const {
+  if (!d_) throw Error("this DCGAN has no discriminator to tune against (load it from TrainGAN or a Cozy checkpoint)");
+  const c10::Device device = ctx.device();
+  const DcganOptions o = g_->options;
+  const int64_t n = std::max<int64_t>(1, request.fresh_samples), m = request.liked.size(0);
+  at::Tensor real = request.liked.to(device).mul(2).sub(1);
+  at::Tensor real_w = o.classes ? request.liked_classes.to(device, at::kFloat) : at::Tensor();
+  at::Tensor bad = request.disliked.defined() ? request.disliked.to(device).mul(2).sub(1) : at::Tensor();
+  at::Tensor bad_w = (o.classes && bad.defined()) ? request.disliked_classes.to(device, at::kFloat) : at::Tensor();
+
+  GeneratorNet g = copy_net(g_, o, device);
+  DiscriminatorNet dnet = copy_net(d_, o, device);
+  g->train();
+  dnet->train();
+  torch::optim::Adam opt_g(g->parameters(), torch::optim::AdamOptions(request.learning_rate).betas({0.5, 0.999}));
+  torch::optim::Adam opt_d(dnet->parameters(), torch::optim::AdamOptions(request.learning_rate).betas({0.5, 0.999}));
+  at::Generator gen = seeded_generator(request.seed);
+  const int64_t steps = request.steps;
+  auto bce = [](const at::Tensor& logits, double target) {
+    return torch::binary_cross_entropy_with_logits(logits, at::full_like(logits, target));
+  };
+  // DiffAugment (Zhao et al. 2020): every image the discriminator sees,
+  // liked, disliked or generated, is moved by up to 1/8 of its side and
+  // has a square of half its side cut out, differentiably, so that a few
+  // liked images are not simply memorised (measured: docs/benchmarks.md#feedback).
+  const bool augment_all = request.augment;
+  auto augment = [&](const at::Tensor& x) {
+    if (!augment_all) return x;
+    const int64_t b = x.size(0), h = x.size(2), wd = x.size(3);
+    const at::TensorOptions f = at::TensorOptions(at::kFloat);
+    at::Tensor theta = at::zeros({b, 2, 3}, f);
+    theta.select(1, 0).select(1, 0).fill_(1);
+    theta.select(1, 1).select(1, 1).fill_(1);
+    theta.select(2, 2).copy_(at::randint(-h / 8, h / 8 + 1, {b, 2}, gen, f) * (2.0 / double(h)));
+    at::Tensor grid = at::affine_grid_generator(theta.to(x.device()), {b, x.size(1), h, wd}, false);
+    at::Tensor moved = at::grid_sampler(x + 1, grid, /*nearest*/ 1, /*zeros*/ 0, false);  // 0 = black after -1
+    at::Tensor cy = at::randint(0, h, {b, 1, 1, 1}, gen, f).to(x.device());
+    at::Tensor cx = at::randint(0, wd, {b, 1, 1, 1}, gen, f).to(x.device());
+    at::Tensor ys = at::arange(h, x.options()).view({1, 1, h, 1}),
+               xs = at::arange(wd, x.options()).view({1, 1, 1, wd});
+    at::Tensor keep = (((ys - cy).abs() >= double(h / 4)) | ((xs - cx).abs() >= double(wd / 4))).to(x.dtype());
+    return moved * keep - 1;
+  };
+  for (int64_t step = 1; step <= steps; ++step) {
+    ctx.check_cancelled();
+    // As many fresh samples as the batch judged: the discriminator learns
+    // what the generator makes now, not only the few liked images.
+    at::Tensor z = at::randn({n, o.latent}, gen, at::kFloat).to(device);
+    at::Tensor w = o.classes
+                       ? real_w.index_select(0, at::randint(m, {n}, gen, at::TensorOptions(at::kLong)).to(device))
+                       : at::Tensor();
+    opt_d.zero_grad();
+    at::Tensor fake = g->forward(z, w);
+    at::Tensor loss_d = bce(dnet->forward(augment(real), real_w), 0.9);
+    loss_d = loss_d + bce(dnet->forward(augment(fake.detach()), w), 0.0);
+    if (bad.defined()) loss_d = loss_d + bce(dnet->forward(augment(bad), bad_w), 0.0);
+    loss_d.backward();
+    opt_d.step();
+    opt_g.zero_grad();
+    at::Tensor loss_g = bce(dnet->forward(augment(fake), w), 1.0);
+    loss_g.backward();
+    opt_g.step();
+    ctx.progress(step, steps, "step " + std::to_string(step) + " D " + std::to_string(loss_d.item<float>()) + " G " +
+                                  std::to_string(loss_g.item<float>()));
+  }
+  nlohmann::json meta = metadata_;
+  meta["fine_tuned_on_feedback"] = {{"liked", m},
+                                    {"disliked", bad.defined() ? bad.size(0) : 0},
+                                    {"steps", steps},
+                                    {"augment", augment_all}};
+  return std::make_shared<DcganGenerator>(g, dnet, classes_, meta);
+}
+
 NodeDef fine_tune_on_feedback() {
   NodeDef d;
   d.spec.class_type = "FineTuneOnFeedback";
@@ -687,7 +761,8 @@ NodeDef fine_tune_on_feedback() {
       "learns to please it, with classes drawn from the liked images' class weights. images, latent and feedback are "
       "one judged batch "
       "(GANSample's outputs and a Feedback). Writes the result as a new checkpoint <prefix>_<counter>.pt in the "
-      "models folder; the generator given is left as it was.";
+      "models folder; the generator given is left as it was. Any generator whose plugin implements "
+      "cozy::FeedbackTunable can be tuned.";
   d.spec.inputs = {
       InputSpec::Link("generator", types::GENERATOR),
       InputSpec::Link("images", types::IMAGE),
@@ -700,97 +775,51 @@ NodeDef fine_tune_on_feedback() {
       InputSpec::String("filename_prefix", "feedback_gan")};
   d.spec.outputs = {{"GENERATOR", types::GENERATOR}};
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
-    auto base = std::dynamic_pointer_cast<DcganGenerator>(in.object<Generator>("generator"));
-    if (!base || !base->discriminator_net())
-      throw Error("FineTuneOnFeedback needs a DCGAN with its discriminator (from TrainGAN or a Cozy checkpoint)");
+    auto generator = in.object<Generator>("generator");
+    auto tunable = std::dynamic_pointer_cast<FeedbackTunable>(generator);
+    if (!tunable)
+      throw Error("FineTuneOnFeedback needs a generator that can be tuned (cozy::FeedbackTunable), such as a DCGAN "
+                  "with its discriminator from TrainGAN or a Cozy checkpoint");
     const auto& scores = in.object<Feedback>("feedback")->scores;
-    const at::Tensor& images = in.tensor("images");
+    const at::Tensor& images = in.image("images");
     const at::Tensor& latent = in.tensor("latent");
     const int64_t n = static_cast<int64_t>(scores.size());
     if (images.size(0) != n || latent.size(0) != n)
       throw Error("the feedback judges " + std::to_string(n) + " images; got " + std::to_string(images.size(0)) +
                   " images and " + std::to_string(latent.size(0)) + " latents");
-    const c10::Device device = ctx.device();
-    const DcganOptions o = base->generator_net()->options;
-    if (o.classes > 0 && latent.size(1) != o.latent + o.classes)
+    const int64_t latent_size = generator->latent_size(), classes = generator->num_classes();
+    if (classes > 0 && latent.size(1) != latent_size + classes)
       throw Error("a conditional generator's feedback needs the latent with class weights (GANSample's LATENT)");
     std::vector<int64_t> liked, disliked;
-    for (int64_t i = 0; i < n; ++i) (scores[i] > 0 ? liked : disliked).push_back(i), (void)0;
-    disliked.erase(std::remove_if(disliked.begin(), disliked.end(), [&](int64_t i) { return scores[i] == 0; }),
-                   disliked.end());
+    for (int64_t i = 0; i < n; ++i) {
+      if (scores[i] > 0) liked.push_back(i);
+      else if (scores[i] < 0) disliked.push_back(i);
+    }
     if (liked.empty()) throw Error("no image was liked: nothing to move towards");
+    const c10::Device device = ctx.device();
     auto pick = [&](const at::Tensor& t, const std::vector<int64_t>& rows) {
       return t.index_select(0, at::tensor(rows, at::kLong).to(t.device())).to(device);
     };
-    at::Tensor real = pick(images, liked).mul(2).sub(1);
-    at::Tensor real_w = o.classes ? pick(latent, liked).narrow(1, o.latent, o.classes) : at::Tensor();
-    at::Tensor bad = disliked.empty() ? at::Tensor() : pick(images, disliked).mul(2).sub(1);
-    at::Tensor bad_w = (o.classes && !disliked.empty()) ? pick(latent, disliked).narrow(1, o.latent, o.classes) : at::Tensor();
-
-    GeneratorNet g = copy_net(base->generator_net(), o, device);
-    DiscriminatorNet dnet = copy_net(base->discriminator_net(), o, device);
-    g->train();
-    dnet->train();
-    torch::optim::Adam opt_g(g->parameters(), torch::optim::AdamOptions(in.number("lr")).betas({0.5, 0.999}));
-    torch::optim::Adam opt_d(dnet->parameters(), torch::optim::AdamOptions(in.number("lr")).betas({0.5, 0.999}));
-    at::Generator gen = training::seeded(in.integer("seed"));
-    const int64_t steps = in.integer("steps"), m = static_cast<int64_t>(liked.size());
-    auto bce = [](const at::Tensor& logits, double target) {
-      return torch::binary_cross_entropy_with_logits(logits, at::full_like(logits, target));
-    };
-    // DiffAugment (Zhao et al. 2020): every image the discriminator sees,
-    // liked, disliked or generated, is moved by up to 1/8 of its side and
-    // has a square of half its side cut out, differentiably, so that a few
-    // liked images are not simply memorised (measured: docs/benchmarks.md#feedback).
-    const bool augment_all = in.boolean("augment");
-    auto augment = [&](const at::Tensor& x) {
-      if (!augment_all) return x;
-      const int64_t b = x.size(0), h = x.size(2), wd = x.size(3);
-      const at::TensorOptions f = at::TensorOptions(at::kFloat);
-      at::Tensor theta = at::zeros({b, 2, 3}, f);
-      theta.select(1, 0).select(1, 0).fill_(1);
-      theta.select(1, 1).select(1, 1).fill_(1);
-      theta.select(2, 2).copy_(at::randint(-h / 8, h / 8 + 1, {b, 2}, gen, f) * (2.0 / double(h)));
-      at::Tensor grid = at::affine_grid_generator(theta.to(x.device()), {b, x.size(1), h, wd}, false);
-      at::Tensor moved = at::grid_sampler(x + 1, grid, /*nearest*/ 1, /*zeros*/ 0, false);  // 0 = black after -1
-      at::Tensor cy = at::randint(0, h, {b, 1, 1, 1}, gen, f).to(x.device());
-      at::Tensor cx = at::randint(0, wd, {b, 1, 1, 1}, gen, f).to(x.device());
-      at::Tensor ys = at::arange(h, x.options()).view({1, 1, h, 1}),
-                 xs = at::arange(wd, x.options()).view({1, 1, 1, wd});
-      at::Tensor keep = (((ys - cy).abs() >= double(h / 4)) | ((xs - cx).abs() >= double(wd / 4))).to(x.dtype());
-      return moved * keep - 1;
-    };
-    for (int64_t step = 1; step <= steps; ++step) {
-      ctx.check_cancelled();
-      // As many fresh samples as the batch judged: the discriminator learns
-      // what the generator makes now, not only the few liked images.
-      at::Tensor z = at::randn({n, o.latent}, gen, at::kFloat).to(device);
-      at::Tensor w = o.classes
-                         ? real_w.index_select(0, at::randint(m, {n}, gen, at::TensorOptions(at::kLong)).to(device))
-                         : at::Tensor();
-      opt_d.zero_grad();
-      at::Tensor fake = g->forward(z, w);
-      at::Tensor loss_d = bce(dnet->forward(augment(real), real_w), 0.9);
-      loss_d = loss_d + bce(dnet->forward(augment(fake.detach()), w), 0.0);
-      if (bad.defined()) loss_d = loss_d + bce(dnet->forward(augment(bad), bad_w), 0.0);
-      loss_d.backward();
-      opt_d.step();
-      opt_g.zero_grad();
-      at::Tensor loss_g = bce(dnet->forward(augment(fake), w), 1.0);
-      loss_g.backward();
-      opt_g.step();
-      ctx.progress(step, steps, "step " + std::to_string(step) + " D " + std::to_string(loss_d.item<float>()) + " G " +
-                                    std::to_string(loss_g.item<float>()));
+    FeedbackTunable::Request request;
+    request.liked = pick(images, liked);
+    if (classes) request.liked_classes = pick(latent, liked).narrow(1, latent_size, classes);
+    if (!disliked.empty()) {
+      request.disliked = pick(images, disliked);
+      if (classes) request.disliked_classes = pick(latent, disliked).narrow(1, latent_size, classes);
     }
-    nlohmann::json meta = base->metadata();
-    meta["fine_tuned_on_feedback"] = {
-        {"liked", m}, {"disliked", disliked.size()}, {"steps", steps}, {"augment", augment_all}};
-    auto tuned = std::make_shared<DcganGenerator>(g, dnet, base->class_names(), meta);
+    request.fresh_samples = n;
+    request.steps = in.integer("steps");
+    request.learning_rate = in.number("lr");
+    request.seed = in.integer("seed");
+    request.augment = in.boolean("augment");
+    std::shared_ptr<Generator> tuned = tunable->tune_on_feedback(request, ctx);
+    auto savable = std::dynamic_pointer_cast<SavableModel>(tuned);
+    if (!savable) throw Error("the tuned generator cannot be saved (it implements no cozy::SavableModel)");
     fs::path target = path_inside(ctx.model_dir(), in.string("filename_prefix"), "filename_prefix");
     ctx.add_file(write_numbered_file(target.parent_path(), target.filename().string(), ".pt",
-                                     [&](const fs::path& temp) { tuned->save(temp); }),
+                                     [&](const fs::path& temp) { savable->save(temp); }),
                  "output");
-    return {std::static_pointer_cast<Generator>(tuned)};
+    return {tuned};
   };
   return d;
 }

@@ -21,7 +21,7 @@ NodeDef latent_noise() {
                    InputSpec::Float("truncation", 0.0).range(0, 10).with_step(0.1)};
   d.spec.outputs = {{"LATENT", types::LATENT}};
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
-    at::Generator gen = training::seeded(in.integer("seed"));
+    at::Generator gen = seeded_generator(in.integer("seed"));
     return {training::latent_noise(in.integer("batch"), in.integer("size"), gen, in.number("truncation"))
                 .to(ctx.device())};
   };

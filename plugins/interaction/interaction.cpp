@@ -22,10 +22,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-at::Generator seeded(std::int64_t seed) {
-  return at::make_generator<at::CPUGeneratorImpl>(static_cast<std::uint64_t>(seed));
-}
-
 fs::path under(const fs::path& folder, const std::string& name) {
   fs::path p(name);
   return p.is_relative() ? folder / p : p;
@@ -245,7 +241,7 @@ NodeDef random_layout_node() {
   d.run = [](const Inputs& in, Context&) -> Outputs {
     std::vector<std::string> classes = split(in.string("classes"));
     if (classes.empty()) classes = fashion_classes();
-    at::Generator gen = seeded(in.integer("seed"));
+    at::Generator gen = seeded_generator(in.integer("seed"));
     return {std::static_pointer_cast<Object>(
         std::make_shared<Layout>(random_layout(gen, in.integer("max_shapes"), classes)))};
   };
@@ -325,7 +321,7 @@ Scene compose(const Layout& layout, const Generator& g, std::int64_t width, std:
   std::vector<std::int64_t> drawn_labels;
   for (std::int64_t label : labels)
     for (std::int64_t k = 0; k < k_count; ++k) drawn_labels.push_back(label);
-  at::Generator gen = seeded(seed);
+  at::Generator gen = seeded_generator(seed);
   at::Tensor z = at::randn({n * k_count, g.latent_size()}, gen, at::kFloat);
   at::Tensor objects = g.generate(z, g.num_classes() ? at::tensor(drawn_labels, at::kLong) : at::Tensor()).to(device);
   if (objects.size(1) == 3)  // a colour generator: its luminance is the shading
@@ -616,7 +612,7 @@ NodeDef fidelity_node() {
   d.spec.output_node = true;
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     auto layout = in.object<Layout>("layout");
-    const at::Tensor& image = in.tensor("image");
+    const at::Tensor& image = in.image("image");
     if (image.dim() != 4 || image.size(0) != 1 || image.size(1) != 3)
       throw Error("LayoutFidelity judges one RGB image [1, 3, H, W], not " + c10::str(image.sizes()));
     const at::Tensor instances =
@@ -680,7 +676,7 @@ NodeDef scene_fidelity_node() {
     const auto start = std::chrono::steady_clock::now();
     for (std::int64_t i = 0; i < count; ++i) {
       ctx.check_cancelled();
-      at::Generator gen = seeded(seed + i);
+      at::Generator gen = seeded_generator(seed + i);
       Layout layout = random_layout(gen, in.integer("max_shapes"), classes);
       if (learned) {
         at::Tensor image = learned->generate(layout, ctx.device());

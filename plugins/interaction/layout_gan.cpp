@@ -197,7 +197,7 @@ NodeDef synthetic_layouts() {
     training::Clock clock;
     for (int64_t i = 0; i < count; ++i) {
       ctx.check_cancelled();
-      at::Generator gen = training::seeded(seed + i);
+      at::Generator gen = seeded_generator(seed + i);
       pairs->layouts.push_back(random_layout(gen, in.integer("max_shapes"), pairs->classes));
       if (random_backgrounds) {  // any colour, light or dark, so that the model follows the layout's own
         auto& bg = pairs->layouts.back().background;
@@ -261,7 +261,7 @@ NodeDef train_layout_gan() {
     dis->to(device);
     const auto adam = torch::optim::AdamOptions(in.number("lr")).betas({0.5, 0.999});
     torch::optim::Adam opt_g(g->parameters(), adam), opt_d(dis->parameters(), adam);
-    at::Generator gen = training::seeded(seed);
+    at::Generator gen = seeded_generator(seed);
     training::LossLog log("step", {"d_loss", "g_adversarial", "l1"});
     training::Clock clock;
     at::Tensor order = at::randperm(train, gen, at::kLong);

@@ -82,7 +82,7 @@ NodeDef train_classifier() {
     const fs::path out_dir = path_inside(ctx.output_dir(), name, "name").parent_path();
     const c10::Device device = ctx.device();
 
-    at::Generator gen = training::seeded(in.integer("seed"));
+    at::Generator gen = seeded_generator(in.integer("seed"));
     torch::manual_seed(static_cast<uint64_t>(in.integer("seed")));  // weight init and dropout
     ClassifierNet net(o);
     net->to(device);
@@ -164,7 +164,7 @@ NodeDef accuracy() {
     auto data = in.object<Dataset>("dataset");
     auto [images, labels] = first_examples(*data, in.integer("limit"));
     if (in.has("images")) {
-      const at::Tensor& remade = in.tensor("images");
+      const at::Tensor& remade = in.image("images");
       if (remade.size(0) > labels.size(0)) throw Error("more images than the data set has labels");
       images = remade;
       labels = labels.narrow(0, 0, remade.size(0));
@@ -216,7 +216,7 @@ NodeDef conditional_accuracy() {
     if (g->num_classes() == 0) throw Error("the generator is unconditional: conditional accuracy needs classes");
     const std::vector<int64_t> map = class_map(*g, *c);
     const int64_t per = in.integer("per_class"), n = per * g->num_classes();
-    at::Generator gen = training::seeded(in.integer("seed"));
+    at::Generator gen = seeded_generator(in.integer("seed"));
     at::Tensor z = at::randn({n, g->latent_size()}, gen, at::kFloat);
     at::Tensor labels = at::arange(g->num_classes(), at::kLong).repeat_interleave(per);
     std::vector<at::Tensor> parts;
@@ -253,7 +253,7 @@ NodeDef fid() {
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     auto c = in.object<Classifier>("classifier");
     auto ref = in.object<Dataset>("reference");
-    at::Tensor fake = features_of(*c, in.tensor("images"), "the images");
+    at::Tensor fake = features_of(*c, in.image("images"), "the images");
     at::Tensor real = features_of(*c, first_examples(*ref, in.integer("limit")).first, "the reference images");
     const double value = frechet_distance(fake, real);
     nlohmann::json j = {{"metric", "fid"}, {"fid", round4(value)}, {"images", fake.size(0)},
@@ -285,7 +285,7 @@ NodeDef precision_recall() {
     auto c = in.object<Classifier>("classifier");
     auto ref = in.object<Dataset>("reference");
     const int64_t limit = in.integer("limit"), k = in.integer("k");
-    const at::Tensor& images = in.tensor("images");
+    const at::Tensor& images = in.image("images");
     at::Tensor fake = features_of(*c, images.narrow(0, 0, std::min(limit, images.size(0))), "the images");
     at::Tensor real = features_of(*c, first_examples(*ref, limit).first, "the reference images");
     const double precision = manifold_coverage(fake, real, knn_radii(real, k));
@@ -313,7 +313,7 @@ NodeDef memorization() {
     auto train = in.object<Dataset>("train");
     auto test = in.object<Dataset>("test");
     const int64_t limit = in.integer("limit");
-    const at::Tensor& all = in.tensor("images");
+    const at::Tensor& all = in.image("images");
     at::Tensor fake = all.narrow(0, 0, std::min(limit, all.size(0))).to(at::kCPU, at::kFloat);
     at::Tensor pool = first_examples(*train, 0).first;
     at::Tensor held = first_examples(*test, limit).first;

@@ -14,22 +14,6 @@
 
 namespace cozy::postprocess {
 
-/// The IMAGE convention: float32 [B, C, H, W], C = 1 or 3.
-inline at::Tensor image_input(const Inputs& in, std::string_view name) {
-  const at::Tensor& image = in.tensor(name);
-  if (image.dim() != 4 || (image.size(1) != 1 && image.size(1) != 3) || image.scalar_type() != at::kFloat)
-    throw Error(std::string(name) + " is not an IMAGE: expected float32 [B, C, H, W] with C = 1 or 3");
-  return image;
-}
-
-/// The MASK convention: float32 [B, 1, H, W].
-inline at::Tensor mask_input(const Inputs& in, std::string_view name) {
-  const at::Tensor& mask = in.tensor(name);
-  if (mask.dim() != 4 || mask.size(1) != 1 || mask.scalar_type() != at::kFloat)
-    throw Error(std::string(name) + " is not a MASK: expected float32 [B, 1, H, W]");
-  return mask;
-}
-
 /// ITU-R BT.601 luma, as PIL's "L" and OpenCV's RGB2GRAY: [B, 1, H, W]. On
 /// the CPU one fused pass (kernels::luma), elsewhere tensor operations.
 at::Tensor luma(const at::Tensor& image);

@@ -377,7 +377,7 @@ void register_detail(Registrar& r) {
                        "operations. sigma 0 returns the input.");
     d.spec.inputs.push_back(InputSpec::Float("sigma", 1.0).range(0, 64).with_step(0.1));
     d.run = [](const Inputs& in, Context& ctx) -> Outputs {
-      return {gaussian_blur(image_input(in, "image"), in.number("sigma"), ctx.threads())};
+      return {gaussian_blur(in.image("image"), in.number("sigma"), ctx.threads())};
     };
     r.add(std::move(d));
   }
@@ -389,7 +389,7 @@ void register_detail(Registrar& r) {
     d.spec.inputs.push_back(InputSpec::Float("radius", 1.0).range(0.1, 32).with_step(0.1).help("sigma of the blur"));
     d.spec.inputs.push_back(InputSpec::Float("threshold", 0.0).range(0, 1).with_step(0.005));
     d.run = [](const Inputs& in, Context& ctx) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       double amount = in.number("amount");
       if (amount == 0) return {image};
       double threshold = in.number("threshold");
@@ -422,7 +422,7 @@ void register_detail(Registrar& r) {
                        "tensor operations. Float images allow sizes 3 and 5.");
     d.spec.inputs.push_back(InputSpec::Choice("size", {"3", "5"}));
     d.run = [](const Inputs& in, Context& ctx) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       int size = std::stoi(in.string("size"));
       if (!cpu_kernels(image)) return {median_filter(image, size)};
       return {per_plane(image, image.size(2), image.size(3), ctx.threads(),
@@ -442,7 +442,7 @@ void register_detail(Registrar& r) {
     d.run = [](const Inputs& in, Context& ctx) -> Outputs {
       int diameter = static_cast<int>(in.integer("diameter"));
       double sc = in.number("sigma_color"), ss = in.number("sigma_space");
-      const at::Tensor image = image_input(in, "image");
+      const at::Tensor image = in.image("image");
       if (!cpu_kernels(image))
         if (at::Tensor out = bilateral_filter(image, diameter, sc, ss); out.defined()) return {out};
       return {per_image(image, ctx.threads(),
@@ -459,7 +459,7 @@ void register_detail(Registrar& r) {
     d.spec.inputs.push_back(InputSpec::Float("clip_limit", 2.0).range(0.1, 40).with_step(0.1));
     d.spec.inputs.push_back(InputSpec::Int("tiles", 8).range(1, 64).help("tiles per side"));
     d.run = [](const Inputs& in, Context& ctx) -> Outputs {
-      const at::Tensor& image = image_input(in, "image");
+      const at::Tensor& image = in.image("image");
       const double clip_limit = in.number("clip_limit");
       const int tiles = static_cast<int>(in.integer("tiles"));
       if (image.size(1) == 3) lab_tables_ready();
@@ -498,7 +498,7 @@ void register_detail(Registrar& r) {
     d.spec.inputs.push_back(InputSpec::Float("low", 0.1).range(0, 1).with_step(0.01).help("canny only"));
     d.spec.inputs.push_back(InputSpec::Float("high", 0.3).range(0, 1).with_step(0.01).help("canny only"));
     d.run = [](const Inputs& in, Context& ctx) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       const double low = in.number("low") * 255, high = in.number("high") * 255;
       auto canny = [&](const cv::Mat& grey, cv::Mat& dst) {
         cv::Mat bytes, edges;

@@ -207,7 +207,7 @@ void register_geometry(Registrar& r) {
     d.spec.inputs.push_back(InputSpec::Int("height", 512).range(0, 16384));
     d.spec.inputs.push_back(InputSpec::Choice("method", kMethods));
     d.run = [](const Inputs& in, Context& ctx) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       int64_t w = in.integer("width"), h = in.integer("height");
       if (w == 0 && h == 0) throw Error("width and height cannot both be 0");
       if (w == 0) w = scaled(image.size(3), static_cast<double>(h) / image.size(2));
@@ -222,7 +222,7 @@ void register_geometry(Registrar& r) {
     d.spec.inputs.push_back(InputSpec::Float("factor", 2.0).range(0.05, 16).with_step(0.05));
     d.spec.inputs.push_back(InputSpec::Choice("method", {"bicubic", "bilinear", "nearest", "area", "lanczos"}));
     d.run = [](const Inputs& in, Context& ctx) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       double f = in.number("factor");
       return {resize(image, scaled(image.size(2), f), scaled(image.size(3), f), in.string("method"), ctx.threads())};
     };
@@ -238,7 +238,7 @@ void register_geometry(Registrar& r) {
     d.spec.inputs.push_back(InputSpec::Int("width", 256).range(1, 16384));
     d.spec.inputs.push_back(InputSpec::Int("height", 256).range(1, 16384));
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       int64_t x = in.integer("x"), y = in.integer("y"), w = in.integer("width"), h = in.integer("height");
       if (x + w > image.size(3))
         throw Error("x + width = " + std::to_string(x + w) + " exceeds the image width " + std::to_string(image.size(3)));
@@ -258,7 +258,7 @@ void register_geometry(Registrar& r) {
     d.spec.inputs.push_back(InputSpec::Choice("mode", {"constant", "reflect", "replicate"}));
     d.spec.inputs.push_back(InputSpec::Float("value", 0.0).range(0, 1).with_step(0.01).help("constant mode only"));
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       std::vector<int64_t> pad = {in.integer("left"), in.integer("right"), in.integer("top"), in.integer("bottom")};
       const std::string& mode = in.string("mode");
       if (mode == "reflect" &&
@@ -286,7 +286,7 @@ void register_geometry(Registrar& r) {
     d.spec.inputs.push_back(InputSpec::Boolean("expand", false));
     d.spec.inputs.push_back(InputSpec::Float("fill", 0.0).range(0, 1).with_step(0.01));
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       const double degrees = in.number("degrees");
       const bool expand = in.boolean("expand");
       const int64_t h = image.size(2), w = image.size(3);
@@ -427,7 +427,7 @@ void register_geometry(Registrar& r) {
     NodeDef d = filter("Flip", "Flip", "geometry", "Mirrors left-right (horizontal), top-bottom (vertical), or both.");
     d.spec.inputs.push_back(InputSpec::Choice("direction", {"horizontal", "vertical", "both"}));
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       const std::string& direction = in.string("direction");
       const bool across = direction != "vertical", down = direction != "horizontal";
       if (cpu_kernels(image)) {  // each output row is a source row, mirrored or copied; rows in parallel
@@ -482,7 +482,7 @@ void register_geometry(Registrar& r) {
                      InputSpec::Link("mask", types::MASK).optional()};
     d.spec.outputs = {{"IMAGE", types::IMAGE}};
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      auto [base, layer] = match_channels(image_input(in, "base"), image_input(in, "layer"));
+      auto [base, layer] = match_channels(in.image("base"), in.image("layer"));
       if (base.size(2) != layer.size(2) || base.size(3) != layer.size(3))
         throw Error("base is " + std::to_string(base.size(3)) + " x " + std::to_string(base.size(2)) +
                     " but layer is " + std::to_string(layer.size(3)) + " x " + std::to_string(layer.size(2)) +
@@ -494,7 +494,7 @@ void register_geometry(Registrar& r) {
       else if (mode == "overlay") blended = at::where(base < 0.5, 2 * base * layer, 1 - 2 * (1 - base) * (1 - layer));
       at::Tensor alpha = at::full({1, 1, 1, 1}, in.number("opacity"), base.options());
       if (in.has("mask")) {
-        at::Tensor mask = mask_input(in, "mask");
+        at::Tensor mask = in.mask("mask");
         if (mask.size(2) != base.size(2) || mask.size(3) != base.size(3))
           throw Error("mask size differs from the images");
         alpha = alpha * mask.to(base.device());
@@ -512,7 +512,7 @@ void register_geometry(Registrar& r) {
     d.spec.inputs = {InputSpec::Link("image", types::IMAGE), InputSpec::Choice("channel", {"red", "green", "blue", "luma"})};
     d.spec.outputs = {{"MASK", types::MASK}};
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       const std::string& channel = in.string("channel");
       if (image.size(1) == 1) return {image};
       if (channel == "luma") return {luma(image)};
@@ -530,7 +530,7 @@ void register_geometry(Registrar& r) {
     d.spec.inputs = {InputSpec::Link("mask", types::MASK)};
     d.spec.outputs = {{"IMAGE", types::IMAGE}};
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      return {copy_rows(mask_input(in, "mask").expand({-1, 3, -1, -1}))};
+      return {copy_rows(in.mask("mask").expand({-1, 3, -1, -1}))};
     };
     r.add(std::move(d));
   }

@@ -30,7 +30,7 @@ void register_tone(Registrar& r) {
                        "PIL's ImageEnhance.Brightness: blends with black, out = factor x image, clamped to [0, 1].");
     d.spec.inputs.push_back(factor_input());
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       const float f = static_cast<float>(in.number("factor"));
       if (f == 1.f) return {image};
       if (cpu_kernels(image)) {
@@ -53,7 +53,7 @@ void register_tone(Registrar& r) {
                        "luma), out = m + factor (image - m), clamped.");
     d.spec.inputs.push_back(factor_input());
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       const double f = in.number("factor");
       if (f == 1.0) return {image};
       if (cpu_kernels(image)) {
@@ -118,7 +118,7 @@ void register_tone(Registrar& r) {
                        "(image - L), clamped. A grey image is unchanged.");
     d.spec.inputs.push_back(factor_input());
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       const float f = static_cast<float>(in.number("factor"));
       if (image.size(1) == 1 || f == 1.f) return {image};
       if (cpu_kernels(image)) {
@@ -145,7 +145,7 @@ void register_tone(Registrar& r) {
                        "out = image ^ (1 / gamma): gamma above 1 brightens the mid-tones, as in GIMP's levels.");
     d.spec.inputs.push_back(InputSpec::Float("gamma", 1.0).range(0.01, 10).with_step(0.01));
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       double gamma = in.number("gamma");
       if (gamma == 1.0) return {image};
       if (cpu_kernels(image)) {  // its own vectorised pow (kernels::power), one pass
@@ -170,7 +170,7 @@ void register_tone(Registrar& r) {
     d.spec.inputs.push_back(InputSpec::Float("low_percentile", 1.0).range(0, 50).with_step(0.1));
     d.spec.inputs.push_back(InputSpec::Float("high_percentile", 99.0).range(50, 100).with_step(0.1));
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       const int64_t b = image.size(0);
       at::Tensor black, white;
       if (in.boolean("auto")) {
@@ -235,7 +235,7 @@ void register_tone(Registrar& r) {
                        "unchanged.");
     d.spec.inputs.push_back(InputSpec::Float("degrees", 0.0).range(-360, 360).with_step(1));
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       double degrees = in.number("degrees");
       if (image.size(1) == 1 || degrees == 0) return {image};
       if (cpu_kernels(image)) {
@@ -257,7 +257,7 @@ void register_tone(Registrar& r) {
     for (const char* c : {"red", "green", "blue"})
       d.spec.inputs.push_back(InputSpec::Float(c, 1.0).range(0, 4).with_step(0.01));
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       double r = in.number("red"), g = in.number("green"), b = in.number("blue");
       if (cpu_kernels(image)) {
         const int64_t channels = image.size(1);
@@ -276,7 +276,7 @@ void register_tone(Registrar& r) {
   {
     NodeDef d = filter("Invert", "Invert", "colour", "out = 1 - image.");
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       if (cpu_kernels(image)) {
         const int64_t channels = image.size(1);
         return {map_pixels(image, channels, [&](const float* const* src, float* const* dst, int64_t n) {
@@ -297,7 +297,7 @@ void register_tone(Registrar& r) {
                        "three equal ones with keep_channels.");
     d.spec.inputs.push_back(InputSpec::Boolean("keep_channels", false));
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       const bool keep = in.boolean("keep_channels");
       if (cpu_kernels(image) && image.size(1) == 3) {
         return {map_pixels(image, keep ? 3 : 1, [&](const float* const* src, float* const* dst, int64_t n) {
@@ -321,7 +321,7 @@ void register_tone(Registrar& r) {
     d.spec.inputs.push_back(InputSpec::Float("threshold", 0.5).range(0, 1).with_step(0.01));
     d.spec.inputs.push_back(InputSpec::Boolean("luma", false));
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      at::Tensor image = image_input(in, "image");
+      at::Tensor image = in.image("image");
       const float t = static_cast<float>(in.number("threshold"));
       const bool on_luma = in.boolean("luma") && image.size(1) == 3;
       if (cpu_kernels(image)) {
@@ -344,7 +344,7 @@ void register_tone(Registrar& r) {
                        "channels out.");
     d.spec.inputs.push_back(InputSpec::Float("strength", 1.0).range(0, 1).with_step(0.01));
     d.run = [](const Inputs& in, Context&) -> Outputs {
-      at::Tensor original = image_input(in, "image");
+      at::Tensor original = in.image("image");
       const float s = static_cast<float>(in.number("strength"));
       static const float matrix[9] = {0.393f, 0.769f, 0.189f, 0.349f, 0.686f, 0.168f, 0.272f, 0.534f, 0.131f};
       if (cpu_kernels(original)) {

@@ -149,7 +149,7 @@ NodeDef train_vae() {
     const fs::path out_dir = path_inside(ctx.output_dir(), name, "name").parent_path();
     const c10::Device device = ctx.device();
 
-    at::Generator gen = training::seeded(seed);
+    at::Generator gen = seeded_generator(seed);
     torch::manual_seed(static_cast<uint64_t>(seed));  // weight initialisation
     const std::string resume = in.string("resume");
     std::optional<checkpoint::Reader> start;
@@ -311,9 +311,9 @@ NodeDef encode() {
   d.spec.outputs = {{"LATENT", types::LATENT}};
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     auto vae = in.object<Vae>("vae");
-    auto [mu, logvar] = vae->encode(in.tensor("images"));
+    auto [mu, logvar] = vae->encode(in.image("images"));
     if (in.string("mode") == "sample") {
-      at::Generator gen = training::seeded(in.integer("seed"));
+      at::Generator gen = seeded_generator(in.integer("seed"));
       mu = mu + at::randn(mu.sizes(), gen, at::kFloat).to(mu.device()) * (0.5 * logvar).exp();
     }
     return {mu.to(ctx.device())};
@@ -337,7 +337,7 @@ NodeDef reconstruct() {
   d.spec.outputs = {{"IMAGE", types::IMAGE}};
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     auto vae = in.object<Vae>("vae");
-    const at::Tensor& images = in.tensor("images");
+    const at::Tensor& images = in.image("images");
     at::Tensor out = training::batched(images, 1000, vae->device(),
                                        [&](const at::Tensor& x) { return vae->decode(vae->encode(x).first); });
     return {out.to(ctx.device())};

@@ -2,7 +2,10 @@
 // working plugin that hands out objects). COZY_TEST_<KIND> picks the way.
 #include <cozy/sdk.hpp>
 
+#include <ATen/ATen.h>
+
 #include <atomic>
+#include <fstream>
 
 namespace {
 
@@ -29,6 +32,45 @@ void register_nodes(cozy::Registrar& r) {
   def.spec.outputs = {{"greeter", "GREETER"}};
   def.spec.output_node = true;
   def.run = [](const cozy::Inputs&, cozy::Context&) -> cozy::Outputs { return {std::make_shared<Greeter>()}; };
+  r.add(def);
+#elif defined(COZY_TEST_MAKER)
+  // A generator whose class only this library knows, seen by others through
+  // the SDK's interfaces (Generator, SavableModel, FeedbackTunable).
+  struct Made : cozy::Generator, cozy::SavableModel, cozy::FeedbackTunable {
+    std::int64_t latent_size() const override { return 4; }
+    std::int64_t num_classes() const override { return 0; }
+    const std::vector<std::string>& class_names() const override { return names; }
+    std::vector<std::int64_t> image_shape() const override { return {1, 2, 2}; }
+    c10::Device device() const override { return c10::Device(c10::kCPU); }
+    at::Tensor generate(const at::Tensor& z, const at::Tensor&) const override { return z.view({-1, 1, 2, 2}); }
+    void save(const std::filesystem::path& file) const override { std::ofstream(file) << "made"; }
+    std::shared_ptr<cozy::Generator> tune_on_feedback(const Request&, cozy::Context&) const override {
+      return std::make_shared<Made>();
+    }
+    std::vector<std::string> names;
+  };
+  cozy::NodeDef def;
+  def.spec.class_type = "TestMakeGenerator";
+  def.spec.outputs = {{"GENERATOR", cozy::types::GENERATOR}};
+  def.run = [](const cozy::Inputs&, cozy::Context&) -> cozy::Outputs {
+    return {std::static_pointer_cast<cozy::Generator>(std::make_shared<Made>())};
+  };
+  r.add(def);
+#elif defined(COZY_TEST_USER)
+  // Casts what another plugin made to the SDK's interfaces.
+  cozy::NodeDef def;
+  def.spec.class_type = "TestUseGenerator";
+  def.spec.inputs = {cozy::InputSpec::Link("generator", cozy::types::GENERATOR)};
+  def.spec.outputs = {{"found", cozy::types::STRING}};
+  def.spec.output_node = true;
+  def.run = [](const cozy::Inputs& in, cozy::Context&) -> cozy::Outputs {
+    auto generator = in.object<cozy::Generator>("generator");
+    std::string found;
+    if (std::dynamic_pointer_cast<cozy::SavableModel>(generator)) found += "savable ";
+    if (std::dynamic_pointer_cast<cozy::FeedbackTunable>(generator)) found += "tunable ";
+    found += std::to_string(generator->generate(at::zeros({1, 4}), at::Tensor()).numel());
+    return {found};
+  };
   r.add(def);
 #else
   (void)r;

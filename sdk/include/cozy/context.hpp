@@ -16,7 +16,7 @@ enum class LogLevel { debug, info, warning, error };
 
 /// Handed to a node for the duration of one call. Implemented by the host;
 /// every method is safe to call from the node's thread.
-class Context {
+class COZY_INTERFACE Context {
  public:
   virtual ~Context() = default;
 

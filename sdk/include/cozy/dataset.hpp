@@ -13,7 +13,7 @@
 
 namespace cozy {
 
-class Dataset : public Object {
+class COZY_INTERFACE Dataset : public Object {
  public:
   std::string type_name() const override { return "DATASET"; }
 

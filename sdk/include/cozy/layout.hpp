@@ -36,7 +36,7 @@ struct LayoutShape {
   std::int64_t z = 0;                     ///< larger z is drawn on top
 };
 
-class Layout : public Object {
+class COZY_INTERFACE Layout : public Object {
  public:
   std::string type_name() const override { return "LAYOUT"; }
   std::vector<LayoutShape> shapes;
@@ -58,7 +58,7 @@ class Layout : public Object {
 
 /// A user's judgement of the images of a batch: one score per image
 /// (liked > 0, disliked < 0, no opinion 0).
-class Feedback : public Object {
+class COZY_INTERFACE Feedback : public Object {
  public:
   std::string type_name() const override { return "FEEDBACK"; }
   std::vector<double> scores;

@@ -9,6 +9,7 @@
 // (no gradients) and safe to call from several threads at once.
 #pragma once
 
+#include <cozy/context.hpp>
 #include <cozy/value.hpp>
 
 #include <cstdint>
@@ -19,14 +20,14 @@
 namespace cozy {
 
 /// A model SaveModel can write: one file that the matching Load node reads.
-class SavableModel {
+class COZY_INTERFACE SavableModel {
  public:
   virtual ~SavableModel() = default;
   /// Writes the model (weights and metadata) to `file`.
   virtual void save(const std::filesystem::path& file) const = 0;
 };
 
-class Generator : public Object {
+class COZY_INTERFACE Generator : public Object {
  public:
   std::string type_name() const override { return "GENERATOR"; }
 
@@ -47,8 +48,32 @@ class Generator : public Object {
   virtual at::Tensor generate(const at::Tensor& z, const at::Tensor& labels) const = 0;
 };
 
+/// What FineTuneOnFeedback asks of a generator: a few adversarial steps
+/// towards the images a user liked, away from the ones they disliked. A
+/// generator that can be tuned so (it keeps the discriminator it was trained
+/// against, say) implements this beside Generator; the node finds it with a
+/// dynamic cast, whichever plugin made the generator.
+class COZY_INTERFACE FeedbackTunable {
+ public:
+  struct Request {
+    at::Tensor liked;             ///< images [L, C, H, W] in [0, 1], L >= 1, on the run's device
+    at::Tensor liked_classes;     ///< class weights [L, K] for a conditional model; undefined otherwise
+    at::Tensor disliked;          ///< images [M, C, H, W] in [0, 1]; undefined when none was disliked
+    at::Tensor disliked_classes;  ///< [M, K] for a conditional model; undefined otherwise
+    std::int64_t fresh_samples = 1;  ///< generated images the discriminator judges each step
+    std::int64_t steps = 100;
+    double learning_rate = 1e-4;
+    std::int64_t seed = 0;
+    bool augment = true;  ///< DiffAugment (random shifts and cutouts) on what the discriminator sees
+  };
+  virtual ~FeedbackTunable() = default;
+  /// A new generator on `ctx.device()`; this one is left as it was. Reports
+  /// progress and stops (cozy::Cancelled) through `ctx`.
+  virtual std::shared_ptr<Generator> tune_on_feedback(const Request& request, Context& ctx) const = 0;
+};
+
 /// A GAN's discriminator: how real images look to it.
-class Discriminator : public Object {
+class COZY_INTERFACE Discriminator : public Object {
  public:
   std::string type_name() const override { return "DISCRIMINATOR"; }
 
@@ -63,7 +88,7 @@ class Discriminator : public Object {
 };
 
 /// A variational auto-encoder: images to a latent distribution and back.
-class Vae : public Object {
+class COZY_INTERFACE Vae : public Object {
  public:
   std::string type_name() const override { return "VAE"; }
 
@@ -80,7 +105,7 @@ class Vae : public Object {
 
 /// An image classifier; its penultimate layer is the feature space of the
 /// metrics (FID, precision and recall).
-class Classifier : public Object {
+class COZY_INTERFACE Classifier : public Object {
  public:
   std::string type_name() const override { return "CLASSIFIER"; }
 

@@ -48,6 +48,31 @@ class Inputs {
   template <class T>
   std::shared_ptr<T> object(std::string_view name) const { return (*this)[name].template as<T>(); }
 
+  /// An IMAGE input, checked against the convention: float32 [B, C, H, W]
+  /// with C = 1 or 3. Throws cozy::Error naming the input otherwise.
+  const at::Tensor& image(std::string_view name) const {
+    const at::Tensor& t = tensor(name);
+    if (!t.defined() || t.dim() != 4 || (t.size(1) != 1 && t.size(1) != 3) || t.scalar_type() != at::kFloat)
+      throw Error("input '" + std::string(name) + "' is not an IMAGE: expected float32 [B, C, H, W] with C = 1 or 3, got " +
+                  describe(t));
+    return t;
+  }
+  /// A MASK input, checked: float32 [B, 1, H, W].
+  const at::Tensor& mask(std::string_view name) const {
+    const at::Tensor& t = tensor(name);
+    if (!t.defined() || t.dim() != 4 || t.size(1) != 1 || t.scalar_type() != at::kFloat)
+      throw Error("input '" + std::string(name) + "' is not a MASK: expected float32 [B, 1, H, W], got " + describe(t));
+    return t;
+  }
+
+  /// "float32 [2, 3, 64, 64]", for messages.
+  static std::string describe(const at::Tensor& t) {
+    if (!t.defined()) return "an undefined tensor";
+    std::string text = std::string(c10::toString(t.scalar_type())) + " [";
+    for (int64_t d = 0; d < t.dim(); ++d) text += (d ? ", " : "") + std::to_string(t.size(d));
+    return text + "]";
+  }
+
  private:
   std::size_t index(std::string_view name) const {
     for (std::size_t i = 0; i < spec_->inputs.size() && i < size_; ++i)

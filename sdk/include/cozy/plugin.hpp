@@ -23,7 +23,7 @@
 namespace cozy {
 
 /// Collects the node types of one plugin.
-class Registrar {
+class COZY_INTERFACE Registrar {
  public:
   virtual ~Registrar() = default;
   virtual void add(NodeDef def) = 0;

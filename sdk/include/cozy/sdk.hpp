@@ -10,6 +10,7 @@
 #include <cozy/models.hpp>
 #include <cozy/node.hpp>
 #include <cozy/plugin.hpp>
+#include <cozy/random.hpp>
 #include <cozy/spec.hpp>
 #include <cozy/value.hpp>
 #include <cozy/version.hpp>

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cozy/error.hpp>
+#include <cozy/literal.hpp>
 
 #include <ATen/core/Tensor.h>
 
@@ -23,7 +24,7 @@
 namespace cozy {
 
 /// Base of every object passed between nodes by reference.
-class Object {
+class COZY_INTERFACE Object {
  public:
   virtual ~Object() = default;
   /// The edge type this object travels as, e.g. "GENERATOR".
@@ -103,5 +104,17 @@ class Value {
 
   Storage v_;
 };
+
+/// A literal (a graph file's value or a spec's default) as a Value; an
+/// empty Value for "no value".
+inline Value to_value(const Literal& literal) {
+  return std::visit(
+      [](const auto& v) -> Value {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, std::monostate>) return Value();
+        else return Value(v);
+      },
+      literal);
+}
 
 }  // namespace cozy

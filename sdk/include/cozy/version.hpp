@@ -4,7 +4,16 @@
 /// The SDK's binary interface. A host refuses a plugin whose major differs
 /// from its own or whose minor is newer (it may use things the host lacks).
 #define COZY_SDK_ABI_MAJOR 2
-#define COZY_SDK_ABI_MINOR 0
+#define COZY_SDK_ABI_MINOR 1
+
+/// Marks a class that objects cross plugins as: its type_info and vtable are
+/// exported, so a dynamic_cast between two plugins built apart (each with
+/// hidden visibility, loaded RTLD_LOCAL) finds one identity for the class.
+#if defined(_WIN32)
+#define COZY_INTERFACE
+#else
+#define COZY_INTERFACE __attribute__((visibility("default")))
+#endif
 
 #define COZY_STRINGIFY_IMPL(x) #x
 #define COZY_STRINGIFY(x) COZY_STRINGIFY_IMPL(x)

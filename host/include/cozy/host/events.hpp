@@ -37,6 +37,17 @@ class JsonLinesSink : public EventSink {
   std::ostream& out_;
 };
 
+/// Only what nodes log (info and above), one line each (`--progress none`).
+class LogLinesSink : public EventSink {
+ public:
+  explicit LogLinesSink(std::ostream& out) : out_(out) {}
+  void emit(const Event& event) override;
+
+ private:
+  std::mutex mutex_;
+  std::ostream& out_;
+};
+
 /// A one-line progress bar redrawn in place on a terminal (`--progress bar`).
 class ProgressBarSink : public EventSink {
  public:

@@ -9,6 +9,8 @@
 // by `validate()`. Torch-free, so the fuzzer builds without LibTorch.
 #pragma once
 
+#include <cozy/literal.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <optional>
@@ -73,11 +75,24 @@ struct Issue {
   std::string class_type;  ///< empty when unknown
   std::string input;       ///< empty when the problem is not about one input
   std::string message;
+  /// What kind of problem, by ComfyUI's names where it has one
+  /// (required_input_missing, bad_linked_input, return_type_mismatch,
+  /// invalid_input_type, value_not_in_list, value_smaller_than_min,
+  /// value_bigger_than_max, exception_during_validation, missing_node_type,
+  /// prompt_no_outputs, invalid_prompt) and Cozy's own (unknown_input,
+  /// dependency_cycle). A server answers ComfyUI's node_errors with it.
+  std::string type = "invalid_prompt";
+  /// ComfyUI's extra_info: input_name, received_value, received_type,
+  /// linked_node, exception_type, as the type calls for.
+  nlohmann::json extra_info = nlohmann::json::object();
 
   /// "node 3 (SaveImage), input 'images': <message>"
   std::string to_string() const;
   nlohmann::json to_json() const;
 };
+
+/// A literal as JSON (null for "no value").
+nlohmann::json literal_json(const Literal& literal);
 
 struct ParseResult {
   std::optional<Graph> graph;  ///< set only if `errors` is empty

@@ -58,15 +58,58 @@ class LargeBlockPool {
   std::unique_ptr<State> state_;
 };
 
-/// The process's memory policy for a host: glibc keeps large freed heap
-/// blocks (no mmap per block, up to 256 MiB of free heap kept), and, with
-/// `large_pages`, CPU tensors of at least LargeBlockPool::kMinBytes come from
-/// one process-wide LargeBlockPool (256 MiB cache) installed as c10's CPU
-/// allocator. Call it early (tensors made before keep their own allocator's
-/// memory); a second call changes nothing. Called by the `cozy` program
-/// (`--no-large-pages` leaves tensors to c10's allocator); a library user
-/// decides for their own process.
-void keep_freed_memory(bool large_pages = true);
+/// How a host process keeps memory between nodes. Process-wide (it sets
+/// glibc's malloc and replaces LibTorch's CPU allocator), so the library
+/// never applies one by itself: the program decides, once, early (tensors
+/// made before keep their own allocator's memory).
+struct MemoryPolicy {
+  /// glibc serves large blocks from the heap instead of one mmap each (so a
+  /// freed batch is reused, not unmapped and faulted in again); the heap
+  /// then grows and shrinks only at its top.
+  bool heap_for_large_blocks = true;
+  /// Free memory at the heap's top that glibc keeps instead of returning.
+  std::size_t heap_keep_bytes = std::size_t{256} << 20;
+  /// Tensors of at least LargeBlockPool::kMinBytes from a LargeBlockPool in
+  /// 2 MiB pages, installed as c10's CPU allocator.
+  bool large_pages = true;
+  /// Freed pool blocks kept for reuse.
+  std::size_t pool_cache_bytes = std::size_t{256} << 20;
+
+  /// One run, then exit (`cozy run`): keep everything freed for the next node.
+  static MemoryPolicy batch(bool large_pages = true) {
+    MemoryPolicy p;
+    p.large_pages = large_pages;
+    return p;
+  }
+  /// A process that lives on between runs (`cozy serve`): large blocks are
+  /// mapped and unmapped by glibc as usual, so memory goes back to the
+  /// system when a prompt ends; the pool keeps a bounded cache, emptied by
+  /// purge_memory().
+  static MemoryPolicy service(bool large_pages = true) {
+    MemoryPolicy p;
+    p.heap_for_large_blocks = false;
+    p.heap_keep_bytes = std::size_t{32} << 20;
+    p.large_pages = large_pages;
+    p.pool_cache_bytes = std::size_t{128} << 20;
+    return p;
+  }
+};
+
+/// Applies `policy` to this process. The first call wins; later calls
+/// change nothing and return false.
+bool set_memory_policy(const MemoryPolicy& policy);
+
+/// set_memory_policy(MemoryPolicy::batch(large_pages)).
+inline void keep_freed_memory(bool large_pages = true) { set_memory_policy(MemoryPolicy::batch(large_pages)); }
+
+/// Gives memory kept for reuse back to the system: the pool's cached blocks
+/// are unmapped and glibc's free heap trimmed (what ComfyUI's POST /free
+/// asks for). Returns the bytes the pool unmapped. Safe at any time; tensors
+/// alive stay where they are.
+std::size_t purge_memory();
+
+/// This process's resident set, in bytes (from /proc/self/statm).
+std::size_t resident_bytes();
 
 /// The pool keep_freed_memory installed, or nullptr.
 LargeBlockPool* large_block_pool();

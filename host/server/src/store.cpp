@@ -1,0 +1,219 @@
+#include "store.hpp"
+
+#include <cozy/error.hpp>
+
+#include <sqlite3.h>
+
+namespace cozy::server {
+namespace {
+
+// A prepared statement, finalised on scope exit.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK)
+      throw Error(std::string("queue database: ") + sqlite3_errmsg(db));
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  Statement& bind(int i, const std::string& text) {
+    sqlite3_bind_text(stmt_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& bind(int i, double v) {
+    sqlite3_bind_double(stmt_, i, v);
+    return *this;
+  }
+  Statement& bind(int i, std::int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  bool step() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    throw Error(std::string("queue database: ") + sqlite3_errmsg(db_));
+  }
+  std::string text(int column) const {
+    const auto* p = sqlite3_column_text(stmt_, column);
+    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(stmt_, column)))
+             : std::string();
+  }
+  double real(int column) const { return sqlite3_column_double(stmt_, column); }
+  std::int64_t integer(int column) const { return sqlite3_column_int64(stmt_, column); }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+}  // namespace
+
+Store::Store(const std::filesystem::path& file, std::size_t history_limit) : history_limit_(history_limit) {
+  std::filesystem::create_directories(file.parent_path());
+  if (sqlite3_open(file.c_str(), &db_) != SQLITE_OK) {
+    std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    throw Error("cannot open the queue database " + file.string() + ": " + message);
+  }
+  sqlite3_busy_timeout(db_, 5000);
+  // WAL with full sync: a committed prompt survives a crash of the process
+  // and of the machine.
+  exec("PRAGMA journal_mode=WAL");
+  exec("PRAGMA synchronous=FULL");
+  exec("CREATE TABLE IF NOT EXISTS queue (sequence INTEGER PRIMARY KEY AUTOINCREMENT, prompt_id TEXT UNIQUE NOT NULL,"
+       " number REAL NOT NULL, prompt TEXT NOT NULL, extra_data TEXT NOT NULL, outputs TEXT NOT NULL,"
+       " running INTEGER NOT NULL DEFAULT 0)");
+  exec("CREATE TABLE IF NOT EXISTS history (sequence INTEGER PRIMARY KEY AUTOINCREMENT, prompt_id TEXT UNIQUE NOT NULL,"
+       " item TEXT NOT NULL)");
+  exec("UPDATE queue SET running = 0");  // what was running when the process died runs again
+}
+
+Store::~Store() { sqlite3_close(db_); }
+
+void Store::exec(const char* sql) const {
+  char* error = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
+    std::string message = error ? error : "unknown error";
+    sqlite3_free(error);
+    throw Error("queue database: " + message);
+  }
+}
+
+void Store::enqueue(QueuedPrompt& prompt) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  {
+    Statement check(db_, "SELECT 1 FROM history WHERE prompt_id = ?");
+    if (check.bind(1, prompt.prompt_id).step()) throw Error("prompt_id " + prompt.prompt_id + " is already in the history");
+  }
+  Statement insert(db_, "INSERT INTO queue (prompt_id, number, prompt, extra_data, outputs) VALUES (?, ?, ?, ?, ?)");
+  insert.bind(1, prompt.prompt_id).bind(2, prompt.number).bind(3, prompt.prompt.dump()).bind(4, prompt.extra_data.dump());
+  insert.bind(5, prompt.outputs.dump());
+  try {
+    insert.step();
+  } catch (const Error&) {
+    throw Error("prompt_id " + prompt.prompt_id + " is already queued");
+  }
+  prompt.sequence = sqlite3_last_insert_rowid(db_);
+}
+
+std::vector<QueuedPrompt> Store::select(const char* where) const {
+  std::string sql = std::string("SELECT sequence, prompt_id, number, prompt, extra_data, outputs FROM queue WHERE ") + where +
+                    " ORDER BY number, sequence";
+  Statement s(db_, sql.c_str());
+  std::vector<QueuedPrompt> out;
+  while (s.step()) {
+    QueuedPrompt p;
+    p.sequence = s.integer(0);
+    p.prompt_id = s.text(1);
+    p.number = s.real(2);
+    p.prompt = nlohmann::json::parse(s.text(3));
+    p.extra_data = nlohmann::json::parse(s.text(4));
+    p.outputs = nlohmann::json::parse(s.text(5));
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::optional<QueuedPrompt> Store::start_next() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<QueuedPrompt> next = select("running = 0");
+  if (next.empty()) return std::nullopt;
+  Statement mark(db_, "UPDATE queue SET running = 1 WHERE prompt_id = ?");
+  mark.bind(1, next.front().prompt_id).step();
+  return std::move(next.front());
+}
+
+void Store::finish(const std::string& prompt_id, const nlohmann::json& history_item) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  exec("BEGIN IMMEDIATE");
+  try {
+    Statement insert(db_, "INSERT OR REPLACE INTO history (prompt_id, item) VALUES (?, ?)");
+    insert.bind(1, prompt_id).bind(2, history_item.dump()).step();
+    Statement remove(db_, "DELETE FROM queue WHERE prompt_id = ?");
+    remove.bind(1, prompt_id).step();
+    if (history_limit_ > 0) {
+      Statement trim(db_, "DELETE FROM history WHERE sequence NOT IN (SELECT sequence FROM history ORDER BY sequence DESC LIMIT ?)");
+      trim.bind(1, static_cast<std::int64_t>(history_limit_)).step();
+    }
+    exec("COMMIT");
+  } catch (...) {
+    exec("ROLLBACK");
+    throw;
+  }
+}
+
+std::vector<QueuedPrompt> Store::pending() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return select("running = 0");
+}
+
+std::vector<QueuedPrompt> Store::running() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return select("running = 1");
+}
+
+std::size_t Store::remove_pending(const std::vector<std::string>& prompt_ids) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::size_t removed = 0;
+  for (const auto& id : prompt_ids) {
+    Statement remove(db_, "DELETE FROM queue WHERE prompt_id = ? AND running = 0");
+    remove.bind(1, id).step();
+    removed += static_cast<std::size_t>(sqlite3_changes(db_));
+  }
+  return removed;
+}
+
+std::size_t Store::clear_pending() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  exec("DELETE FROM queue WHERE running = 0");
+  return static_cast<std::size_t>(sqlite3_changes(db_));
+}
+
+std::size_t Store::remaining() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Statement count(db_, "SELECT COUNT(*) FROM queue");
+  count.step();
+  return static_cast<std::size_t>(count.integer(0));
+}
+
+bool Store::exists(const std::string& prompt_id) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Statement q(db_, "SELECT 1 FROM queue WHERE prompt_id = ?1 UNION SELECT 1 FROM history WHERE prompt_id = ?1");
+  return q.bind(1, prompt_id).step();
+}
+
+nlohmann::json Store::history(std::size_t max_items, std::int64_t offset) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::string sql = "SELECT prompt_id, item FROM history ORDER BY sequence";
+  if (offset >= 0) sql += " LIMIT " + (max_items ? std::to_string(max_items) : std::string("-1")) + " OFFSET " + std::to_string(offset);
+  else if (max_items) sql = "SELECT prompt_id, item FROM (SELECT sequence, prompt_id, item FROM history ORDER BY sequence DESC LIMIT " +
+                            std::to_string(max_items) + ") ORDER BY sequence";
+  Statement s(db_, sql.c_str());
+  nlohmann::json out = nlohmann::json::object();
+  while (s.step()) out[s.text(0)] = nlohmann::json::parse(s.text(1));
+  return out;
+}
+
+std::optional<nlohmann::json> Store::history_item(const std::string& prompt_id) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Statement s(db_, "SELECT item FROM history WHERE prompt_id = ?");
+  if (!s.bind(1, prompt_id).step()) return std::nullopt;
+  return nlohmann::json::parse(s.text(0));
+}
+
+void Store::delete_history(const std::vector<std::string>& prompt_ids) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const auto& id : prompt_ids) {
+    Statement remove(db_, "DELETE FROM history WHERE prompt_id = ?");
+    remove.bind(1, id).step();
+  }
+}
+
+void Store::clear_history() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  exec("DELETE FROM history");
+}
+
+}  // namespace cozy::server

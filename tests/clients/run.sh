@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# ComfyUI's npm clients against `cozy serve` (clients.test.mjs), under node's
+# test runner. Installs the clients from the lockfile first when they are
+# missing or older than it. COZY_BINARY names the cozy program to test.
+set -euo pipefail
+cd "$(dirname "$0")"
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+exec node --test clients.test.mjs crash.test.mjs
