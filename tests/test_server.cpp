@@ -6,12 +6,16 @@
 
 #include <cozy/server/server.hpp>
 
+#include "store.hpp"
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <gtest/gtest.h>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -273,8 +277,47 @@ TEST_F(ServerTest, TheQueueListsDeletesClearsAndInterrupts) {
   EXPECT_EQ(item["cozy"]["interrupted"], true);
   EXPECT_LT(item["cozy"]["seconds"].get<double>(), 2.5) << "stopped before its 3 s";
   EXPECT_EQ(item["status"]["messages"].back()[0], "execution_interrupted");
-  EXPECT_EQ(get("/jobs/" + ids[0]).as_json()["status"], "interrupted");
+  EXPECT_EQ(get("/jobs/" + ids[0]).as_json()["status"], "cancelled");
   EXPECT_EQ(get("/history").as_json().size(), 1u) << "deleted and cleared prompts never ran";
+}
+
+TEST_F(ServerTest, JobsListTheQueueAndTheHistoryAsComfyUIsFrontendReadsThem) {
+  start();
+  const std::string done = run_prompt(kImageGraph)["prompt"][1];
+  const std::string failed = run_prompt({{"1", {{"class_type", "Fail"}}},
+                                         {"2", {{"class_type", "Sink"}, {"inputs", {{"value", {"1", 0}}}}}}})["prompt"][1];
+  const std::string running = post("/prompt", {{"prompt", wait_graph(2000)}}).as_json()["prompt_id"];
+  const std::string pending = post("/prompt", {{"prompt", kConstGraph}}).as_json()["prompt_id"];
+  for (int waited = 0; waited < 5000 && get("/queue").as_json()["queue_running"].empty(); waited += 10)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  json all = get("/api/jobs?limit=10").as_json();
+  ASSERT_EQ(all["jobs"].size(), 4u);
+  EXPECT_EQ(all["pagination"], (json{{"offset", 0}, {"limit", 10}, {"total", 4}, {"has_more", false}}));
+  std::vector<std::string> order;
+  for (const auto& j : all["jobs"]) order.push_back(j["id"]);
+  EXPECT_EQ(order, (std::vector<std::string>{running, pending, failed, done})) << "queue first, then newest first";
+  EXPECT_EQ(all["jobs"][0]["status"], "in_progress");
+  EXPECT_EQ(all["jobs"][1]["status"], "pending");
+  EXPECT_EQ(all["jobs"][2]["status"], "failed");
+  EXPECT_EQ(all["jobs"][2]["execution_error"]["node_id"], "1");
+  json completed = all["jobs"][3];
+  EXPECT_EQ(completed["status"], "completed");
+  EXPECT_EQ(completed["outputs_count"], 2);
+  EXPECT_EQ(completed["preview_output"]["filename"], "img_00001.png");
+  EXPECT_EQ(completed["preview_output"]["nodeId"], "2");
+  EXPECT_GT(completed["create_time"].get<double>(), 0);
+  EXPECT_GE(completed["execution_end_time"].get<double>(), completed["execution_start_time"].get<double>());
+  json history_only = get("/jobs?status=completed,failed,cancelled&limit=1&offset=1").as_json();
+  ASSERT_EQ(history_only["jobs"].size(), 1u);
+  EXPECT_EQ(history_only["jobs"][0]["id"], done);
+  EXPECT_EQ(history_only["pagination"]["total"], 2);
+  EXPECT_EQ(history_only["pagination"]["has_more"], false);
+  json detail = get("/jobs/" + done).as_json();
+  EXPECT_EQ(detail["workflow"]["prompt"], kImageGraph);
+  EXPECT_EQ(detail["outputs"]["2"]["images"].size(), 2u);
+  EXPECT_EQ(detail["execution_status"]["status_str"], "success");
+  EXPECT_EQ(get("/jobs/nope").status, 404);
+  post("/interrupt", json::object());
 }
 
 TEST_F(ServerTest, AFailingNodeFailsItsPromptOnlyAndTheNextOneRuns) {
@@ -296,7 +339,13 @@ TEST_F(ServerTest, HistoryIsListedLimitedAndDeleted) {
   json all = get("/history").as_json();
   ASSERT_EQ(all.size(), 3u);
   EXPECT_EQ(get("/history?max_items=2").as_json().size(), 2u);
-  const std::string first = all.begin().key();
+  // Oldest first in the body, as ComfyUI sends them.
+  const std::string body = get("/history").body;
+  const nlohmann::ordered_json ordered = nlohmann::ordered_json::parse(body);
+  std::vector<int> values;
+  for (const auto& [id, item] : ordered.items()) values.push_back(item["prompt"][2]["1"]["inputs"]["value"]);
+  EXPECT_EQ(values, (std::vector<int>{0, 1, 2}));
+  const std::string first = ordered.begin().key();
   post("/history", {{"delete", {first}}});
   EXPECT_EQ(get("/history").as_json().size(), 2u);
   EXPECT_EQ(get("/history/" + first).as_json(), json::object());
@@ -334,6 +383,59 @@ TEST_F(ServerTest, TheQueueAndHistorySurviveARestart) {
   EXPECT_EQ(running_item["status"]["status_str"], "success") << "the interrupted prompt ran again, to its end";
   EXPECT_EQ(wait_for_history("queued-1")["status"]["status_str"], "success");
   EXPECT_EQ(get("/history").as_json().size(), 3u) << "each prompt once";
+}
+
+// The store alone: a prompt that was running when the process died runs
+// again, but not forever.
+TEST(Store, APromptThatKeepsCrashingTheServerIsGivenUp) {
+  const fs::path file = fs::temp_directory_path() / "cozy_store_crash" / "cozy.db";
+  fs::remove_all(file.parent_path());
+  {
+    Store store(file, 100);
+    QueuedPrompt a, b;
+    a.prompt_id = "a", a.prompt = kConstGraph, a.number = 0;
+    b.prompt_id = "b", b.prompt = kConstGraph, b.number = 1;
+    store.enqueue(a);
+    store.enqueue(b);
+    EXPECT_EQ(store.start_next()->prompt_id, "a");
+  }  // the process dies while "a" runs
+  {
+    Store store(file, 100);
+    EXPECT_TRUE(store.given_up().empty());
+    ASSERT_EQ(store.pending().size(), 2u);
+    auto again = store.start_next();
+    EXPECT_EQ(again->prompt_id, "a");
+    EXPECT_EQ(again->attempts, 2);
+  }  // and dies again
+  Store store(file, 100);
+  EXPECT_EQ(store.given_up(), std::vector<std::string>{"a"});
+  auto item = store.history_item("a");
+  ASSERT_TRUE(item);
+  EXPECT_EQ((*item)["status"]["status_str"], "error");
+  EXPECT_EQ((*item)["status"]["messages"][0][1]["exception_type"], "cozy::server::Crashed");
+  ASSERT_EQ(store.pending().size(), 1u);
+  EXPECT_EQ(store.pending()[0].prompt_id, "b");
+  fs::remove_all(file.parent_path());
+}
+
+TEST(Store, TheHistoryKeepsItsNewestItems) {
+  const fs::path file = fs::temp_directory_path() / "cozy_store_limit" / "cozy.db";
+  fs::remove_all(file.parent_path());
+  Store store(file, 2);
+  for (const char* id : {"1", "2", "3"}) {
+    QueuedPrompt p;
+    p.prompt_id = id;
+    p.prompt = kConstGraph;
+    store.enqueue(p);
+    store.start_next();
+    store.finish(id, {{"status", {{"status_str", "success"}}}});
+  }
+  auto history = store.history();
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(history[0].first, "2");
+  EXPECT_EQ(history[1].first, "3");
+  EXPECT_EQ(store.history(1).at(0).first, "3");
+  fs::remove_all(file.parent_path());
 }
 
 // ---------------------------------------------------------------- events
@@ -525,6 +627,32 @@ TEST_F(ServerTest, UploadsAreNamedConfinedAndLimited) {
                          multipart("XyZ", {{"image", "big.png", std::string(100 * 1024, 'x')}}), type);
   EXPECT_EQ(big.status, 413);
   EXPECT_EQ(big.as_json()["error"]["type"], "payload_too_large");
+}
+
+TEST_F(ServerTest, AMaskUploadPutsItsAlphaOnTheOriginal) {
+  start();
+  cv::Mat original(4, 6, CV_8UC3, cv::Scalar(10, 20, 30));
+  std::vector<unsigned char> png;
+  cv::imencode(".png", original, png);
+  fs::create_directories(options.output_dir / "shots");
+  cv::imwrite((options.output_dir / "shots" / "orig.png").string(), original);
+  cv::Mat mask(4, 6, CV_8UC4, cv::Scalar(0, 0, 0, 0));
+  mask(cv::Rect(0, 0, 3, 4)).setTo(cv::Scalar(0, 0, 0, 255));
+  cv::imencode(".png", mask, png);
+  const std::string body = multipart("M", {{"image", "masked.png", std::string(png.begin(), png.end())},
+                                           {"original_ref", "", R"({"filename": "orig.png", "subfolder": "shots", "type": "output"})"}});
+  Response r = request(http::verb::post, "/upload/mask", body, "multipart/form-data; boundary=M");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.as_json()["name"], "masked.png");
+  cv::Mat stored = cv::imread((options.input_dir / "masked.png").string(), cv::IMREAD_UNCHANGED);
+  ASSERT_EQ(stored.channels(), 4);
+  EXPECT_EQ(stored.at<cv::Vec4b>(0, 0), cv::Vec4b(10, 20, 30, 255)) << "the original's colour, the mask's alpha";
+  EXPECT_EQ(stored.at<cv::Vec4b>(0, 5), cv::Vec4b(10, 20, 30, 0));
+  Response outside = request(http::verb::post, "/upload/mask",
+                             multipart("M", {{"image", "m.png", std::string(png.begin(), png.end())},
+                                             {"original_ref", "", R"({"filename": "../../x.png", "type": "output"})"}}),
+                             "multipart/form-data; boundary=M");
+  EXPECT_EQ(outside.status, 403);
 }
 
 TEST_F(ServerTest, AGraphMayNameOnlyFilesInsideItsFolders) {

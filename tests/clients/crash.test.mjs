@@ -64,3 +64,32 @@ test("kill -9 during the third of 10 prompts; after a restart all 10 succeed onc
     rmSync(work, { recursive: true, force: true });
   }
 });
+
+test("SIGTERM stops the server cleanly: the running prompt is interrupted and stays queued", async () => {
+  const work = mkdtempSync(join(tmpdir(), "cozy-term-"));
+  let server = await startServer(work);
+  try {
+    const id = (await json(`${server.url}/prompt`, { prompt: prompt(100) })).prompt_id;
+    for (let waited = 0; waited < 60000; waited += 10) {
+      if ((await json(`${server.url}/queue`)).queue_running.length) break;
+      await sleep(10);
+    }
+    const exited = new Promise((r) => server.child.once("exit", (code, signal) => r({ code, signal })));
+    const asked = performance.now();
+    server.child.kill("SIGTERM");
+    const { code } = await exited;
+    assert.equal(code, 0, "a clean exit");
+    assert.ok(performance.now() - asked < 10000, "promptly");
+    server = await startServer(work);
+    let history = {};
+    for (let waited = 0; waited < 60000 && !history[id]; waited += 50) {
+      history = await json(`${server.url}/history`);
+      if (!history[id]) await sleep(50);
+    }
+    assert.equal(history[id].status.status_str, "success", "it ran again after the restart, once");
+    assert.equal(Object.keys(history).length, 1);
+  } finally {
+    await stopServer(server.child);
+    rmSync(work, { recursive: true, force: true });
+  }
+});

@@ -125,6 +125,56 @@ nlohmann::json history_item(const QueuedPrompt& prompt, const host::Graph* graph
             {"failures", failures}}}};
 }
 
+nlohmann::json job(const QueuedPrompt& prompt, const std::string& status, bool detail) {
+  const double created = prompt.extra_data.value("create_time", 0.0);
+  nlohmann::json j = {{"id", prompt.prompt_id}, {"status", status}, {"create_time", created}, {"priority", prompt.number}};
+  if (prompt.extra_data.contains("workflow_id")) j["workflow_id"] = prompt.extra_data["workflow_id"];
+  if (detail) j["workflow"] = {{"prompt", prompt.prompt}, {"extra_data", prompt.extra_data}};
+  return j;
+}
+
+nlohmann::json job_from_history(const std::string& prompt_id, const nlohmann::json& item, bool detail) {
+  QueuedPrompt prompt;
+  prompt.prompt_id = prompt_id;
+  if (item.contains("prompt") && item["prompt"].is_array() && item["prompt"].size() >= 5) {
+    prompt.number = item["prompt"][0].get<double>();
+    prompt.prompt = item["prompt"][2];
+    prompt.extra_data = item["prompt"][3];
+  }
+  const nlohmann::json cozy = item.value("cozy", nlohmann::json::object());
+  const bool success = item["status"].value("status_str", "") == "success";
+  const std::string status = success ? "completed" : cozy.value("interrupted", false) ? "cancelled" : "failed";
+  nlohmann::json j = job(prompt, status, detail);
+  j["execution_start_time"] = cozy.value("started_ms", 0.0);
+  j["execution_end_time"] = cozy.value("finished_ms", 0.0);
+  // The first image any node showed, and how many files all of them wrote.
+  std::size_t count = 0;
+  nlohmann::json preview = nullptr;
+  const nlohmann::json outputs = item.value("outputs", nlohmann::json::object());
+  for (const auto& [node, output] : outputs.items())
+    for (const auto& [kind, list] : output.items()) {
+      if (!list.is_array()) continue;
+      count += list.size();
+      if (preview.is_null() && kind == "images" && !list.empty()) {
+        preview = list[0];
+        preview["nodeId"] = node;
+        preview["mediaType"] = "images";
+      }
+    }
+  j["outputs_count"] = count;
+  j["preview_output"] = preview;
+  const nlohmann::json messages = item["status"].value("messages", nlohmann::json::array());
+  if (!messages.empty() && messages.back().is_array() && messages.back()[0] == "execution_error")
+    j["execution_error"] = messages.back()[1];
+  if (detail) {
+    j["outputs"] = outputs;
+    j["update_time"] = cozy.value("finished_ms", 0.0);
+    j["execution_status"] = item["status"];
+    j["execution_meta"] = item.value("meta", nlohmann::json::object());
+  }
+  return j;
+}
+
 nlohmann::json node_info(const host::RegisteredNode& node, const host::FileFolders& folders) {
   nlohmann::json info = host::object_info(node.def.spec, &folders);
   info["python_module"] = "cozy." + node.plugin;

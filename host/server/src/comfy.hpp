@@ -33,6 +33,12 @@ nlohmann::json history_item(const QueuedPrompt& prompt, const host::Graph* graph
                             const std::vector<nlohmann::json>& messages, bool success, double started_ms,
                             double finished_ms);
 
+/// A queued prompt as ComfyUI's jobs API lists it (`status` pending or
+/// in_progress); with `detail`, also its workflow (GET /jobs/{id}).
+nlohmann::json job(const QueuedPrompt& prompt, const std::string& status, bool detail);
+/// A finished prompt as ComfyUI's jobs API lists it (completed, failed or cancelled).
+nlohmann::json job_from_history(const std::string& prompt_id, const nlohmann::json& item, bool detail);
+
 /// GET /object_info's entry for one node type.
 nlohmann::json node_info(const host::RegisteredNode& node, const host::FileFolders& folders);
 

@@ -45,6 +45,19 @@ double now_ms() {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
+// "a,b,c" -> {"a", "b", "c"}, without empty items.
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    std::size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    if (end > start) items.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return items;
+}
+
 std::string new_uuid() {
   static std::mutex mutex;
   static std::mt19937_64 random{std::random_device{}() ^ static_cast<std::uint64_t>(now_ms())};
@@ -602,6 +615,7 @@ void Server::Impl::add_routes() {
     prompt.extra_data = body.contains("extra_data") && body["extra_data"].is_object() ? body["extra_data"]
                                                                                       : nlohmann::json::object();
     if (body.contains("client_id") && body["client_id"].is_string()) prompt.extra_data["client_id"] = body["client_id"];
+    if (!prompt.extra_data.contains("create_time")) prompt.extra_data["create_time"] = now_ms();
     prompt.outputs = outputs;
     try {
       store->enqueue(prompt);  // committed before the client hears of it
@@ -657,7 +671,12 @@ void Server::Impl::add_routes() {
     } catch (const std::exception&) {
       return json({{"error", comfy::error("bad_query", "max_items and offset are numbers")}}, http::status::bad_request);
     }
-    return json(store->history(max_items, offset));
+    // Oldest first, as ComfyUI's dict keeps them: an ordered object.
+    nlohmann::ordered_json out = nlohmann::ordered_json::object();
+    for (auto& [id, item] : store->history(max_items, offset)) out[id] = std::move(item);
+    Reply reply;
+    reply.body = out.dump();
+    return reply;
   });
 
   routes.add(http::verb::get, "/history/{prompt_id}", [=](const Request&, const PathParams& p) {
@@ -739,35 +758,42 @@ void Server::Impl::add_routes() {
     return json(nlohmann::json::object());
   });
 
-  // Cozy's view of prompts as jobs: one list over the queue and the history.
-  auto job = [](const std::string& id, const std::string& status, const nlohmann::json& item) {
-    nlohmann::json j = {{"id", id}, {"status", status}};
-    if (item.contains("prompt") && item["prompt"].is_array() && !item["prompt"].empty()) j["number"] = item["prompt"][0];
-    if (item.contains("outputs")) j["outputs"] = item["outputs"];
-    if (item.contains("cozy")) {
-      j["started_ms"] = item["cozy"].value("started_ms", 0.0);
-      j["finished_ms"] = item["cozy"].value("finished_ms", 0.0);
+  // ComfyUI's jobs API (what its frontend's queue and history panels read):
+  // one list over the queue and the history.
+  routes.add(http::verb::get, "/jobs", [=](const Request& r, const PathParams&) {
+    std::set<std::string> wanted;
+    for (std::string status : split_list(r.query_value("status"))) wanted.insert(status);
+    std::size_t limit = 200, offset = 0;
+    try {
+      if (auto v = r.query_value("limit"); !v.empty()) limit = std::stoul(v);
+      if (auto v = r.query_value("offset"); !v.empty()) offset = std::stoul(v);
+    } catch (const std::exception&) {
+      return json({{"error", comfy::error("bad_query", "limit and offset are numbers")}}, http::status::bad_request);
     }
-    return j;
-  };
-  auto history_status = [](const nlohmann::json& item) -> std::string {
-    if (item.contains("cozy") && item["cozy"].value("interrupted", false)) return "interrupted";
-    return item["status"].value("status_str", "") == "success" ? "completed" : "failed";
-  };
-  routes.add(http::verb::get, "/jobs", [=](const Request&, const PathParams&) {
+    // Running, then pending in the order they will run, then the history newest first.
+    std::vector<nlohmann::json> all;
+    for (const auto& p : store->running()) all.push_back(comfy::job(p, "in_progress", false));
+    for (const auto& p : store->pending()) all.push_back(comfy::job(p, "pending", false));
+    std::vector<nlohmann::json> finished;
+    for (const auto& [id, item] : store->history()) finished.push_back(comfy::job_from_history(id, item, false));
+    all.insert(all.end(), finished.rbegin(), finished.rend());
     nlohmann::json jobs = nlohmann::json::array();
-    for (const auto& p : store->running()) jobs.push_back(job(p.prompt_id, "running", {{"prompt", p.as_comfy()}}));
-    for (const auto& p : store->pending()) jobs.push_back(job(p.prompt_id, "pending", {{"prompt", p.as_comfy()}}));
-    for (const auto& [id, item] : store->history().items()) jobs.push_back(job(id, history_status(item), item));
-    return json({{"jobs", jobs}});
+    std::size_t total = 0;
+    for (auto& j : all) {
+      if (!wanted.empty() && !wanted.count(j["status"].get<std::string>())) continue;
+      if (total >= offset && jobs.size() < limit) jobs.push_back(std::move(j));
+      ++total;
+    }
+    return json({{"jobs", jobs},
+                 {"pagination", {{"offset", offset}, {"limit", limit}, {"total", total}, {"has_more", offset + jobs.size() < total}}}});
   });
   routes.add(http::verb::get, "/jobs/{prompt_id}", [=](const Request&, const PathParams& p) {
     const std::string& id = p.at("prompt_id");
     for (const auto& q : store->running())
-      if (q.prompt_id == id) return json(job(id, "running", {{"prompt", q.as_comfy()}}));
+      if (q.prompt_id == id) return json(comfy::job(q, "in_progress", true));
     for (const auto& q : store->pending())
-      if (q.prompt_id == id) return json(job(id, "pending", {{"prompt", q.as_comfy()}}));
-    if (auto item = store->history_item(id)) return json(job(id, history_status(*item), *item));
+      if (q.prompt_id == id) return json(comfy::job(q, "pending", true));
+    if (auto item = store->history_item(id)) return json(comfy::job_from_history(id, *item, true));
     return json({{"error", comfy::error("not_found", "no job " + id)}}, http::status::not_found);
   });
 

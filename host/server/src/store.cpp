@@ -50,7 +50,8 @@ class Statement {
 
 }  // namespace
 
-Store::Store(const std::filesystem::path& file, std::size_t history_limit) : history_limit_(history_limit) {
+Store::Store(const std::filesystem::path& file, std::size_t history_limit, int max_attempts)
+    : history_limit_(history_limit) {
   std::filesystem::create_directories(file.parent_path());
   if (sqlite3_open(file.c_str(), &db_) != SQLITE_OK) {
     std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
@@ -64,10 +65,30 @@ Store::Store(const std::filesystem::path& file, std::size_t history_limit) : his
   exec("PRAGMA synchronous=FULL");
   exec("CREATE TABLE IF NOT EXISTS queue (sequence INTEGER PRIMARY KEY AUTOINCREMENT, prompt_id TEXT UNIQUE NOT NULL,"
        " number REAL NOT NULL, prompt TEXT NOT NULL, extra_data TEXT NOT NULL, outputs TEXT NOT NULL,"
-       " running INTEGER NOT NULL DEFAULT 0)");
+       " running INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0)");
   exec("CREATE TABLE IF NOT EXISTS history (sequence INTEGER PRIMARY KEY AUTOINCREMENT, prompt_id TEXT UNIQUE NOT NULL,"
        " item TEXT NOT NULL)");
-  exec("UPDATE queue SET running = 0");  // what was running when the process died runs again
+  // What was running when the process died runs again, unless it was the
+  // cause too often.
+  for (const QueuedPrompt& crashed : select("running = 1")) {
+    if (crashed.attempts < max_attempts) continue;
+    const std::string message = "the server stopped " + std::to_string(crashed.attempts) +
+                                " times while running this prompt; it is not run again";
+    nlohmann::json error = {{"prompt_id", crashed.prompt_id}, {"node_id", nullptr}, {"node_type", nullptr},
+                            {"exception_message", message}, {"exception_type", "cozy::server::Crashed"},
+                            {"traceback", nlohmann::json::array()}, {"executed", nlohmann::json::array()},
+                            {"current_inputs", nlohmann::json::object()}, {"current_outputs", nlohmann::json::object()}};
+    nlohmann::json item = {{"prompt", crashed.as_comfy()},
+                           {"outputs", nlohmann::json::object()},
+                           {"status", {{"status_str", "error"}, {"completed", false},
+                                       {"messages", nlohmann::json::array({nlohmann::json::array({"execution_error", error})})}}},
+                           {"meta", nlohmann::json::object()},
+                           {"cozy", {{"attempts", crashed.attempts}, {"interrupted", false}, {"cached", nlohmann::json::array()},
+                                     {"failures", nlohmann::json::array({nlohmann::json{{"node_id", nullptr}, {"exception_message", message}}})}}}};
+    finish(crashed.prompt_id, item);
+    given_up_.push_back(crashed.prompt_id);
+  }
+  exec("UPDATE queue SET running = 0");
 }
 
 Store::~Store() { sqlite3_close(db_); }
@@ -99,7 +120,7 @@ void Store::enqueue(QueuedPrompt& prompt) {
 }
 
 std::vector<QueuedPrompt> Store::select(const char* where) const {
-  std::string sql = std::string("SELECT sequence, prompt_id, number, prompt, extra_data, outputs FROM queue WHERE ") + where +
+  std::string sql = std::string("SELECT sequence, prompt_id, number, prompt, extra_data, outputs, attempts FROM queue WHERE ") + where +
                     " ORDER BY number, sequence";
   Statement s(db_, sql.c_str());
   std::vector<QueuedPrompt> out;
@@ -111,6 +132,7 @@ std::vector<QueuedPrompt> Store::select(const char* where) const {
     p.prompt = nlohmann::json::parse(s.text(3));
     p.extra_data = nlohmann::json::parse(s.text(4));
     p.outputs = nlohmann::json::parse(s.text(5));
+    p.attempts = static_cast<int>(s.integer(6));
     out.push_back(std::move(p));
   }
   return out;
@@ -120,8 +142,9 @@ std::optional<QueuedPrompt> Store::start_next() {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<QueuedPrompt> next = select("running = 0");
   if (next.empty()) return std::nullopt;
-  Statement mark(db_, "UPDATE queue SET running = 1 WHERE prompt_id = ?");
+  Statement mark(db_, "UPDATE queue SET running = 1, attempts = attempts + 1 WHERE prompt_id = ?");
   mark.bind(1, next.front().prompt_id).step();
+  ++next.front().attempts;
   return std::move(next.front());
 }
 
@@ -184,15 +207,15 @@ bool Store::exists(const std::string& prompt_id) const {
   return q.bind(1, prompt_id).step();
 }
 
-nlohmann::json Store::history(std::size_t max_items, std::int64_t offset) const {
+std::vector<std::pair<std::string, nlohmann::json>> Store::history(std::size_t max_items, std::int64_t offset) const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::string sql = "SELECT prompt_id, item FROM history ORDER BY sequence";
   if (offset >= 0) sql += " LIMIT " + (max_items ? std::to_string(max_items) : std::string("-1")) + " OFFSET " + std::to_string(offset);
   else if (max_items) sql = "SELECT prompt_id, item FROM (SELECT sequence, prompt_id, item FROM history ORDER BY sequence DESC LIMIT " +
                             std::to_string(max_items) + ") ORDER BY sequence";
   Statement s(db_, sql.c_str());
-  nlohmann::json out = nlohmann::json::object();
-  while (s.step()) out[s.text(0)] = nlohmann::json::parse(s.text(1));
+  std::vector<std::pair<std::string, nlohmann::json>> out;
+  while (s.step()) out.emplace_back(s.text(0), nlohmann::json::parse(s.text(1)));
   return out;
 }
 

@@ -27,13 +27,17 @@ struct QueuedPrompt {
   nlohmann::json extra_data = nlohmann::json::object();
   nlohmann::json outputs = nlohmann::json::array();
   std::int64_t sequence = 0;  ///< order of arrival, for equal numbers
+  int attempts = 0;           ///< times it was started (a restart after a crash starts it again)
   nlohmann::json as_comfy() const { return {number, prompt_id, prompt, extra_data, outputs}; }
 };
 
 class Store {
  public:
-  /// Opens (or makes) `file`; prompts left running are made pending again.
-  Store(const std::filesystem::path& file, std::size_t history_limit);
+  /// Opens (or makes) `file`; prompts left running are made pending again,
+  /// unless they were started `max_attempts` times already (each such start
+  /// ended with the process dying): those go to the history as failed, so a
+  /// prompt that crashes the server cannot keep it from starting.
+  Store(const std::filesystem::path& file, std::size_t history_limit, int max_attempts = 2);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -55,9 +59,13 @@ class Store {
   std::size_t remaining() const;  ///< pending and running
   bool exists(const std::string& prompt_id) const;
 
+  /// Prompts the constructor moved to the history because they crashed the
+  /// process `max_attempts` times.
+  const std::vector<std::string>& given_up() const { return given_up_; }
+
   /// The history, oldest first; at most `max_items` of the newest (all if 0),
   /// skipping `offset` from the start when offset >= 0.
-  nlohmann::json history(std::size_t max_items = 0, std::int64_t offset = -1) const;
+  std::vector<std::pair<std::string, nlohmann::json>> history(std::size_t max_items = 0, std::int64_t offset = -1) const;
   std::optional<nlohmann::json> history_item(const std::string& prompt_id) const;
   void delete_history(const std::vector<std::string>& prompt_ids);
   void clear_history();
@@ -66,6 +74,7 @@ class Store {
   void exec(const char* sql) const;
   std::vector<QueuedPrompt> select(const char* where) const;
   sqlite3* db_ = nullptr;
+  std::vector<std::string> given_up_;
   std::size_t history_limit_;
   mutable std::mutex mutex_;
 };
