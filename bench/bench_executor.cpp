@@ -7,10 +7,13 @@
 // (Cozy: JSON text -> parsed graph -> validated -> plan; TBB: nodes and
 // edges) and execution, in microseconds per node, and the ratio Cozy / TBB.
 // Then: validation of a 10,000-node graph, and the load time of every
-// plugin in the build's plugin folder. Figures are printed, never asserted.
+// plugin in the build's plugin folder, and what the check of a returned value
+// against its declared output costs. Figures are printed, never asserted.
+#include <cozy/check.hpp>
 #include <cozy/host/executor.hpp>
 #include <cozy/host/validate.hpp>
 
+#include <ATen/ATen.h>
 #include <oneapi/tbb/flow_graph.h>
 #include <oneapi/tbb/global_control.h>
 
@@ -208,6 +211,36 @@ int main(int argc, char** argv) {
                   tbb.build / n * 1e6, tbb.run / n * 1e6, cozy.run / tbb.run, cozy.build / tbb.build);
       if (jobs == 1)
         std::printf("%-18s      | validation of %zu nodes: %.2f ms\n", "", shape.inputs.size(), cozy.validate * 1e3);
+    }
+  }
+  std::printf("\n");
+
+  // What the executor's check of every returned value costs (output_problem,
+  // cozy/check.hpp), per value, against the per-node figures above.
+  {
+    struct Kind {
+      const char* name;
+      OutputSpec spec;
+      Value value;
+    };
+    struct Model : Object {
+      std::string type_name() const override { return "GENERATOR"; }
+    };
+    const Kind kinds[] = {{"INT", {"n", types::INT}, Value(std::int64_t{3})},
+                          {"IMAGE", {"image", types::IMAGE}, Value(at::zeros({1, 3, 8, 8}))},
+                          {"GENERATOR", {"g", types::GENERATOR}, Value(std::make_shared<Model>())}};
+    for (const Kind& kind : kinds) {
+      std::vector<double> per_check;
+      const int calls = 1000000;
+      for (int r = 0; r < repeats; ++r) {
+        std::size_t problems = 0;
+        auto start = Clock::now();
+        for (int i = 0; i < calls; ++i) problems += output_problem(kind.spec, kind.value).size();
+        per_check.push_back(seconds_since(start) / calls);
+        if (problems) std::exit(1);
+      }
+      std::printf("output check of a %-9s value: %.1f ns (median of %d x %d)\n", kind.name, median(per_check) * 1e9,
+                  repeats, calls);
     }
   }
   std::printf("\n");

@@ -57,6 +57,7 @@ class BenchContext : public Context {
   const std::filesystem::path& temp_dir() const override { return dir_; }
   void add_file(const std::filesystem::path&, std::string_view) override {}
   const std::string& node_id() const override { return id_; }
+  void show_text(std::string_view) override {}
 
  private:
   int threads_;

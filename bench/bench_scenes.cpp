@@ -42,6 +42,7 @@ class BenchContext : public Context {
   const fs::path& temp_dir() const override { return dir_; }
   void add_file(const fs::path&, std::string_view) override {}
   const std::string& node_id() const override { return id_; }
+  void show_text(std::string_view) override {}
 
  private:
   int threads_;

@@ -13,6 +13,8 @@ run_step(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${WORK_DIR}/prefix"
 run_step(${CMAKE_COMMAND} -S "${SOURCE_DIR}/examples/hello-plugin" -B "${WORK_DIR}/build" -G "${GENERATOR}"
          -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_BUILD_TYPE=Release)
 run_step(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
+# Its own test, with the SDK's harness (cozy/testing.hpp).
+run_step(${CTEST} --test-dir "${WORK_DIR}/build" --output-on-failure)
 
 # The installed cozy finds its own plugins in ../lib/cozy/plugins.
 set(installed_cozy "${WORK_DIR}/prefix/bin/cozy")
@@ -25,4 +27,18 @@ run_step(${installed_cozy} run "${SOURCE_DIR}/examples/hello-plugin/hello.json" 
 if(NOT EXISTS "${WORK_DIR}/out/hello_00001.png")
   message(FATAL_ERROR "the graph did not write hello_00001.png")
 endif()
-message(STATUS "out-of-tree plugin built, loaded and run")
+message(STATUS "out-of-tree plugin built, tested, loaded and run")
+
+# The scaffold: `cozy new-plugin` writes a project that builds against the
+# installed SDK and passes its own test as written; its graph runs.
+run_step(${installed_cozy} new-plugin scaffolded --dir "${WORK_DIR}")
+run_step(${CMAKE_COMMAND} -S "${WORK_DIR}/scaffolded" -B "${WORK_DIR}/scaffolded/build" -G "${GENERATOR}"
+         -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_BUILD_TYPE=Release)
+run_step(${CMAKE_COMMAND} --build "${WORK_DIR}/scaffolded/build")
+run_step(${CTEST} --test-dir "${WORK_DIR}/scaffolded/build" --output-on-failure)
+run_step(${installed_cozy} run "${WORK_DIR}/scaffolded/graphs/scaffolded.json" --plugins "${WORK_DIR}/scaffolded/build"
+         --output-dir "${WORK_DIR}/scaffolded/out" --progress none)
+if(NOT EXISTS "${WORK_DIR}/scaffolded/out/scaffolded_00001.png")
+  message(FATAL_ERROR "the scaffold's graph did not write scaffolded_00001.png")
+endif()
+message(STATUS "scaffolded plugin built, tested and run")

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -172,6 +173,36 @@ TEST(Cli, AFailingNodeExitsWith1AndNamesTheNode) {
   EXPECT_TRUE(fs::exists(dir / "out" / "independent_00001.png")) << "the independent branch finished";
 }
 
+TEST(Cli, ManyFilesArePrintedAsASummaryUnlessEveryPathIsAsked) {
+  fs::path dir = scratch("many_files");
+  const std::string graph = write_graph(dir, R"({
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 4, "height": 4, "batch_size": 12}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "many/pic"}}})").string();
+  Result summary = cozy("run " + graph + " --output-dir " + (dir / "out").string() + " --progress none");
+  ASSERT_EQ(summary.code, 0) << summary.err;
+  EXPECT_EQ(summary.out, "wrote 12 files in " + (dir / "out" / "many").string() +
+                             " (12); the first: pic_00001.png, pic_00002.png, pic_00003.png; --list-files prints every path\n");
+  Result every = cozy("run " + graph + " --output-dir " + (dir / "out").string() + " --progress none --list-files");
+  ASSERT_EQ(every.code, 0) << every.err;
+  EXPECT_EQ(std::count(every.out.begin(), every.out.end(), '\n'), 12);
+  EXPECT_NE(every.out.find((dir / "out" / "many" / "pic_00024.png").string()), std::string::npos) << every.out;
+}
+
+TEST(Cli, ALibTorchErrorIsOneSentenceAndItsBacktraceIsBehindVerbose) {
+  fs::path dir = scratch("torch_error");
+  const std::string graph = write_graph(dir, R"({"1": {"class_type": "TestTorchError"}})").string();
+  const std::string args = "run " + graph + " --plugins " + COZY_TEST_PLUGIN_DIR + "/objects --progress none";
+  Result plain = cozy(args);
+  EXPECT_EQ(plain.code, 1);
+  EXPECT_NE(plain.err.find("error: node 1 (TestTorchError): "), std::string::npos) << plain.err;
+  EXPECT_NE(plain.err.find("cannot be multiplied"), std::string::npos) << plain.err;
+  EXPECT_EQ(plain.err.find("Exception raised from"), std::string::npos) << plain.err;
+  EXPECT_EQ(plain.err.find("frame #"), std::string::npos) << plain.err;
+  Result verbose = cozy(args + " --verbose");
+  EXPECT_EQ(verbose.code, 1);
+  EXPECT_NE(verbose.err.find("Exception raised from"), std::string::npos) << verbose.err;
+}
+
 TEST(Cli, ProgressJsonIsOneEventPerLine) {
   fs::path dir = scratch("json");
   Result r = cozy("run " + write_graph(dir, kSmallGraph).string() + " --output-dir " + (dir / "out").string() +
@@ -231,7 +262,35 @@ TEST(Cli, NodesDescribesOneNodeOrRefusesAnUnknownOne) {
   EXPECT_NE(list.out.find("SaveImage"), std::string::npos);
   Result unknown = cozy("nodes Nope");
   EXPECT_EQ(unknown.code, 2);
-  EXPECT_NE(unknown.err.find("unknown node type Nope"), std::string::npos);
+  EXPECT_NE(unknown.err.find("unknown node type Nope; `cozy nodes` lists them all"), std::string::npos) << unknown.err;
+  Result typo = cozy("nodes ImageGird");
+  EXPECT_EQ(typo.code, 2);
+  EXPECT_NE(typo.err.find("unknown node type ImageGird; did you mean: ImageGrid?"), std::string::npos) << typo.err;
+}
+
+TEST(Cli, PluginsListsTypeWarnings) {
+  setenv("COZY_TEST_MISTAKE", "type_typo", 1);
+  Result r = cozy(std::string("plugins --plugins ") + COZY_TEST_PLUGIN_DIR + "/mistakes");
+  unsetenv("COZY_TEST_MISTAKE");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("warnings:\n  IMAEG: consumed by Mistaken, made by no node; did you mean IMAGE?"), std::string::npos)
+      << r.out;
+  EXPECT_EQ(cozy("plugins").out.find("warnings:"), std::string::npos) << "the shipped plugins have none";
+}
+
+TEST(Cli, NewPluginRefusesABadNameOrAnExistingFolder) {
+  fs::path dir = scratch("new_plugin");
+  Result bad = cozy("new-plugin 9lives --dir " + dir.string());
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("a plugin name is a letter then letters, digits or '_'"), std::string::npos) << bad.err;
+  Result made = cozy("new-plugin my_filter --dir " + dir.string());
+  ASSERT_EQ(made.code, 0) << made.err;
+  for (const char* file : {"CMakeLists.txt", "src/my_filter.cpp", "tests/test_my_filter.cpp", "graphs/my_filter.json", "README.md"})
+    EXPECT_TRUE(fs::exists(dir / "my_filter" / file)) << file;
+  EXPECT_NE(slurp(dir / "my_filter" / "src" / "my_filter.cpp").find("\"MyFilterGain\""), std::string::npos);
+  Result again = cozy("new-plugin my_filter --dir " + dir.string());
+  EXPECT_EQ(again.code, 2);
+  EXPECT_NE(again.err.find("exists"), std::string::npos);
 }
 
 TEST(Cli, PluginsListsLoadedAndFailedWithReasons) {

@@ -568,6 +568,33 @@ TEST_F(ExecutorTest, WithoutASinkNothingIsWritten) {
   EXPECT_TRUE(logged);
 }
 
+TEST_F(ExecutorTest, AnOutputThatDoesNotFitItsDeclarationFailsItsOwnNode) {
+  Graph g = graph_of(R"({"1": {"class_type": "LiesAboutItsOutput"},
+                         "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}})",
+                     *registry);
+  RunReport report = executor.run(g, options);
+  ASSERT_EQ(report.failures.size(), 1u);
+  EXPECT_EQ(report.failures[0].node_id, "1") << "the node that returned it is named, not the next one";
+  EXPECT_EQ(report.failures[0].message,
+            "output 0 'IMAGE' is declared IMAGE (a tensor) but is a value of type INT");
+  EXPECT_EQ(report.skipped, std::vector<std::string>{"2"});
+}
+
+TEST_F(ExecutorTest, AShownTextIsInTheExecutedEventAndTheReport) {
+  Graph g = graph_of(R"({"1": {"class_type": "Const", "inputs": {"value": 5}},
+                         "2": {"class_type": "Show", "inputs": {"value": ["1", 0]}}})",
+                     *registry);
+  CollectingSink events;
+  options.events = &events;
+  RunReport report = executor.run(g, options);
+  ASSERT_TRUE(report.success);
+  EXPECT_EQ(report.ui.at("2")["text"], nlohmann::json::array({"shown: 5"}));
+  bool seen = false;
+  for (const auto& e : events.events())
+    if (e.type == "executed" && e.data["node"] == "2") seen = e.data["output"]["text"][0] == "shown: 5";
+  EXPECT_TRUE(seen);
+}
+
 TEST_F(ExecutorTest, ScalarOutputsCarryTheirValueInEvents) {
   Graph g = graph_of(R"({"1": {"class_type": "Const", "inputs": {"value": 42}},
                          "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}})",

@@ -50,7 +50,8 @@ class Interaction : public ::testing::Test {
   static json sink(const std::string& node, int output = 0) {
     return {{"class_type", "Sink"}, {"inputs", {{"value", {node, output}}}}};
   }
-  // Renders the layout of node "1" at 100 x 100: preview in "p", instances in "i", class map in "c", texture map in "t".
+  // Renders the layout of node "1" at 100 x 100: preview in "p", instances in "i", class map in "c", texture map in
+  // "t" (the last three MASKs [N, 1, H, W]).
   json rendering(json graph) {
     graph["r"] = {{"class_type", "RenderLayout"}, {"inputs", {{"layout", {"1", 0}}, {"width", 100}, {"height", 100}}}};
     graph["p"] = sink("r", 0);
@@ -88,7 +89,7 @@ TEST_F(Interaction, EachShapeRendersWhereItShould) {
   EXPECT_TRUE(is(p, 31, 41, red)) << "just inside the corner (30..70, 40..60)";
   EXPECT_TRUE(is(p, 28, 50, white)) << "left of it";
   EXPECT_TRUE(is(p, 50, 38, white)) << "above it";
-  EXPECT_NEAR(out(rect, "i")[0].sum().item<double>(), 40 * 20, 1e-6) << "its instance mask is its area";
+  EXPECT_NEAR(out(rect, "i").squeeze(1)[0].sum().item<double>(), 40 * 20, 1e-6) << "its instance mask is its area";
 
   RunReport turned = run(graph("rectangle", 90, 0.4, 0.2));  // now 20 wide, 40 tall
   at::Tensor q = out(turned, "p");
@@ -100,7 +101,7 @@ TEST_F(Interaction, EachShapeRendersWhereItShould) {
   EXPECT_TRUE(is(e, 50, 50, red));
   EXPECT_TRUE(is(e, 31, 50, red));
   EXPECT_TRUE(is(e, 33, 33, white)) << "the box's corner is outside the ellipse";
-  EXPECT_NEAR(out(ellipse, "i")[0].sum().item<double>(), 3.14159 * 20 * 20, 30);
+  EXPECT_NEAR(out(ellipse, "i").squeeze(1)[0].sum().item<double>(), 3.14159 * 20 * 20, 30);
 
   RunReport tri = run(graph("triangle", 0, 0.4, 0.4));  // apex at (50, 30), base from (30, 70) to (70, 70)
   at::Tensor t = out(tri, "p");
@@ -108,7 +109,7 @@ TEST_F(Interaction, EachShapeRendersWhereItShould) {
   EXPECT_TRUE(is(t, 35, 32, white));
   EXPECT_TRUE(is(t, 31, 69, red));
   EXPECT_TRUE(is(t, 68, 69, red));
-  EXPECT_NEAR(out(tri, "i")[0].sum().item<double>(), 40 * 40 / 2, 40);
+  EXPECT_NEAR(out(tri, "i").squeeze(1)[0].sum().item<double>(), 40 * 40 / 2, 40);
 }
 
 TEST_F(Interaction, TexturesAndZOrder) {
@@ -134,7 +135,7 @@ TEST_F(Interaction, TexturesAndZOrder) {
   RunReport noise = run(textured("noise", 0));
   EXPECT_TRUE(at::equal(out(noise, "p"), out(run(textured("noise", 0)), "p"))) << "noise is the same every time";
   EXPECT_FALSE(at::equal(out(noise, "p"), out(run(textured("noise", 0, "b")), "p"))) << "and differs between shapes";
-  EXPECT_EQ(out(noise, "t")[0][50][50].item<float>(), 5.f) << "texture map: 5 is noise";
+  EXPECT_EQ(out(noise, "t").squeeze(1)[0][50][50].item<float>(), 5.f) << "texture map: 5 is noise";
 
   // Two overlapping shapes: the one with the larger z is on top, whatever the order.
   json layered = rendering(
@@ -146,12 +147,12 @@ TEST_F(Interaction, TexturesAndZOrder) {
   ASSERT_TRUE(r.success) << last_error;
   EXPECT_TRUE(is(out(r, "p"), 50, 50, {0, 1, 0}));
   EXPECT_TRUE(is(out(r, "p"), 25, 50, {0, 0, 1}));
-  at::Tensor inst = out(r, "i");
+  at::Tensor inst = out(r, "i").squeeze(1);
   EXPECT_EQ(inst[0][50][50].item<float>(), 1.f);
   EXPECT_EQ(inst[1][50][50].item<float>(), 0.f) << "instances keep the visible parts";
-  EXPECT_EQ(out(r, "c")[0][50][50].item<float>(), 9.f) << "Bag is class 8: the map holds 1 + 8";
-  EXPECT_EQ(out(r, "c")[0][50][25].item<float>(), 8.f) << "Sneaker is class 7";
-  EXPECT_EQ(out(r, "c")[0][5][5].item<float>(), 0.f);
+  EXPECT_EQ(out(r, "c").squeeze(1)[0][50][50].item<float>(), 9.f) << "Bag is class 8: the map holds 1 + 8";
+  EXPECT_EQ(out(r, "c").squeeze(1)[0][50][25].item<float>(), 8.f) << "Sneaker is class 7";
+  EXPECT_EQ(out(r, "c").squeeze(1)[0][5][5].item<float>(), 0.f);
 }
 
 TEST_F(Interaction, ALoggedSessionReplaysToTheSameLayout) {
@@ -176,7 +177,7 @@ TEST_F(Interaction, ALoggedSessionReplaysToTheSameLayout) {
   EXPECT_TRUE(is(p, 50, 58, {1, 0, 0}));
   EXPECT_TRUE(is(p, 38, 40, {1, 1, 1}));
   EXPECT_TRUE(is(p, 62, 40, {1, 1, 1}));
-  EXPECT_NEAR(out(r, "i")[0].sum().item<double>(), 20 * 40, 1e-6);
+  EXPECT_NEAR(out(r, "i").squeeze(1)[0].sum().item<double>(), 20 * 40, 1e-6);
   // Saved and loaded, then replayed inline, the layout draws the same image.
   fs::copy_file(options.output_dir / "layout_00001.json", dir / "in" / "saved.json");
   RunReport loaded = run(rendering({{"1", {{"class_type", "LoadLayout"}, {"inputs", {{"file", "saved.json"}}}}}}));

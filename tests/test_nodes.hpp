@@ -87,7 +87,9 @@ inline NodeDef make(const std::string& type, std::vector<InputSpec> inputs, std:
 ///   Cancel(in?) cancels the run; WrongArity -> returns 2 values for 1 output;
 ///   Echo(value: *) output node, returns what it got (for literal checks);
 ///   Wait(ms, after?) -> INT waits, polling the cancellation, notes its thread;
-///   TorchFail throws a c10::Error; Log(message) logs a warning -> INT.
+///   TorchFail throws a c10::Error; Log(message) logs a warning -> INT;
+///   LiesAboutItsOutput declares an IMAGE and returns an INT; Show(value)
+///   output node, shows "shown: <value>".
 inline std::shared_ptr<host::Registry> test_registry() {
   using namespace types;
   auto r = std::make_shared<host::Registry>();
@@ -175,6 +177,11 @@ inline std::shared_ptr<host::Registry> test_registry() {
                 ctx.log(LogLevel::warning, in.string("message"));
                 return {1};
               }));
+  r->add(make("LiesAboutItsOutput", {}, {{"IMAGE", IMAGE}}, [](const Inputs&, Context&) -> Outputs { return {7}; }));
+  r->add(make("Show", {InputSpec::Link("value", ANY)}, {}, [](const Inputs& in, Context& ctx) -> Outputs {
+    ctx.show_text("shown: " + std::to_string(in.integer("value")));
+    return {};
+  }, /*output_node=*/true));
   r->add(make("Progress", {}, {{"INT", INT}}, [](const Inputs&, Context& ctx) -> Outputs {
     for (int i = 1; i <= 3; ++i) ctx.progress(i, 3);
     return {3};

@@ -194,6 +194,55 @@ TEST(PluginLoading, ObjectsCrossPluginsThroughTheSdksInterfaces) {
   dlclose(maker);
 }
 
+// Specs are checked when a plugin loads: one mistake a plugin, each with its
+// message naming the node and the input; the plugin loads no node.
+std::string mistake_error(const char* mistake) {
+  setenv("COZY_TEST_MISTAKE", mistake, 1);
+  Registry registry;
+  const PluginRecord& record = registry.load_plugin(test_plugin("mistakes"));
+  unsetenv("COZY_TEST_MISTAKE");
+  EXPECT_FALSE(record.loaded) << mistake;
+  EXPECT_TRUE(registry.class_types().empty());
+  return record.error;
+}
+
+TEST(PluginLoading, EveryMistakeInASpecIsRefusedWithItsReason) {
+  const std::string prefix = "declares its nodes wrongly: node Mistaken";
+  EXPECT_EQ(mistake_error("default_out_of_range"), prefix + ", input 'strength' has default 2 outside its range [0, 1]");
+  EXPECT_EQ(mistake_error("min_above_max"),
+            prefix + ", input 'count' has min 10 above max 1; node Mistaken, input 'count' has default 5 outside its "
+                     "range [10, 1]");
+  EXPECT_EQ(mistake_error("default_not_a_choice"), prefix + ", input 'mode' has default 'best', which is not among its choices");
+  EXPECT_EQ(mistake_error("empty_choice"), prefix + ", input 'mode' is a choice without options");
+  EXPECT_EQ(mistake_error("two_inputs"), prefix + ", input 'image' is declared twice (inputs 0 and 1)");
+  EXPECT_EQ(mistake_error("two_outputs"), prefix + ", output 'IMAGE' is declared twice (outputs 0 and 1)");
+  EXPECT_EQ(mistake_error("no_run"), prefix + " has no run function");
+  EXPECT_EQ(mistake_error("empty_class_type"), "declares its nodes wrongly: node (no class_type) has an empty class_type");
+  EXPECT_EQ(mistake_error("quote_in_class_type"),
+            "declares its nodes wrongly: node Bad\"Name has class_type 'Bad\"Name' with a control character, quote or "
+            "backslash");
+  EXPECT_EQ(mistake_error("several"),
+            prefix + " has no run function; node Mistaken, input 'strength' has default 2 outside its range [0, 1]");
+}
+
+TEST(PluginLoading, ATypeNameNoNodeMakesIsAWarningWithASuggestion) {
+  setenv("COZY_TEST_MISTAKE", "type_typo", 1);
+  Registry registry;
+  registry.load_folder(COZY_PLUGIN_DIR);
+  ASSERT_TRUE(registry.load_plugin(test_plugin("mistakes")).loaded) << "a type name is not a mistake the host can know";
+  unsetenv("COZY_TEST_MISTAKE");
+  const std::vector<std::string> warnings = registry.type_warnings();
+  EXPECT_NE(std::find(warnings.begin(), warnings.end(), "IMAEG: consumed by Mistaken, made by no node; did you mean IMAGE?"),
+            warnings.end())
+      << ::testing::PrintToString(warnings);
+}
+
+TEST(PluginLoading, TheShippedPluginsHaveNoTypeWarnings) {
+  Registry registry;
+  registry.load_folder(COZY_PLUGIN_DIR);
+  EXPECT_EQ(registry.type_warnings(), std::vector<std::string>{});
+}
+
 TEST(PluginLoading, SearchPathTakesEnvironmentThenExtraFoldersOnce) {
   setenv("COZY_PLUGIN_PATH", "/tmp/a:/tmp/b::/tmp/a", 1);
   auto folders = plugin_search_path({"/tmp/c", "/tmp/b"});

@@ -15,7 +15,7 @@ static void register_nodes(cozy::Registrar& registrar) {
                       cozy::InputSpec::Float("blue", 1.0).range(0, 4).with_step(0.05)};
   tint.spec.outputs = {{"IMAGE", cozy::types::IMAGE}};
   tint.run = [](const cozy::Inputs& in, cozy::Context&) -> cozy::Outputs {
-    const at::Tensor& image = in.tensor("image");
+    const at::Tensor& image = in.image("image");
     if (image.size(1) != 3) throw cozy::Error("HelloTint needs a colour image");
     at::Tensor gains = at::tensor({float(in.number("red")), float(in.number("green")), float(in.number("blue"))},
                                   image.options()).view({1, 3, 1, 1});

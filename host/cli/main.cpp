@@ -3,12 +3,14 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cozy/host/executor.hpp>
 #include <cozy/host/memory.hpp>
 #include <cozy/host/registry.hpp>
 #include <cozy/host/validate.hpp>
 #include <cozy/server/server.hpp>
+#include "new_plugin.hpp"
 #include <csignal>
 #include <pthread.h>
 #include <fstream>
@@ -169,6 +171,34 @@ void print_node(const cozy::NodeSpec& spec, const std::string& plugin) {
     std::cout << "    " << i << " " << spec.outputs[i].name << ": " << spec.outputs[i].type << "\n";
 }
 
+// The files a run wrote: every path when there are few (or --list-files),
+// else how many, in which folders, and the first few.
+void print_files(const RunReport& report, bool every_path) {
+  std::vector<std::filesystem::path> paths;
+  for (const auto& [id, files] : report.files)
+    for (const auto& f : files) paths.push_back(f.path);
+  std::sort(paths.begin(), paths.end());
+  constexpr std::size_t kListed = 10;
+  if (every_path || paths.size() <= kListed) {
+    for (const auto& p : paths) std::cout << p.string() << '\n';
+    return;
+  }
+  std::map<std::string, std::size_t> folders;
+  for (const auto& p : paths) ++folders[p.parent_path().string()];
+  std::cout << "wrote " << paths.size() << " files in ";
+  std::size_t shown = 0;
+  for (const auto& [folder, count] : folders) {
+    if (shown++ == 5) {
+      std::cout << ", ... (" << folders.size() << " folders)";
+      break;
+    }
+    std::cout << (shown > 1 ? ", " : "") << (folder.empty() ? "." : folder) << " (" << count << ")";
+  }
+  std::cout << "; the first: ";
+  for (std::size_t i = 0; i < 3; ++i) std::cout << (i ? ", " : "") << paths[i].filename().string();
+  std::cout << "; --list-files prints every path\n";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -202,6 +232,9 @@ int main(int argc, char** argv) {
   run->add_option("--progress", progress, "auto, bar, json or none")
       ->check(CLI::IsMember({"auto", "bar", "json", "none"}))
       ->capture_default_str();
+  bool list_files = false, verbose = false;
+  run->add_flag("--list-files", list_files, "print the path of every file written (default: a summary past 10)");
+  run->add_flag("--verbose", verbose, "with a failure, print LibTorch's C++ backtrace too");
   bool small_pages = false;
   run->add_flag(
       "--no-large-pages", small_pages,
@@ -254,6 +287,12 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--threads", serve.run.threads, "LibTorch intra-op threads")->check(CLI::NonNegativeNumber);
   add_plugin_option(serve_cmd);
 
+  // new-plugin
+  std::string new_name, new_dir = ".";
+  auto* new_cmd = app.add_subcommand("new-plugin", "write a plugin project that builds and tests against the SDK");
+  new_cmd->add_option("name", new_name, "the plugin's name (a letter, then letters, digits or _)")->required();
+  new_cmd->add_option("--dir", new_dir, "the folder to write NAME/ in")->capture_default_str();
+
   // plugins
   auto* plugins_cmd = app.add_subcommand("plugins", "list loaded and failed plugins, with load times");
   plugins_cmd->add_flag("--json", as_json, "print JSON");
@@ -269,6 +308,8 @@ int main(int argc, char** argv) {
     app.exit(e);
     return kExitInvalid;
   }
+
+  if (*new_cmd) return cozy::cli::new_plugin(new_name, new_dir);
 
   // Only a run keeps freed memory for its next node; listing and checking
   // leave the process's allocators as they are.
@@ -303,6 +344,7 @@ int main(int argc, char** argv) {
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    serve.log = &std::cerr;
     cozy::server::Server server(registry, serve);
     try {
       server.start();
@@ -338,6 +380,11 @@ int main(int argc, char** argv) {
       if (!p.loaded)
         std::cout << "  " << p.file.string() << "  " << std::fixed << std::setprecision(1) << p.load_ms
                   << " ms: " << p.error << '\n';
+    const std::vector<std::string> warnings = registry->type_warnings();
+    if (!warnings.empty()) {
+      std::cout << "warnings:\n";
+      for (const auto& w : warnings) std::cout << "  " << w << '\n';
+    }
     return kExitOk;
   }
 
@@ -346,7 +393,10 @@ int main(int argc, char** argv) {
     std::vector<std::string> wanted = registry->class_types();
     if (!node_class.empty()) {
       if (!registry->find(node_class)) {
-        std::cerr << "error: unknown node type " << node_class << '\n';
+        std::vector<std::string> near = similar_names(node_class, registry->class_types());
+        std::cerr << "error: unknown node type " << node_class;
+        for (std::size_t i = 0; i < near.size(); ++i) std::cerr << (i ? ", " : "; did you mean: ") << near[i];
+        std::cerr << (near.empty() ? "; `cozy nodes` lists them all" : "?") << '\n';
         return kExitInvalid;
       }
       wanted = {node_class};
@@ -409,14 +459,13 @@ int main(int argc, char** argv) {
   }
   std::signal(SIGINT, SIG_DFL);
 
-  for (const auto& f : report.failures)
+  for (const auto& f : report.failures) {
     std::cerr << "error: node " << f.node_id << " (" << f.class_type << "): " << f.message << '\n';
+    if (verbose && !f.detail.empty()) std::cerr << f.detail << '\n';
+  }
   if (!report.skipped.empty())
     std::cerr << report.skipped.size() << " node(s) skipped" << (report.interrupted ? " (interrupted)" : "") << '\n';
-  if (progress != "json") {
-    for (const auto& [id, files] : report.files)
-      for (const auto& f : files) std::cout << f.path.string() << '\n';
-  }
+  if (progress != "json") print_files(report, list_files);
   if (report.interrupted) return kExitNodeFailed;
   return report.success ? kExitOk : kExitNodeFailed;
 }

@@ -1,4 +1,5 @@
 #include <cozy/host/executor.hpp>
+#include <cozy/check.hpp>
 #include <cozy/host/validate.hpp>
 
 #include <ATen/Parallel.h>
@@ -395,8 +396,10 @@ class Executor::Run::NodeContext final : public Context {
     files.push_back(run_.file_ref(file, kind));
   }
   const std::string& node_id() const override { return node_.id; }
+  void show_text(std::string_view text) override { texts.emplace_back(text); }
 
   std::vector<FileRef> files;
+  std::vector<std::string> texts;
 
  private:
   Run& run_;
@@ -429,7 +432,7 @@ void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now
       std::lock_guard<std::mutex> lock(report_mutex);
       report.skipped.push_back(node.id);
     } else {
-      std::string error, exception_type;
+      std::string error, exception_type, detail;
       nlohmann::json inputs_at_failure;
       bool interrupted = false;
       Outputs outputs;
@@ -462,12 +465,21 @@ void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now
             error = "returned " + std::to_string(outputs.size()) + " outputs, but declares " +
                     std::to_string(spec.outputs.size());
             exception_type = "cozy::Error";
+          } else {
+            // What a node returns is checked here, so the next node is not
+            // blamed for it.
+            for (std::size_t k = 0; k < outputs.size() && error.empty(); ++k)
+              if (std::string problem = output_problem(spec.outputs[k], outputs[k]); !problem.empty()) {
+                error = "output " + std::to_string(k) + " '" + spec.outputs[k].name + "' " + problem;
+                exception_type = "cozy::Error";
+              }
           }
         } catch (const Cancelled&) {
           interrupted = true;
           error = "cancelled";
         } catch (const c10::Error& e) {
-          error = e.what_without_backtrace();  // LibTorch's C++ frames are for developers
+          error = e.what_without_backtrace();  // LibTorch's C++ frames are for developers (detail)
+          detail = e.what();
           exception_type = current_exception_type();
         } catch (const std::exception& e) {
           error = e.what();
@@ -483,6 +495,7 @@ void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now
         executed.fetch_add(1, std::memory_order_relaxed);
         if (error.empty()) {
           nlohmann::json ui = nlohmann::json::object();
+          if (!context.texts.empty()) ui["text"] = context.texts;
           if (!context.files.empty()) {
             nlohmann::json images = nlohmann::json::array(), others = nlohmann::json::array();
             for (const FileRef& f : context.files) (is_image_file(f.filename) ? images : others).push_back(f.to_json());
@@ -511,7 +524,8 @@ void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now
           if (interrupted_node.empty()) interrupted_node = node.id;
         } else {
           std::lock_guard<std::mutex> lock(report_mutex);
-          report.failures.push_back({node.id, spec.class_type, error, exception_type, std::move(inputs_at_failure)});
+          report.failures.push_back(
+              {node.id, spec.class_type, error, exception_type, std::move(inputs_at_failure), std::move(detail)});
         }
       }
       if (error.empty()) {

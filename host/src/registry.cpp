@@ -1,4 +1,5 @@
 #include <cozy/host/registry.hpp>
+#include <cozy/check.hpp>
 #include <cozy/plugin.hpp>
 
 #include <boost/dll/runtime_symbol_info.hpp>
@@ -75,7 +76,7 @@ Registry::~Registry() = default;
 
 void Registry::add(NodeDef def, const std::string& plugin) {
   std::string type = def.spec.class_type;
-  if (type.empty()) throw Error("a node type needs a class_type");
+  if (std::vector<std::string> problems = spec_problems(def); !problems.empty()) throw Error(problems.front());
   if (nodes_.count(type)) throw Error("node type " + type + " is already registered by " + nodes_[type]->plugin);
   auto node = std::make_unique<RegisteredNode>();
   node->def = std::move(def);
@@ -129,11 +130,19 @@ const PluginRecord& Registry::load_plugin(const std::filesystem::path& file) {
     return finish("threw a non-standard exception while registering its nodes");
   }
 
-  // All or nothing: a plugin that clashes with a known node type adds none.
+  // All or nothing: a plugin with a mistake in a declaration, or that
+  // clashes with a known node type, adds none. Every mistake is listed.
+  std::vector<std::string> problems;
+  for (const auto& def : staging.defs)
+    for (auto& problem : spec_problems(def)) problems.push_back(std::move(problem));
+  if (!problems.empty()) {
+    std::string text = "declares its nodes wrongly: ";
+    for (std::size_t i = 0; i < problems.size(); ++i) text += (i ? "; " : "") + problems[i];
+    return finish(text);
+  }
   std::map<std::string, bool> seen;
   for (const auto& def : staging.defs) {
     const std::string& type = def.spec.class_type;
-    if (type.empty()) return finish("registers a node without a class_type");
     if (auto it = nodes_.find(type); it != nodes_.end())
       return finish("registers node type " + type + ", which plugin '" + it->second->plugin + "' already registered");
     if (seen[type]) return finish("registers node type " + type + " twice");
@@ -172,6 +181,45 @@ void Registry::load_folder(const std::filesystem::path& folder) {
   }
   std::sort(files.begin(), files.end());
   for (const auto& file : files) load_plugin(file);
+}
+
+std::vector<std::string> Registry::type_warnings() const {
+  // Type name -> the node types that make it, and those that take it.
+  std::map<std::string, std::vector<std::string>> made, taken;
+  for (const auto& [type, node] : nodes_) {
+    for (const auto& out : node->def.spec.outputs) made[out.type].push_back(type);
+    for (const auto& in : node->def.spec.inputs) taken[in.type].push_back(type);
+  }
+  std::vector<std::string> known;
+  for (const auto& [name, nodes] : made) known.push_back(name);
+  for (const auto& [name, nodes] : taken)
+    if (!made.count(name)) known.push_back(name);
+  auto list = [](const std::vector<std::string>& nodes) {
+    std::string text;
+    for (std::size_t i = 0; i < nodes.size() && i < 5; ++i) text += (i ? ", " : "") + nodes[i];
+    if (nodes.size() > 5) text += ", ...";
+    return text;
+  };
+  auto near = [&](const std::string& name) {
+    std::string best;
+    std::size_t best_distance = std::max<std::size_t>(2, name.size() / 3) + 1;
+    for (const auto& other : known) {
+      if (other == name || (!made.count(other) || !taken.count(other))) continue;  // only names in use both ways
+      std::size_t d = edit_distance(name, other);
+      if (d < best_distance) best = other, best_distance = d;
+    }
+    return best.empty() ? std::string() : "; did you mean " + best + "?";
+  };
+  std::vector<std::string> warnings;
+  for (const auto& [name, nodes] : taken) {
+    if (name == types::ANY || types::is_primitive(name) || made.count(name) || made.count(types::ANY)) continue;
+    warnings.push_back(name + ": consumed by " + list(nodes) + ", made by no node" + near(name));
+  }
+  for (const auto& [name, nodes] : made) {
+    if (name == types::ANY || types::is_primitive(name) || taken.count(name) || taken.count(types::ANY)) continue;
+    warnings.push_back(name + ": made by " + list(nodes) + ", consumed by no node" + near(name));
+  }
+  return warnings;
 }
 
 const RegisteredNode* Registry::find(const std::string& class_type) const {

@@ -30,22 +30,6 @@ std::string join(const std::vector<std::string>& items, std::size_t limit = 40) 
   return out;
 }
 
-std::size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      std::size_t above = row[j];
-      bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) == std::tolower(static_cast<unsigned char>(b[j - 1]));
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (same ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
 std::string number_text(double v) {
   if (std::floor(v) == v && std::fabs(v) < 1e15) return std::to_string(static_cast<long long>(v));
   std::ostringstream s;
@@ -94,6 +78,29 @@ Problem check_literal(const InputSpec& spec, const nlohmann::json& value) {
 }
 
 }  // namespace
+
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t above = row[j];
+      bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) == std::tolower(static_cast<unsigned char>(b[j - 1]));
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (same ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+std::vector<std::string> similar_names(const std::string& name, const std::vector<std::string>& known) {
+  std::vector<std::string> near;
+  for (const auto& candidate : known)
+    if (edit_distance(candidate, name) <= std::max<std::size_t>(2, name.size() / 4)) near.push_back(candidate);
+  return near;
+}
 
 std::vector<const InputValue*> match_inputs(const GraphNode& node, const NodeSpec& spec,
                                             std::vector<std::string>* unknown) {
@@ -167,10 +174,7 @@ void validate_node(const Graph& graph, const GraphNode& node, const SpecSource& 
   {
     const NodeSpec* spec = specs.find_spec(node.class_type);
     if (!spec) {
-      std::vector<std::string> near;
-      for (const auto& known : specs.class_types())
-        if (edit_distance(known, node.class_type) <= std::max<std::size_t>(2, node.class_type.size() / 4))
-          near.push_back(known);
+      std::vector<std::string> near = similar_names(node.class_type, specs.class_types());
       error("", "missing_node_type",
             "unknown class_type '" + node.class_type + "'" +
                 (near.empty() ? std::string() : "; did you mean: " + join(near) + "?"),

@@ -1,6 +1,8 @@
 // The core plugin: primitives, image files in and out, batches and grids.
 #include <cozy/sdk.hpp>
 
+#include <sstream>
+
 #include "image_io.hpp"
 
 #include <ATen/ATen.h>
@@ -191,6 +193,56 @@ NodeDef image_batch() {
   return def;
 }
 
+// A value as PreviewAny shows it: scalars as they are, a list as JSON-like
+// text, a tensor by its type, shape, device and range, an object by its type.
+std::string show_value(const cozy::Value& v) {
+  if (v.empty()) return "(nothing)";
+  if (v.is_bool()) return v.as_bool() ? "true" : "false";
+  if (v.is_int()) return std::to_string(v.as_int());
+  if (v.is_float()) {
+    std::ostringstream out;
+    out << v.as_float();
+    return out.str();
+  }
+  if (v.is_string()) return v.as_string();
+  if (v.is_list()) {
+    std::string text = "[";
+    const cozy::List& list = v.as_list();
+    for (std::size_t i = 0; i < list.size(); ++i) text += (i ? ", " : "") + show_value(list[i]);
+    return text + "]";
+  }
+  if (v.is_tensor()) {
+    const at::Tensor& t = v.as_tensor();
+    std::string text = "tensor " + cozy::Inputs::describe(t);
+    if (!t.defined()) return text;
+    text += " on " + t.device().str();
+    if (t.numel() > 0 && t.is_floating_point()) {
+      const at::Tensor f = t.detach().to(at::kFloat);
+      std::ostringstream out;
+      out << ", min " << f.min().item<float>() << ", max " << f.max().item<float>() << ", mean " << f.mean().item<float>();
+      text += out.str();
+    }
+    return text;
+  }
+  return v.as_object() ? "object " + v.as_object()->type_name() : "null object";
+}
+
+NodeDef preview_any() {
+  NodeDef def = NodeDef::named("PreviewAny", "Preview Any", "utils",
+                               "Shows any value in the node (the executed event's text, the history) and the log: "
+                               "numbers and strings as they are, a tensor by its type, shape, device and range, an "
+                               "object by its type.");
+  def.spec.inputs = {InputSpec::Link("source", types::ANY)};
+  def.spec.output_node = true;
+  def.run = [](const cozy::Inputs& in, cozy::Context& ctx) -> Outputs {
+    const std::string text = show_value(in["source"]);
+    ctx.show_text(text);
+    ctx.log(cozy::LogLevel::info, text);
+    return {};
+  };
+  return def;
+}
+
 void register_nodes(cozy::Registrar& r) {
   r.add(primitive("Int", InputSpec::Int("value", 0).range(-kMaxInt, kMaxInt), "An integer."));
   r.add(primitive("Float", InputSpec::Float("value", 0.0), "A floating-point number."));
@@ -203,6 +255,7 @@ void register_nodes(cozy::Registrar& r) {
   r.add(preview_image());
   r.add(image_grid());
   r.add(image_batch());
+  r.add(preview_any());
 }
 
 }  // namespace

@@ -251,9 +251,10 @@ NodeDef random_layout_node() {
 NodeDef render_node() {
   NodeDef d = node("RenderLayout", "Render Layout", "interaction",
                    "A layout drawn on the run's device: a preview IMAGE (colour times texture over the background), "
-                   "one MASK per shape (its visible part, in layout order), a class map (MASK holding 1 + the index "
-                   "of each pixel's class in classes, 0 for none), a colour map (IMAGE of flat colours) and a "
-                   "texture map (MASK holding 1 solid, 2 stripes, 3 checker, 4 dots, 5 noise, 0 none).");
+                   "one MASK per shape (its visible part, in layout order: [shapes, 1, H, W]), a class map (a MASK "
+                   "[1, 1, H, W] holding labels, not values in [0, 1]: 1 + the index of each pixel's class in "
+                   "classes, 0 for none), a colour map (IMAGE of flat colours) and a texture map (a MASK of labels: "
+                   "1 solid, 2 stripes, 3 checker, 4 dots, 5 noise, 0 none).");
   d.spec.inputs = {InputSpec::Link("layout", types::LAYOUT), InputSpec::Int("width", 256).range(8, 8192),
                    InputSpec::Int("height", 256).range(8, 8192),
                    InputSpec::String("classes", "").help("comma-separated; empty: the 10 Fashion-MNIST classes")};
@@ -266,7 +267,9 @@ NodeDef render_node() {
     std::vector<std::string> classes = split(in.string("classes"));
     if (classes.empty()) classes = fashion_classes();
     Rendered r = render(*in.object<Layout>("layout"), in.integer("width"), in.integer("height"), ctx.device(), classes);
-    return {r.preview, r.instances, r.class_map, r.color_map, r.texture_map};
+    // The MASK convention, [B, 1, H, W]: one mask a shape; the maps as one
+    // mask each, holding labels rather than values in [0, 1].
+    return {r.preview, r.instances.unsqueeze(1), r.class_map.unsqueeze(1), r.color_map, r.texture_map.unsqueeze(1)};
   };
   return d;
 }
@@ -472,7 +475,7 @@ NodeDef compose_node() {
                       in.integer("height"), in.integer("seed"), ctx.device(), in.number("texture_strength"),
                       in.string("fit") == "clip", in.integer("candidates"),
                       in.has("critic") ? in.object<Classifier>("critic").get() : nullptr);
-    return {s.image, s.instances};
+    return {s.image, s.instances.unsqueeze(1)};  // MASK: one [1, H, W] a shape
   };
   return d;
 }
@@ -616,7 +619,7 @@ NodeDef fidelity_node() {
     if (image.dim() != 4 || image.size(0) != 1 || image.size(1) != 3)
       throw Error("LayoutFidelity judges one RGB image [1, 3, H, W], not " + c10::str(image.sizes()));
     const at::Tensor instances =
-        in.has("instances") ? in.tensor("instances") : estimated_instances(*layout, image.to(at::kFloat));
+        in.has("instances") ? in.mask("instances").squeeze(1) : estimated_instances(*layout, image.to(at::kFloat));
     if (instances.size(0) != static_cast<std::int64_t>(layout->shapes.size()))
       throw Error("instances has " + std::to_string(instances.size(0)) + " masks for " +
                   std::to_string(layout->shapes.size()) + " shapes");

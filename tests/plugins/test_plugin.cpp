@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
 
 namespace {
@@ -32,6 +33,41 @@ void register_nodes(cozy::Registrar& r) {
   def.spec.outputs = {{"greeter", "GREETER"}};
   def.spec.output_node = true;
   def.run = [](const cozy::Inputs&, cozy::Context&) -> cozy::Outputs { return {std::make_shared<Greeter>()}; };
+  r.add(def);
+  // A LibTorch error, with the C++ backtrace LibTorch puts in what().
+  cozy::NodeDef torch_error = cozy::NodeDef::named("TestTorchError", "Test Torch Error", "test", "fails in LibTorch");
+  torch_error.spec.output_node = true;
+  torch_error.run = [](const cozy::Inputs&, cozy::Context&) -> cozy::Outputs {
+    at::Tensor a = at::zeros({2, 3}), b = at::zeros({4, 5});
+    return {a.mm(b)};  // the shapes cannot be multiplied
+  };
+  r.add(torch_error);
+#elif defined(COZY_TEST_MISTAKES)
+  // One mistake in a declaration, chosen by COZY_TEST_MISTAKE when the host
+  // loads the plugin: each test loads it with one.
+  const std::string mistake = std::getenv("COZY_TEST_MISTAKE") ? std::getenv("COZY_TEST_MISTAKE") : "";
+  using cozy::InputSpec;
+  cozy::NodeDef def = cozy::NodeDef::named("Mistaken", "Mistaken", "test", "a node with one mistake");
+  def.spec.inputs = {InputSpec::Link("image", cozy::types::IMAGE)};
+  def.spec.outputs = {{"IMAGE", cozy::types::IMAGE}};
+  def.run = [](const cozy::Inputs& in, cozy::Context&) -> cozy::Outputs { return {in["image"]}; };
+  if (mistake == "default_out_of_range") def.spec.inputs.push_back(InputSpec::Float("strength", 2.0).range(0, 1));
+  if (mistake == "min_above_max") def.spec.inputs.push_back(InputSpec::Int("count", 5).range(10, 1));
+  if (mistake == "default_not_a_choice") {
+    def.spec.inputs.push_back(InputSpec::Choice("mode", {"fast", "good"}));
+    def.spec.inputs.back().default_value = std::string("best");
+  }
+  if (mistake == "empty_choice") def.spec.inputs.push_back(InputSpec::Choice("mode", {}));
+  if (mistake == "two_inputs") def.spec.inputs.push_back(InputSpec::Float("image", 1.0));
+  if (mistake == "two_outputs") def.spec.outputs.push_back({"IMAGE", cozy::types::MASK});
+  if (mistake == "no_run") def.run = nullptr;
+  if (mistake == "empty_class_type") def.spec.class_type = "";
+  if (mistake == "quote_in_class_type") def.spec.class_type = "Bad\"Name";
+  if (mistake == "several") {
+    def.spec.inputs.push_back(InputSpec::Float("strength", 2.0).range(0, 1));
+    def.run = nullptr;
+  }
+  if (mistake == "type_typo") def.spec.inputs.push_back(InputSpec::Link("mask", "IMAEG").optional());
   r.add(def);
 #elif defined(COZY_TEST_MAKER)
   // A generator whose class only this library knows, seen by others through

@@ -144,6 +144,14 @@ struct Server::Impl {
     net::post(ioc, [this] { send_status(); });
   }
 
+  // One line to options.log, from any thread.
+  std::mutex log_mutex;
+  void log_line(const std::string& line) {
+    if (!options.log) return;
+    std::lock_guard<std::mutex> lock(log_mutex);
+    *options.log << line << std::endl;
+  }
+
   // Checks every request: the token, then the origin (ComfyUI's rule).
   std::optional<Reply> refuse(const Request& request) const;
   // A graph's file inputs must name files inside their folders.
@@ -438,7 +446,12 @@ class PromptSink : public host::EventSink {
  public:
   PromptSink(Server::Impl& server, std::string client) : server_(server), client_(std::move(client)) {}
   void emit(const host::Event& event) override {
-    if (event.type == "log") return;  // node logs stay in the server's own log
+    if (event.type == "log") {  // node logs go to the server's own log, not to clients
+      if (server_.options.log && event.data.value("level", "") != "debug")
+        server_.log_line(event.data.value("level", "") + ": prompt " + event.data.value("prompt_id", "") + " node " +
+                         event.data.value("node", "") + ": " + event.data.value("message", ""));
+      return;
+    }
     if (event.type == "executing" && event.data["node"].is_null()) return;  // sent after the history is written
     if (event.type == "executed" && event.data["output"].is_null()) return;  // ComfyUI sends it only with output
     nlohmann::json data = event.data;
@@ -525,7 +538,7 @@ void Server::Impl::execute_loop() {
           report = executor.run(*graph, run);
           success = report.success;
         } catch (const std::exception& e) {
-          report.failures.push_back({"", "", e.what(), "std::exception", nlohmann::json::object()});
+          report.failures.push_back({"", "", e.what(), "std::exception", nlohmann::json::object(), ""});
           sink.emit({"execution_error",
                      {{"prompt_id", prompt->prompt_id}, {"node_id", nullptr}, {"node_type", nullptr},
                       {"exception_message", e.what()}, {"exception_type", "std::exception"},
@@ -554,6 +567,15 @@ void Server::Impl::execute_loop() {
       }
       store->finish(prompt->prompt_id, comfy::history_item(*prompt, graph ? &*graph : nullptr, report, sink.messages(),
                                                            success, started, now_ms()));
+      if (success) {
+        log_line("prompt " + prompt->prompt_id + ": done in " + std::to_string(report.seconds) + " s");
+      } else if (report.interrupted) {
+        log_line("prompt " + prompt->prompt_id + ": interrupted");
+      } else {
+        for (const auto& f : report.failures)
+          log_line("prompt " + prompt->prompt_id + ": error: node " + f.node_id + " (" + f.class_type + "): " + f.message);
+        for (const auto& issue : issues) log_line("prompt " + prompt->prompt_id + ": invalid: " + issue.to_string());
+      }
       const std::string id = prompt->prompt_id;
       net::post(ioc, [this, client, id] {
         running_client.clear();
@@ -825,6 +847,8 @@ unsigned short Server::start() {
   for (const fs::path& dir : {s.options.input_dir, s.options.output_dir, s.options.temp_dir, s.options.user_dir})
     fs::create_directories(dir);
   s.store = std::make_unique<Store>(s.options.user_dir / "cozy.db", s.options.history_size);
+  for (const auto& id : s.store->given_up())
+    s.log_line("prompt " + id + ": the server stopped twice while running it; moved to the history as failed");
   // The next number follows the queue left by an earlier process.
   for (const auto& p : s.store->pending()) s.next_number = std::max(s.next_number, p.number + 1);
   s.add_routes();

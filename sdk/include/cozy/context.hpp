@@ -50,6 +50,10 @@ class COZY_INTERFACE Context {
 
   /// The id of the node being run, for messages.
   virtual const std::string& node_id() const = 0;
+
+  /// Shows a text in the node, as ComfyUI's nodes show theirs (its
+  /// `executed` event's output `{"text": [...]}`, the history, the log).
+  virtual void show_text(std::string_view text) = 0;
 };
 
 }  // namespace cozy

@@ -1,6 +1,7 @@
 // cozy/sdk.hpp — everything a plugin needs, in one include.
 #pragma once
 
+#include <cozy/check.hpp>
 #include <cozy/context.hpp>
 #include <cozy/dataset.hpp>
 #include <cozy/error.hpp>

@@ -68,6 +68,7 @@ struct InputSpec {
   /// with these extensions as the choices, and validation checks the file.
   std::string file_folder;
   std::vector<std::string> file_extensions;
+  bool is_choice = false;           ///< made by Choice(): `choices` must not be empty
 
   static InputSpec Int(std::string name, std::int64_t def) {
     return make(std::move(name), types::INT, Literal{def});
@@ -86,6 +87,7 @@ struct InputSpec {
     InputSpec in = make(std::move(name), types::STRING, Literal{});
     if (!options.empty()) in.default_value = options.front();
     in.choices = std::move(options);
+    in.is_choice = true;
     return in;
   }
   /// An input that must come over an edge (IMAGE, GENERATOR, ...): no default.

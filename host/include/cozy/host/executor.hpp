@@ -77,6 +77,7 @@ struct NodeFailure {
   std::string message;         ///< what went wrong, without LibTorch's backtrace
   std::string exception_type;  ///< the C++ type of what was thrown, e.g. "c10::Error"
   nlohmann::json inputs;       ///< the node's inputs as ComfyUI's current_inputs shows them
+  std::string detail;          ///< the whole message where it says more (LibTorch's C++ backtrace), else empty
 };
 
 /// A file a node wrote, as ComfyUI reports it: its name, the folder under

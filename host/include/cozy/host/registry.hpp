@@ -56,6 +56,11 @@ class Registry : public SpecSource {
   const NodeSpec* find_spec(const std::string& class_type) const override;
   std::vector<std::string> class_types() const override;
   const std::vector<PluginRecord>& plugins() const { return plugins_; }
+  /// Type names that no loaded node makes while some node takes them, or
+  /// that no node takes while some node makes them (not the primitive
+  /// types, which a graph can write, nor `*`): a typo in a spec, most often.
+  /// "IMAEG: consumed by TypoType, made by no node; did you mean IMAGE?"
+  std::vector<std::string> type_warnings() const;
 
  private:
   std::map<std::string, std::unique_ptr<RegisteredNode>> nodes_;

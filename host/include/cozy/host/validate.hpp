@@ -42,6 +42,11 @@ std::vector<Issue> validate(const Graph& graph, const SpecSource& specs, const F
 std::vector<const InputValue*> match_inputs(const GraphNode& node, const NodeSpec& spec,
                                             std::vector<std::string>* unknown = nullptr);
 
+/// Edits (insert, delete, replace; letters compared case-blind) from a to b.
+std::size_t edit_distance(const std::string& a, const std::string& b);
+/// The names of `known` close enough to `name` to suggest ("did you mean").
+std::vector<std::string> similar_names(const std::string& name, const std::vector<std::string>& known);
+
 /// True when an output of type `from` may feed an input of type `to`.
 inline bool types_compatible(const std::string& from, const std::string& to) {
   return from == to || from == types::ANY || to == types::ANY;

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <memory>
+#include <ostream>
 #include <string>
 
 namespace cozy::server {
@@ -41,6 +42,9 @@ struct ServerOptions {
   std::size_t history_size = 10000;                  ///< prompts kept in the history
   std::size_t websocket_queue_limit = 4096;          ///< messages waiting for a slow client, then it is dropped
   host::RunOptions run;                              ///< device, jobs, threads
+  /// Where the server writes what nodes log (info and above) and what
+  /// happened to prompts, one line each; null: nowhere.
+  std::ostream* log = nullptr;
 };
 
 class Server {
