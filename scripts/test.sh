@@ -22,31 +22,28 @@ cmake --preset asan >/dev/null
 cmake --build --preset asan
 ctest --preset asan
 
-echo "== fuzzing graph parsing and validation for ${FUZZ_SECONDS:-60} s =="
 cmake -S fuzz -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ >/dev/null
 cmake --build build-fuzz
-mkdir -p build-fuzz/corpus build-fuzz/artifacts
-build-fuzz/fuzz_graph -max_total_time="${FUZZ_SECONDS:-60}" -max_len=4096 -print_final_stats=1 \
-  -artifact_prefix=build-fuzz/artifacts/ build-fuzz/corpus graphs tests/data fuzz/regressions examples/hello-plugin \
-  2>build-fuzz/fuzz.log || {
-  tail -40 build-fuzz/fuzz.log
-  echo "the fuzzer found a crash: see build-fuzz/artifacts/ and add it to fuzz/regressions/"
-  exit 1
-}
-grep -E "stat::number_of_executed_units" build-fuzz/fuzz.log || true
-echo "fuzzer: no crash"
+mkdir -p build-fuzz/artifacts
 
-echo "== fuzzing the upload parser for ${FUZZ_SECONDS:-60} s =="
-mkdir -p build-fuzz/corpus_multipart
-build-fuzz/fuzz_multipart -max_total_time="${FUZZ_SECONDS:-60}" -max_len=4096 -print_final_stats=1 \
-  -artifact_prefix=build-fuzz/artifacts/multipart_ build-fuzz/corpus_multipart fuzz/multipart_seeds \
-  2>build-fuzz/fuzz_multipart.log || {
-  tail -40 build-fuzz/fuzz_multipart.log
-  echo "the fuzzer found a crash: see build-fuzz/artifacts/ and add it to fuzz/regressions/ as multipart_NAME"
-  exit 1
+# fuzz TARGET WHAT CORPUS SEEDS...: runs build-fuzz/fuzz_TARGET for
+# FUZZ_SECONDS; a crash fails the tests with where to find its input.
+fuzz() {
+  local target=$1 what=$2 corpus=build-fuzz/$3
+  shift 3
+  echo "== fuzzing $what for ${FUZZ_SECONDS:-60} s =="
+  mkdir -p "$corpus"
+  "build-fuzz/fuzz_$target" -max_total_time="${FUZZ_SECONDS:-60}" -max_len=4096 -print_final_stats=1 \
+    -artifact_prefix="build-fuzz/artifacts/${target}_" "$corpus" "$@" 2>"build-fuzz/fuzz_$target.log" || {
+    tail -40 "build-fuzz/fuzz_$target.log"
+    echo "the fuzzer found a crash: see build-fuzz/artifacts/ and add it to fuzz/regressions/ (as ${target}_NAME)"
+    exit 1
+  }
+  grep -E "stat::number_of_executed_units" "build-fuzz/fuzz_$target.log" || true
+  echo "fuzzer: no crash"
 }
-grep -E "stat::number_of_executed_units" build-fuzz/fuzz_multipart.log || true
-echo "fuzzer: no crash"
+fuzz graph "graph parsing and validation" corpus graphs tests/data fuzz/regressions examples/hello-plugin
+fuzz multipart "the upload parser" corpus_multipart fuzz/multipart_seeds
 
 # The closing line CI reads: the sanitizer suite's ctest summary above, and:
 echo "all: passed"

@@ -237,6 +237,26 @@ TEST(PluginLoading, ATypeNameNoNodeMakesIsAWarningWithASuggestion) {
       << ::testing::PrintToString(warnings);
 }
 
+TEST(PluginLoading, AValueThatDoesNotFitItsOutputFailsTheNodeThatReturnedIt) {
+  setenv("COZY_TEST_MISTAKE", "wrong_output", 1);
+  auto registry = std::make_shared<Registry>();
+  registry->load_folder(COZY_PLUGIN_DIR);
+  ASSERT_TRUE(registry->load_plugin(test_plugin("mistakes")).loaded);
+  unsetenv("COZY_TEST_MISTAKE");
+  Executor executor(registry);
+  ParseResult parsed = parse_graph(R"({"1": {"class_type": "EmptyImage"},
+                                       "2": {"class_type": "Mistaken", "inputs": {"image": ["1", 0]}},
+                                       "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0]}}})");
+  RunOptions options;
+  options.output_dir = fs::temp_directory_path() / "cozy_wrong_output";
+  RunReport report = executor.run(*parsed.graph, options);
+  ASSERT_EQ(report.failures.size(), 1u);
+  EXPECT_EQ(report.failures[0].node_id, "2");
+  EXPECT_EQ(report.failures[0].message, "output 0 'IMAGE' is declared IMAGE (a tensor) but is a value of type INT");
+  EXPECT_EQ(report.skipped, std::vector<std::string>{"3"}) << "SaveImage is not blamed";
+  fs::remove_all(options.output_dir);
+}
+
 TEST(PluginLoading, TheShippedPluginsHaveNoTypeWarnings) {
   Registry registry;
   registry.load_folder(COZY_PLUGIN_DIR);

@@ -435,7 +435,7 @@ void register_geometry(Registrar& r) {
         const Rows source(src);
         // Rows read bottom up (vertical, both) are lost by the prefetchers,
         // as a view's rows are, so they are asked for; and they are not
-        // streamed past the caches, which they lost to: session 12's Zen 5,
+        // streamed past the caches, which they lost to: a Zen 5 (2 cores),
         // 16 images of 512 x 512, 1 thread, vertical 0.53-0.59 of OpenCV
         // streamed, 0.76-0.81 streamed with the prefetches, 1.48-1.52 in the
         // cache with them; both 1.72-1.76 and 2.05-2.21. Left to right only,

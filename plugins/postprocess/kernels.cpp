@@ -310,8 +310,8 @@ namespace {
 // True where `rep movsb` copies Pad's rows faster than a vector loop: CPUs
 // with fast short string moves (FSRM), but not AMD's before Zen 5 (family
 // 26). Pad's rows of 256 floats, output in the cache (bench_filters --size
-// 256, 1 thread): session 12's Zen 5 0.91-0.94 of OpenCV by the loop,
-// 1.10-1.18 by rep movsb; session 8's Zen 3 (FSRM too) ran glibc's rep movsb
+// 256, 1 thread): a Zen 5 (2 cores) 0.91-0.94 of OpenCV by the loop,
+// 1.10-1.18 by rep movsb; a Zen 3 (FSRM too) ran glibc's rep movsb
 // a fifth slower than the loop. Intel's cores not measured. Not for every
 // copy: Flip's rows, read bottom up, went the other way on the Zen 5 (1.44-1.52
 // by the loop, 1.21-1.27 by rep movsb, 1 thread). COZY_POSTPROCESS_NO_REP_MOVSB: the

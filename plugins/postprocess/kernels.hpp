@@ -27,7 +27,7 @@ void luma(const float* r, const float* g, const float* b, float* out, int64_t n)
 /// clamp01(x_c + strength (s_c - x_c)); one pass for the three outputs.
 /// The plugin's own loops (map_pixels') are built for the baseline only:
 /// this one, in the AVX2 build, runs at memory's speed (Sepia 0.94-0.95 of
-/// OpenCV as three SSE2 loops on session 9's Zen 5).
+/// OpenCV as three SSE2 loops on a Zen 5).
 void sepia(const float* r, const float* g, const float* b, float* r_out, float* g_out, float* b_out, int64_t n,
            const float* m, float strength);
 
@@ -51,8 +51,8 @@ void symmetric_filter(const float* src, int64_t src_stride, float* dst, int64_t 
 
 /// out[i] = row[i] for i < n. For the rows that geometry filters move: a
 /// vector loop. glibc's memcpy takes `rep movsb` from 2 KiB on (a 512-pixel
-/// row), which session 8's Zen 3 ran a fifth slower, and which session 12's
-/// Zen 5 ran slower for Flip's rows (Pad's went faster: pad_plane).
+/// row), which a Zen 3 ran a fifth slower, and which a Zen 5 (2 cores)
+/// ran slower for Flip's rows (Pad's went faster: pad_plane).
 void copy(const float* row, float* out, int64_t n);
 /// The same copy by `rep movsb` (x86-64; the loop elsewhere).
 void copy_by_string_move(const float* row, float* out, int64_t n);
@@ -63,8 +63,8 @@ void reverse(const float* row, float* out, int64_t n);
 /// reverse with non-temporal stores, past the caches: for outputs larger
 /// than the last-level cache (streams()), which would leave it before
 /// anything read them, they save the read of each line before its write
-/// (session 6, one run each way, 1 thread, a Zen 3: Flip 1.09-1.20 of
-/// OpenCV cached, 2.16-2.25 streamed; session 12's Zen 5 2.05-2.36 against
+/// (one run each way, 1 thread, a Zen 3: Flip 1.09-1.20 of
+/// OpenCV cached, 2.16-2.25 streamed; a Zen 5 (2 cores) 2.05-2.36 against
 /// 1.18-1.61). Streaming the output of map_pixels' filters through a
 /// buffer made them slower (Invert 1.13 -> 0.93): not done there. Call
 /// stream_fence() after a thread's last streamed row.
@@ -74,7 +74,7 @@ void stream_fence();
 /// out[i] = row[i] for i < n, past the caches for the 64-byte lines that
 /// lie wholly inside out; the partial lines at either end (which a padded
 /// row's borders, or the next row, share) take plain stores: a line written
-/// both ways is slow (session 10: 4.7 ms a batch of Pad against 3.6). Call
+/// both ways is slow (measured: 4.7 ms a batch of Pad against 3.6). Call
 /// stream_fence() after a thread's last row.
 void stream_lines(const float* row, float* out, int64_t n);
 
@@ -90,12 +90,12 @@ inline constexpr int kPadConstant = 0, kPadReplicate = 1, kPadReflect101 = 2;
 /// the edge pixel, or the row mirrored about it (kPad* modes; left and right
 /// narrower than w). One call a band of rows, its loops together: a call
 /// for each row and for each of its three parts measured 0.80-0.91 of
-/// OpenCV, bands 0.87-0.96 (session 11, 1 thread). A view's rows (src_stride
+/// OpenCV, bands 0.87-0.96 (1 thread). A view's rows (src_stride
 /// above w) are prefetched two rows ahead, as the row loops do (common.hpp's
 /// kPrefetchRows). With `stream`, the rows' copies go past the caches
 /// (stream_lines; fenced before it returns), else they are copied by `rep
 /// movsb` where the CPU runs that fast (see fast_string_moves in
-/// kernels.cpp). Session 12's Zen 5, 16 images of 512 x 512 padded by 16
+/// kernels.cpp). On a Zen 5 (2 cores), 16 images of 512 x 512 padded by 16
 /// (a 57 MB output), 1 thread: the loop 0.86-0.90 of OpenCV, streamed
 /// 1.20-1.35; earlier ways of streaming Pad, its borders streamed too, had
 /// lost here.

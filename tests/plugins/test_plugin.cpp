@@ -68,6 +68,8 @@ void register_nodes(cozy::Registrar& r) {
     def.run = nullptr;
   }
   if (mistake == "type_typo") def.spec.inputs.push_back(InputSpec::Link("mask", "IMAEG").optional());
+  if (mistake == "wrong_output")  // declares an IMAGE, returns an INT: found when it runs
+    def.run = [](const cozy::Inputs&, cozy::Context&) -> cozy::Outputs { return {std::int64_t{7}}; };
   r.add(def);
 #elif defined(COZY_TEST_MAKER)
   // A generator whose class only this library knows, seen by others through

@@ -59,10 +59,13 @@ Store::Store(const std::filesystem::path& file, std::size_t history_limit, int m
     throw Error("cannot open the queue database " + file.string() + ": " + message);
   }
   sqlite3_busy_timeout(db_, 5000);
-  // WAL with full sync: a committed prompt survives a crash of the process
-  // and of the machine.
+  // WAL: every commit survives a crash of the process (kill -9). A queued
+  // prompt is also synced to the disk before it is acknowledged (enqueue,
+  // synchronous=FULL), so it survives a crash of the machine; marking it
+  // running and moving it to the history are not (synchronous=NORMAL): lost
+  // with the machine, the prompt runs again, as after a process crash.
   exec("PRAGMA journal_mode=WAL");
-  exec("PRAGMA synchronous=FULL");
+  exec("PRAGMA synchronous=NORMAL");
   exec("CREATE TABLE IF NOT EXISTS queue (sequence INTEGER PRIMARY KEY AUTOINCREMENT, prompt_id TEXT UNIQUE NOT NULL,"
        " number REAL NOT NULL, prompt TEXT NOT NULL, extra_data TEXT NOT NULL, outputs TEXT NOT NULL,"
        " running INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0)");
@@ -111,11 +114,14 @@ void Store::enqueue(QueuedPrompt& prompt) {
   Statement insert(db_, "INSERT INTO queue (prompt_id, number, prompt, extra_data, outputs) VALUES (?, ?, ?, ?, ?)");
   insert.bind(1, prompt.prompt_id).bind(2, prompt.number).bind(3, prompt.prompt.dump()).bind(4, prompt.extra_data.dump());
   insert.bind(5, prompt.outputs.dump());
+  exec("PRAGMA synchronous=FULL");
   try {
     insert.step();
   } catch (const Error&) {
+    exec("PRAGMA synchronous=NORMAL");
     throw Error("prompt_id " + prompt.prompt_id + " is already queued");
   }
+  exec("PRAGMA synchronous=NORMAL");
   prompt.sequence = sqlite3_last_insert_rowid(db_);
 }
 
