@@ -655,6 +655,49 @@ TEST_F(ServerTest, AMaskUploadPutsItsAlphaOnTheOriginal) {
   EXPECT_EQ(outside.status, 403);
 }
 
+TEST_F(ServerTest, EveryOtherRefusalSaysWhatIsWrong) {
+  start();
+  auto error_of = [](const Response& r) { return r.as_json()["error"]; };
+  Response query = get("/history?max_items=many");
+  EXPECT_EQ(query.status, 400);
+  EXPECT_EQ(error_of(query)["message"], "max_items and offset are numbers");
+  Response limit = get("/jobs?limit=all");
+  EXPECT_EQ(limit.status, 400);
+  EXPECT_EQ(error_of(limit)["message"], "limit and offset are numbers");
+  Response id = post("/prompt", {{"prompt", kConstGraph}, {"prompt_id", ""}});
+  EXPECT_EQ(id.status, 400);
+  EXPECT_EQ(error_of(id)["type"], "invalid_prompt_id");
+  EXPECT_EQ(error_of(id)["message"], "prompt_id must be 1 to 200 characters");
+  Response route = request(http::verb::post, "/no/such/route", "{}");
+  EXPECT_EQ(route.status, 404);
+  EXPECT_EQ(error_of(route)["message"], "no route POST /no/such/route");
+  for (const std::string path : {"/queue", "/history", "/free"}) {
+    Response bad = request(http::verb::post, path, "[1, 2");
+    EXPECT_EQ(bad.status, 400) << path;
+    EXPECT_EQ(error_of(bad)["type"], "invalid_json") << path;
+  }
+  const std::string type = "multipart/form-data; boundary=M";
+  Response ref = request(http::verb::post, "/upload/mask",
+                         multipart("M", {{"image", "m.png", "x"}, {"original_ref", "", "not json"}}), type);
+  EXPECT_EQ(ref.status, 400);
+  EXPECT_EQ(error_of(ref)["message"], "original_ref is {filename, subfolder, type}");
+  std::ofstream(options.input_dir / "orig.png") << "x";
+  cv::Mat original(2, 2, CV_8UC3, cv::Scalar(1, 2, 3));
+  cv::imwrite((options.input_dir / "orig.png").string(), original);
+  Response not_image = request(http::verb::post, "/upload/mask",
+                               multipart("M", {{"image", "m.png", "not a png"},
+                                               {"original_ref", "", R"({"filename": "orig.png", "type": "input"})"}}),
+                               type);
+  EXPECT_EQ(not_image.status, 400);
+  EXPECT_EQ(error_of(not_image)["message"], "the mask is not an image");
+  Response no_original = request(http::verb::post, "/upload/mask",
+                                 multipart("M", {{"image", "m.png", "x"},
+                                                 {"original_ref", "", R"({"filename": "gone.png", "type": "input"})"}}),
+                                 type);
+  EXPECT_EQ(no_original.status, 404);
+  EXPECT_EQ(error_of(no_original)["message"], "no image gone.png");
+}
+
 TEST_F(ServerTest, AGraphMayNameOnlyFilesInsideItsFolders) {
   start();
   std::ofstream(dir / "outside.png") << "x";

@@ -44,6 +44,20 @@ int main() {
   refused({{"red", 1.0}}, "input 'image': missing required input of type IMAGE");
   refused({{"image", at::zeros({1, 1, 2, 2})}}, "HelloTint needs a colour image");
   refused({{"image", at::zeros({2, 2})}}, "input 'image' is not an IMAGE");
+  refused({{"image", grey}, {"alpha", 1.0}}, "node HelloTint has no input 'alpha'");
+  refused({{"image", grey}, {"red", std::string("lots")}}, "input 'red' is declared FLOAT (a number) but is a value of type STRING");
+  try {
+    cozy::testing::Plugin missing("no-such-plugin.so");
+    check(false, "a missing library is refused");
+  } catch (const cozy::Error& e) {
+    check(std::string(e.what()).find("cannot load no-such-plugin.so") != std::string::npos, e.what());
+  }
+  try {
+    plugin.node("HelloNope");
+    check(false, "an unknown node is refused");
+  } catch (const cozy::Error& e) {
+    check(std::string(e.what()) == "plugin hello has no node HelloNope", e.what());
+  }
 
   if (failures == 0) std::cout << "test_hello: all checks passed\n";
   return failures == 0 ? 0 : 1;

@@ -139,7 +139,7 @@ Reply json_reply(http::status status, const nlohmann::json& body, std::vector<st
   return reply;
 }
 
-Request to_request(const http::request<http::string_body>& message, const boost::asio::ip::tcp::socket&) {
+Request to_request(const http::request<http::string_body>& message) {
   Request request;
   request.method = message.method();
   const std::string target(message.target());

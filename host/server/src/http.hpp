@@ -4,7 +4,6 @@
 // confine files to their folders.
 #pragma once
 
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http.hpp>
 #include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
@@ -50,7 +49,7 @@ struct Reply {
 Reply json_reply(http::status status, const nlohmann::json& body,
                  std::vector<std::pair<std::string, std::string>> headers = {});
 
-Request to_request(const http::request<http::string_body>& message, const boost::asio::ip::tcp::socket& socket);
+Request to_request(const http::request<http::string_body>& message);
 
 using PathParams = std::map<std::string, std::string>;
 using Handler = std::function<Reply(const Request&, const PathParams&)>;

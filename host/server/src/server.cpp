@@ -17,7 +17,6 @@
 #include <boost/beast/websocket.hpp>
 
 #include <array>
-#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <fstream>
@@ -108,9 +107,6 @@ struct Server::Impl {
   bool stopping = false, work_waiting = false, free_requested = false, purge_requested = false;
   std::shared_ptr<host::CancelToken> current_cancel;
   std::string current_prompt;
-  std::atomic<bool> stop_requested{false};
-  std::mutex stop_mutex;
-  std::condition_variable stop_cv;
 
   // I/O thread only.
   std::map<std::string, std::shared_ptr<WsSession>> sockets;
@@ -210,7 +206,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     nlohmann::json message = nlohmann::json::parse(text, nullptr, false);
     if (message.is_discarded() || !message.is_object()) return;
     if (message.value("type", "") == "feature_flags") {
-      if (message.contains("data") && message["data"].is_object()) client_flags_ = message["data"];
+      // Cozy sends no binary frames, so what the client supports changes nothing.
       send_text(nlohmann::json{{"type", "feature_flags"}, {"data", server_flags()}}.dump());
     }
   }
@@ -249,7 +245,6 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   beast::flat_buffer buffer_;
   std::deque<std::shared_ptr<const std::string>> queue_;
   std::string sid_;
-  nlohmann::json client_flags_ = nlohmann::json::object();
   bool closed_ = false;
 };
 
@@ -313,7 +308,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     if (ec) return fail(http::status::bad_request, "bad_request", "malformed request: " + ec.message());
     stream_.expires_never();
     http::request<http::string_body> message = parser_->release();
-    Request request = to_request(message, stream_.socket());
+    Request request = to_request(message);
     if (auto refused = server_.refuse(request)) return respond(std::move(*refused), message.version(), false);
 
     if (websocket::is_upgrade(message) && (request.path == "/ws" || request.path == "/api/ws")) {
@@ -869,22 +864,6 @@ unsigned short Server::start() {
   s.exec_thread = std::thread([&s] { s.execute_loop(); });
   s.wake_executor();  // prompts left by an earlier process run now
   return s.port;
-}
-
-void Server::request_stop() noexcept {
-  {
-    std::lock_guard<std::mutex> lock(impl_->stop_mutex);
-    impl_->stop_requested.store(true);
-  }
-  impl_->stop_cv.notify_all();
-}
-
-void Server::wait() {
-  {
-    std::unique_lock<std::mutex> lock(impl_->stop_mutex);
-    impl_->stop_cv.wait(lock, [this] { return impl_->stop_requested.load(); });
-  }
-  stop();
 }
 
 void Server::stop() {

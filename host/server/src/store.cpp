@@ -207,12 +207,6 @@ std::size_t Store::remaining() const {
   return static_cast<std::size_t>(count.integer(0));
 }
 
-bool Store::exists(const std::string& prompt_id) const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  Statement q(db_, "SELECT 1 FROM queue WHERE prompt_id = ?1 UNION SELECT 1 FROM history WHERE prompt_id = ?1");
-  return q.bind(1, prompt_id).step();
-}
-
 std::vector<std::pair<std::string, nlohmann::json>> Store::history(std::size_t max_items, std::int64_t offset) const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::string sql = "SELECT prompt_id, item FROM history ORDER BY sequence";

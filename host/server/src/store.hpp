@@ -57,7 +57,6 @@ class Store {
   std::size_t remove_pending(const std::vector<std::string>& prompt_ids);
   std::size_t clear_pending();
   std::size_t remaining() const;  ///< pending and running
-  bool exists(const std::string& prompt_id) const;
 
   /// Prompts the constructor moved to the history because they crashed the
   /// process `max_attempts` times.

@@ -61,11 +61,6 @@ class Server {
   /// runs again at the next start), connections are closed. Idempotent;
   /// safe from any thread but the server's own.
   void stop();
-  /// Asks the server to stop, from any thread; wait() then returns. (A
-  /// program handles signals on a thread of its own, as `cozy serve` does.)
-  void request_stop() noexcept;
-  /// Blocks until request_stop() or stop(), then stops.
-  void wait();
   /// "http://127.0.0.1:8188"
   std::string url() const;
 
