@@ -8,8 +8,11 @@ packages=(
   libopencv-dev libboost-dev libboost-graph-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev libtbb-dev libsqlite3-dev
   clang libclang-rt-14-dev
-  dataset-fashion-mnist python3-torch
+  dataset-fashion-mnist python3-torch python3-pip
 )
+# The browser tests (tests/browser) drive Debian's chromium: only for the
+# tests (`deps.sh --tests`), the main job does not need it.
+[ "${1:-}" = "--tests" ] && packages+=(chromium)
 # The npm clients' tests (tests/clients) need node and npm; a machine that
 # has them from elsewhere (NodeSource) keeps its own.
 command -v node >/dev/null || packages+=(nodejs)
@@ -25,3 +28,6 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# ComfyUI's web frontend for `cozy serve` (pinned, from PyPI).
+"$(dirname "$0")/frontend.sh"

@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 cmake --preset default >/dev/null
 cmake --build --preset default --target cozy  # the program and its plugins; the test command builds the rest
-build/cozy run graphs/sample.json --models-dir models --output-dir output "$@"
+build/cozy run graphs/sample.json --output-dir output "$@"

@@ -7,7 +7,7 @@
 # `scripts/test.sh --quick` runs step 1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
+scripts/deps.sh --tests
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 

@@ -25,9 +25,11 @@ std::string slurp(const fs::path& file) {
   return s.str();
 }
 
-Result cozy(const std::string& args) {
+// Runs the program with `args`, in `cwd` when given.
+Result cozy(const std::string& args, const fs::path& cwd = {}) {
   fs::path err_file = fs::temp_directory_path() / ("cozy_cli_err_" + std::to_string(::getpid()));
   std::string command = std::string(COZY_BINARY) + " " + args + " 2>" + err_file.string();
+  if (!cwd.empty()) command = "cd '" + cwd.string() + "' && " + command;
   Result r;
   FILE* pipe = ::popen(command.c_str(), "r");
   char buffer[4096];
@@ -450,6 +452,26 @@ TEST(Cli, InteractionGraphsRun) {
   EXPECT_TRUE(fs::exists(dir / "out" / "feedback_round" / "batches_00001.png"));
   EXPECT_TRUE(fs::exists(dir / "out" / "feedback_round" / "fine_tuned_00001.png"));
   EXPECT_TRUE(fs::exists(dir / "out" / "feedback_round" / "latents_00001.pt"));
+}
+
+// With the default folders, a graph that makes a model reads the shipped
+// models and writes its model into the output folder, not among them.
+TEST(Cli, AModelAGraphMakesGoesToTheUsersFolder) {
+  fs::path dir = scratch("model_save");
+  auto listing = [] {
+    std::vector<std::string> names;
+    for (const auto& e : fs::recursive_directory_iterator(fs::path(COZY_SOURCE_DIR) / "models"))
+      names.push_back(e.path().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  const std::vector<std::string> before = listing();
+  Result round = cozy("run graphs/feedback_round.json --set 10.steps=1 --output-dir " + (dir / "out").string() +
+                          " --progress none --threads 1",
+                      COZY_SOURCE_DIR);
+  ASSERT_EQ(round.code, 0) << round.err;
+  EXPECT_TRUE(fs::exists(dir / "out" / "feedback_round" / "feedback_gan_00001.pt"));
+  EXPECT_EQ(listing(), before) << "the shipped models folder is left as it was";
 }
 
 // Load nodes name a file in the models folder: listed as choices, checked

@@ -331,9 +331,9 @@ TEST(ProgressBar, DrawsNodesProgressAndErrors) {
   std::ostringstream out;
   ProgressBarSink bar(out);
   bar.emit({"execution_start", {{"nodes", 2}}});
-  bar.emit({"executing", {{"node", "1"}, {"display_node", "Load"}}});
+  bar.emit({"executing", {{"node", "1"}, {"display_node", "1"}, {"title", "Load"}}});
   bar.emit({"executed", {{"node", "1"}}});
-  bar.emit({"executing", {{"node", "2"}, {"display_node", "Train"}}});
+  bar.emit({"executing", {{"node", "2"}, {"display_node", "2"}, {"title", "Train"}}});
   bar.emit({"progress", {{"node", "2"}, {"value", 1}, {"max", 2}}});
   bar.emit({"executed", {{"node", "2"}}});
   bar.emit({"execution_success", nlohmann::json::object()});
@@ -349,7 +349,7 @@ TEST(ProgressBar, AnErrorEndsTheBarAsFailed) {
   std::ostringstream out;
   ProgressBarSink bar(out);
   bar.emit({"execution_start", {{"nodes", 2}}});
-  bar.emit({"executing", {{"node", "1"}, {"display_node", "Load"}}});
+  bar.emit({"executing", {{"node", "1"}, {"display_node", "1"}, {"title", "Load"}}});
   bar.emit({"executed", {{"node", "1"}}});
   bar.emit({"execution_error", {{"node_id", "2"}, {"node_type", "Train"}, {"exception_message", "boom"}}});
   bar.emit({"executing", {{"node", nullptr}}});

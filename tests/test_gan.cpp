@@ -38,6 +38,7 @@ class Gan : public ::testing::Test {
     fs::remove_all(dir);
     options.output_dir = dir / "out";
     options.model_dir = dir / "models";
+    options.model_save_dir = options.model_dir;  // as `--models-dir` does: saved models load again by name
     options.use_cache = false;
     options.threads = 1;  // determinism
     options.jobs = 1;

@@ -410,7 +410,8 @@ TEST_F(Interaction, FineTuningOnFeedbackRaisesTheLikedShare) {
   const double before = share(out(tuned, "kb")), after = share(out(tuned, "ka"));
   EXPECT_LT(before, 0.2);
   EXPECT_GE(after, before + 0.1) << "from " << before;
-  EXPECT_TRUE(fs::exists(dir / "models" / "tuned_00001.pt")) << "a new checkpoint";
+  EXPECT_TRUE(fs::exists(options.output_dir / "tuned_00001.pt")) << "a new checkpoint, in the user's folder";
+  EXPECT_FALSE(fs::exists(dir / "models" / "tuned_00001.pt")) << "not among the models it read";
   EXPECT_TRUE(fs::exists(dir / "models" / "fashion_dcgan_00001.pt")) << "the old one kept";
 }
 
@@ -449,7 +450,7 @@ TEST_F(Interaction, FineTuningWithAndWithoutAugmentation) {
   EXPECT_GT((on - off).abs().max().item<float>(), 1e-4) << "augmentation changes what is learned";
   EXPECT_GT((off - base).abs().max().item<float>(), 1e-4) << "four steps move the generator";
   for (const char* id : {"on", "off", "off2"})
-    EXPECT_TRUE(fs::exists(dir / "models" / (std::string("tuned_") + id + "_00001.pt"))) << id;
+    EXPECT_TRUE(fs::exists(options.output_dir / (std::string("tuned_") + id + "_00001.pt"))) << id;
 }
 
 TEST_F(Interaction, TheShippedDiscriminatorPrefersRealImages) {
@@ -566,6 +567,7 @@ TEST_F(Interaction, LayoutAndLogFileErrors) {
 // saved model makes the same image after loading.
 TEST_F(Interaction, ALayoutGanTrainsSavesAndLoads) {
   options.model_dir = dir / "models";
+  options.model_save_dir = options.model_dir;  // as `--models-dir` does: the saved model loads again by name
   fs::create_directories(options.model_dir);
   const std::string generator = (fs::path(COZY_SOURCE_DIR) / "models" / "fashion_cdcgan_00001.pt").string();
   json layout = shape({{"id", "a"}, {"shape", "ellipse"}, {"center_x", 0.4}, {"width", 0.5}, {"height", 0.6},

@@ -77,12 +77,15 @@ TEST(PluginLoading, ALibraryWithoutTheEntryPoint) {
 TEST(PluginLoading, AnotherSdkMajorVersion) {
   Registry registry;
   EXPECT_EQ(load_error("abi_major", registry),
-            "built for SDK ABI 3.0, but the host has SDK ABI 2.1 (major versions differ)");
+            "built for SDK ABI 3.0, but the host has SDK ABI 2." + std::to_string(COZY_SDK_ABI_MINOR) +
+                " (major versions differ)");
 }
 
 TEST(PluginLoading, ANewerSdkMinorVersion) {
   Registry registry;
-  EXPECT_EQ(load_error("abi_minor", registry), "built for SDK ABI 2.2, newer than the host's SDK ABI 2.1");
+  const std::string host = "2." + std::to_string(COZY_SDK_ABI_MINOR);
+  const std::string newer = "2." + std::to_string(COZY_SDK_ABI_MINOR + 1);
+  EXPECT_EQ(load_error("abi_minor", registry), "built for SDK ABI " + newer + ", newer than the host's SDK ABI " + host);
 }
 
 TEST(PluginLoading, AnotherLibTorchVersion) {

@@ -228,7 +228,8 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   run->add_option("--input-dir", input_dir, "folder for relative input file names")->capture_default_str();
   run->add_option("--output-dir", output_dir, "folder output nodes write to")->capture_default_str();
-  run->add_option("--models-dir", model_dir, "folder of models (default: models)");
+  run->add_option("--models-dir", model_dir,
+                  "folder models are read from and saved to (default: read from models, save to the output folder)");
   run->add_option("--progress", progress, "auto, bar, json or none")
       ->check(CLI::IsMember({"auto", "bar", "json", "none"}))
       ->capture_default_str();
@@ -275,10 +276,14 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--input-dir", input_dir, "folder of inputs and uploads")->capture_default_str();
   serve_cmd->add_option("--output-dir", output_dir, "folder output nodes write to")->capture_default_str();
   serve_cmd->add_option("--temp-dir", temp_dir, "folder of previews (default: temp beside the output folder)");
-  serve_cmd->add_option("--models-dir", models_dir_serve, "folder of models")->capture_default_str();
+  serve_cmd->add_option("--models-dir", models_dir_serve,
+                        "folder models are read from; when given, models that graphs make are saved there too "
+                        "(else in the output folder)")
+      ->capture_default_str();
   serve_cmd->add_option("--user-dir", user_dir, "folder of the queue database, settings and workflows")
       ->capture_default_str();
-  serve_cmd->add_option("--front-end-root", front_end_root, "static files served at /");
+  serve_cmd->add_option("--front-end-root", front_end_root,
+                        "static files served at / (default: ComfyUI's frontend as scripts/frontend.sh installs it)");
   serve_cmd->add_option("--token", serve.token, "require this bearer token on every request (or COZY_TOKEN)");
   serve_cmd->add_option("--max-upload-mb", max_upload_mb, "largest upload, in MiB")->capture_default_str();
   serve_cmd->add_option("--history-size", serve.history_size, "prompts kept in the history")->capture_default_str();
@@ -326,9 +331,13 @@ int main(int argc, char** argv) {
     serve.input_dir = input_dir;
     serve.output_dir = output_dir;
     serve.models_dir = models_dir_serve;
+    if (serve_cmd->get_option("--models-dir")->count() > 0) serve.model_save_dir = models_dir_serve;
     serve.user_dir = user_dir;
     if (!temp_dir.empty()) serve.temp_dir = temp_dir;
     serve.front_end_root = front_end_root;
+    if (front_end_root.empty() && std::filesystem::exists(std::filesystem::path(COZY_FRONTEND_DIR) / "index.html"))
+      serve.front_end_root = COZY_FRONTEND_DIR;
+    serve.web_extensions["cozy"] = std::filesystem::path(COZY_WEB_DIR) / "cozy";
     serve.max_upload_bytes = max_upload_mb << 20;
     if (serve.token.empty())
       if (const char* token = std::getenv("COZY_TOKEN")) serve.token = token;
@@ -353,6 +362,12 @@ int main(int argc, char** argv) {
       return kExitInvalid;
     }
     std::cout << "cozy serve: listening on " << server.url() << std::endl;
+    if (serve.front_end_root.empty())
+      std::cerr << "cozy serve: no web editor (ComfyUI's frontend is not installed: scripts/frontend.sh installs "
+                   "it); the API is served\n";
+    else
+      std::cerr << "cozy serve: the web editor is at " << server.url() << "/ (from " << serve.front_end_root.string()
+                << ")\n";
     int received = 0;
     sigwait(&stop_signals, &received);
     std::cerr << "cozy serve: " << (received == SIGINT ? "SIGINT" : "SIGTERM")
@@ -440,6 +455,7 @@ int main(int argc, char** argv) {
   options.input_dir = input_dir;
   options.output_dir = output_dir;
   options.model_dir = model_dir.empty() ? std::filesystem::path("models") : std::filesystem::path(model_dir);
+  options.model_save_dir = model_dir;  // models a graph makes go to the user's folder: --models-dir, else output
   if (progress == "auto") progress = isatty(STDERR_FILENO) ? "bar" : "none";
   std::unique_ptr<EventSink> sink;
   if (progress == "bar") sink = std::make_unique<ProgressBarSink>(std::cerr);

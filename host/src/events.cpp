@@ -28,7 +28,7 @@ void ProgressBarSink::emit(const Event& event) {
   } else if (event.type == "executing" && d.contains("node") && d["node"].is_null()) {
     return;  // the end of the run, after its terminal event
   } else if (event.type == "executing") {
-    current_ = d.value("node", "") + " " + d.value("display_node", "");
+    current_ = d.value("node", "") + " " + d.value("title", "");
     value_ = max_ = 0;
   } else if (event.type == "progress") {
     value_ = d.value("value", 0LL);

@@ -391,6 +391,9 @@ class Executor::Run::NodeContext final : public Context {
   const std::filesystem::path& input_dir() const override { return run_.options.input_dir; }
   const std::filesystem::path& output_dir() const override { return run_.options.output_dir; }
   const std::filesystem::path& model_dir() const override { return run_.options.model_dir; }
+  const std::filesystem::path& model_save_dir() const override {
+    return run_.options.model_save_dir.empty() ? run_.options.output_dir : run_.options.model_save_dir;
+  }
   const std::filesystem::path& temp_dir() const override { return run_.temp_dir; }
   void add_file(const std::filesystem::path& file, std::string_view kind) override {
     files.push_back(run_.file_ref(file, kind));
@@ -456,7 +459,9 @@ void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now
             spare = std::move(arguments);
           }
         } give_back{arguments};
-        if (options.events) emit("executing", {{"node", node.id}, {"display_node", display}});
+        // ComfyUI's display_node is the id of the node that shows the output
+        // (this one); the title is Cozy's, for progress lines.
+        if (options.events) emit("executing", {{"node", node.id}, {"display_node", node.id}, {"title", display}});
         NodeContext context(*this, node);
         started = std::chrono::steady_clock::now();
         try {
@@ -515,7 +520,7 @@ void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now
             const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
             nlohmann::json described = nlohmann::json::array();
             for (const Value& v : outputs) described.push_back(describe_value(v));
-            emit("executed", {{"node", node.id}, {"display_node", display}, {"output", ui.empty() ? nullptr : ui},
+            emit("executed", {{"node", node.id}, {"display_node", node.id}, {"title", display}, {"output", ui.empty() ? nullptr : ui},
                               {"values", std::move(described)}, {"seconds", seconds}});
           }
         } else if (interrupted) {

@@ -280,7 +280,8 @@ nlohmann::json object_info(const NodeSpec& spec, const FileFolders* folders) {
   nlohmann::json order_required = nlohmann::json::array(), order_optional = nlohmann::json::array();
   for (const auto& in : spec.inputs) {
     nlohmann::json options = nlohmann::json::object();
-    if (has_value(in.default_value)) options["default"] = literal_json(in.default_value);
+    const bool no_file_default = !in.file_folder.empty() && literal_json(in.default_value) == "";
+    if (has_value(in.default_value) && !no_file_default) options["default"] = literal_json(in.default_value);
     if (in.min) options["min"] = *in.min;
     if (in.max) options["max"] = *in.max;
     if (in.step) options["step"] = *in.step;
@@ -293,6 +294,10 @@ nlohmann::json object_info(const NodeSpec& spec, const FileFolders* folders) {
       entry.push_back(list_files(folders->at(in.file_folder), in.file_extensions));
     else entry.push_back(in.type);
     if (!in.file_folder.empty()) options["file_folder"] = in.file_folder;
+    // An image chosen from the input folder gets ComfyUI's upload button.
+    if (in.file_folder == "input" &&
+        std::find(in.file_extensions.begin(), in.file_extensions.end(), ".png") != in.file_extensions.end())
+      options["image_upload"] = true;
     if (!options.empty()) entry.push_back(options);
     (in.required ? required : optional)[in.name] = entry;
     (in.required ? order_required : order_optional).push_back(in.name);

@@ -87,7 +87,9 @@ fs::path resume_path(const Context& ctx, const std::string& name) {
   fs::path file(name);
   if (file.is_absolute()) return file;
   std::error_code ec;
-  return fs::exists(ctx.output_dir() / file, ec) ? ctx.output_dir() / file : ctx.model_dir() / file;
+  for (const fs::path& dir : {ctx.model_save_dir(), ctx.output_dir()})
+    if (fs::exists(dir / file, ec)) return dir / file;
+  return ctx.model_dir() / file;
 }
 
 }  // namespace cozy::checkpoint

@@ -552,8 +552,9 @@ NodeDef save_model() {
   d.spec.class_type = "SaveModel";
   d.spec.display_name = "Save Model";
   d.spec.category = "gan";
-  d.spec.description = "Writes a generator, VAE or classifier as <prefix>_<counter>.pt under the models folder "
-                       "(--models-dir): weights and metadata in one file, never replacing an earlier one.";
+  d.spec.description = "Writes a generator, VAE or classifier as <prefix>_<counter>.pt in the user's folder (--models-dir "
+                       "when given, else the output folder; never the shipped models): weights and metadata in one "
+                       "file, never replacing an earlier one.";
   d.spec.inputs = {InputSpec::Link("model", types::ANY).help("a GENERATOR, VAE or CLASSIFIER"),
                    InputSpec::String("filename_prefix", "model")};
   d.spec.output_node = true;
@@ -564,7 +565,7 @@ NodeDef save_model() {
       throw Error("SaveModel saves models whose plugin implements cozy::SavableModel (Cozy's generators, VAEs, "
                   "classifiers and layout models do); got " +
                   (v.is_object() ? "an object of type " + v.as_object()->type_name() : "a value of type " + v.kind()));
-    fs::path target = path_inside(ctx.model_dir(), in.string("filename_prefix"), "filename_prefix");
+    fs::path target = path_inside(ctx.model_save_dir(), in.string("filename_prefix"), "filename_prefix");
     fs::path file = write_numbered_file(target.parent_path(), target.filename().string(), ".pt",
                                         [&](const fs::path& temp) { model->save(temp); });
     ctx.add_file(file, "output");
@@ -761,7 +762,7 @@ NodeDef fine_tune_on_feedback() {
       "learns to please it, with classes drawn from the liked images' class weights. images, latent and feedback are "
       "one judged batch "
       "(GANSample's outputs and a Feedback). Writes the result as a new checkpoint <prefix>_<counter>.pt in the "
-      "models folder; the generator given is left as it was. Any generator whose plugin implements "
+      "user's folder (--models-dir when given, else the output folder); the generator given is left as it was. Any generator whose plugin implements "
       "cozy::FeedbackTunable can be tuned.";
   d.spec.inputs = {
       InputSpec::Link("generator", types::GENERATOR),
@@ -815,7 +816,7 @@ NodeDef fine_tune_on_feedback() {
     std::shared_ptr<Generator> tuned = tunable->tune_on_feedback(request, ctx);
     auto savable = std::dynamic_pointer_cast<SavableModel>(tuned);
     if (!savable) throw Error("the tuned generator cannot be saved (it implements no cozy::SavableModel)");
-    fs::path target = path_inside(ctx.model_dir(), in.string("filename_prefix"), "filename_prefix");
+    fs::path target = path_inside(ctx.model_save_dir(), in.string("filename_prefix"), "filename_prefix");
     ctx.add_file(write_numbered_file(target.parent_path(), target.filename().string(), ".pt",
                                      [&](const fs::path& temp) { savable->save(temp); }),
                  "output");

@@ -170,10 +170,29 @@ NodeDef save_layout() {
   return d;
 }
 
+// The node behind the web editor's layout canvas (web/cozy/layout_canvas.js):
+// the widget writes the layout JSON into `layout`; a graph file may too.
+NodeDef layout_canvas_node() {
+  NodeDef d = node("LayoutCanvas", "Layout Canvas", "interaction",
+                   "A layout drawn with the mouse in the web editor (add, drag, scale, rotate, colour, class, "
+                   "texture), or written as layout JSON (docs/interaction.md). The editor keeps every edit as an "
+                   "interaction log in the node's properties, which ReplayInteractions replays headless.");
+  d.spec.inputs = {InputSpec::String("layout", R"({"format": "cozy-layout", "version": 1, "background": "#f4f1ea", "shapes": []})")
+                       .multiline_text()
+                       .help("the layout as JSON (format cozy-layout)")};
+  d.spec.outputs = {{"LAYOUT", types::LAYOUT}};
+  d.run = [](const Inputs& in, Context&) -> Outputs {
+    const nlohmann::json j = nlohmann::json::parse(in.string("layout"), nullptr, false);
+    if (j.is_discarded()) throw Error("layout is not valid JSON");
+    return {std::static_pointer_cast<Object>(std::make_shared<Layout>(layout_from_json(j)))};
+  };
+  return d;
+}
+
 NodeDef replay_node() {
   NodeDef d = node("ReplayInteractions", "Replay Interactions", "interaction",
                    "Applies a recorded editing session to a layout: a JSON list of operations (add, drag, move, "
-                   "scale, rotate, recolor, retexture, delete, reorder), from a file in the input folder or written "
+                   "scale, rotate, recolor, retexture, reclass, delete, reorder), from a file in the input folder or written "
                    "inline. The same log gives the same layout, so a session re-runs headless.");
   d.spec.inputs = {InputSpec::Link("layout", types::LAYOUT).optional(),
                    InputSpec::String("log_file", "").help("a file in the input folder; empty: use log"),
@@ -724,6 +743,7 @@ void register_nodes(Registrar& r) {
   r.add(load_layout());
   r.add(save_layout());
   r.add(replay_node());
+  r.add(layout_canvas_node());
   r.add(random_layout_node());
   r.add(render_node());
   r.add(compose_node());

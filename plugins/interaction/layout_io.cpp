@@ -179,8 +179,9 @@ void replay(Layout& layout, const nlohmann::json& log) {
     const std::string id = op.is_object() ? op.value("id", "") : "";
     auto it = std::find_if(layout.shapes.begin(), layout.shapes.end(), [&](const auto& s) { return s.id == id; });
     if (kind != "drag" && kind != "scale" && kind != "rotate" && kind != "recolor" && kind != "retexture" &&
-        kind != "delete" && kind != "reorder" && kind != "move")
-      throw Error(where + ": unknown operation (add, drag, move, scale, rotate, recolor, retexture, delete, reorder)");
+        kind != "reclass" && kind != "delete" && kind != "reorder" && kind != "move")
+      throw Error(where +
+                  ": unknown operation (add, drag, move, scale, rotate, recolor, retexture, reclass, delete, reorder)");
     if (it == layout.shapes.end()) throw Error(where + ": no shape '" + id + "' in the layout");
     LayoutShape& s = *it;
     if (kind == "drag") {
@@ -207,6 +208,8 @@ void replay(Layout& layout, const nlohmann::json& log) {
       nlohmann::json holder = {{"id", s.id}, {"texture", op.value("texture", nlohmann::json("solid"))}};
       probe.texture = shape_from_json(holder, where).texture;
       s.texture = probe.texture;
+    } else if (kind == "reclass") {
+      s.object_class = get<std::string>(op, "class", "", where);
     } else if (kind == "reorder") {
       s.z = get<std::int64_t>(op, "z", s.z, where);
     } else if (kind == "delete") {

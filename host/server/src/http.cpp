@@ -144,7 +144,8 @@ Request to_request(const http::request<http::string_body>& message) {
   request.method = message.method();
   const std::string target(message.target());
   const std::size_t question = target.find('?');
-  request.path = decode(target.substr(0, question), false);
+  request.raw_path = target.substr(0, question);
+  request.path = decode(request.raw_path, false);
   if (question != std::string::npos) {
     std::string_view query = std::string_view(target).substr(question + 1);
     std::size_t start = 0;
@@ -171,7 +172,10 @@ void Routes::add(http::verb method, const std::string& pattern, Handler handler)
 }
 
 Reply Routes::dispatch(const Request& request) const {
-  const std::vector<std::string> segments = split_path(request.path);
+  // Split before decoding: "/userdata/workflows%2Fa.json" is two segments.
+  std::vector<std::string> segments = split_path(request.raw_path.empty() ? request.path : request.raw_path);
+  if (!request.raw_path.empty())
+    for (std::string& segment : segments) segment = decode(segment, false);
   bool path_known = false;
   for (const auto& route : routes_) {
     if (route.segments.size() != segments.size()) continue;

@@ -23,6 +23,7 @@ namespace http = boost::beast::http;
 struct Request {
   http::verb method = http::verb::get;
   std::string path;                           ///< percent-decoded, without the query
+  std::string raw_path;                       ///< as sent: a route's segments are split on its '/', then decoded
   std::multimap<std::string, std::string> query;  ///< percent-decoded
   std::map<std::string, std::string> headers;     ///< names in lower case
   std::string body;

@@ -4,6 +4,7 @@
 #include "comfy.hpp"
 #include "http.hpp"
 #include "store.hpp"
+#include "userdata.hpp"
 
 #include <cozy/files.hpp>
 #include <cozy/host/memory.hpp>
@@ -93,6 +94,7 @@ struct Server::Impl {
   host::FileFolders folders;
   host::Executor executor;
   std::unique_ptr<Store> store;
+  std::unique_ptr<UserData> user_data;
   Routes routes;
 
   net::io_context ioc{1};
@@ -524,6 +526,7 @@ void Server::Impl::execute_loop() {
         run.input_dir = options.input_dir;
         run.output_dir = options.output_dir;
         run.model_dir = options.models_dir;
+        run.model_save_dir = options.model_save_dir;
         run.temp_dir = options.temp_dir;
         run.events = &sink;
         run.use_cache = true;
@@ -750,13 +753,27 @@ void Server::Impl::add_routes() {
   });
   routes.add(http::verb::get, "/embeddings",
              [=](const Request&, const PathParams&) { return json(nlohmann::json::array()); });
+  // The frontend's own extensions, then those of Cozy's web folders (as
+  // ComfyUI lists its custom nodes' WEB_DIRECTORY).
   routes.add(http::verb::get, "/extensions", [=](const Request&, const PathParams&) {
     nlohmann::json list = nlohmann::json::array();
     if (!options.front_end_root.empty())
       for (const auto& file : host::list_files(options.front_end_root / "extensions", {".js"}))
         list.push_back("/extensions/" + file);
+    for (const auto& [name, dir] : options.web_extensions)
+      for (const auto& file : host::list_files(dir, {".js"})) list.push_back("/extensions/" + name + "/" + file);
     return json(list);
   });
+  std::map<std::string, fs::path> templates;
+  for (const auto& [name, dir] : options.web_extensions) templates[name] = dir / "templates";
+  user_data = std::make_unique<UserData>(options.user_dir, templates);
+  user_data->add_routes(routes);
+  // Subgraph blueprints that extensions ship (none).
+  routes.add(http::verb::get, "/global_subgraphs",
+             [=](const Request&, const PathParams&) { return json(nlohmann::json::object()); });
+  // Asked for by the frontend's model library; Cozy's models are file inputs of their loaders.
+  routes.add(http::verb::get, "/experiment/models",
+             [=](const Request&, const PathParams&) { return json(nlohmann::json::array()); });
   routes.add(http::verb::get, "/features", [=](const Request&, const PathParams&) {
     return json({{"supports_preview_metadata", false}, {"max_upload_size", options.max_upload_bytes}});
   });
@@ -819,10 +836,25 @@ void Server::Impl::add_routes() {
     if (r.method != http::verb::get && r.method != http::verb::head)
       return json({{"error", comfy::error("not_found", "no route " + std::string(http::to_string(r.method)) + " " + r.path)}},
                   http::status::not_found);
+    for (const auto& [name, dir] : options.web_extensions) {
+      const std::string prefix = "/extensions/" + name + "/";
+      if (r.path.rfind(prefix, 0) == 0) return file_reply(dir, "", r.path.substr(prefix.size()), /*subpaths=*/true);
+    }
     if (options.front_end_root.empty())
-      return json({{"error", comfy::error("not_found", "no route GET " + r.path + " (no --front-end-root)")}},
+      return json({{"error", comfy::error("not_found", "no route GET " + r.path + " (no frontend: see docs/ui.md)")}},
                   http::status::not_found);
     std::string relative = r.path == "/" ? "index.html" : r.path.substr(1);
+    // index.html links user.css beside it (the user's styles may go there).
+    if (r.path == "/user.css" && !fs::exists(options.front_end_root / relative)) {
+      Reply empty;
+      empty.content_type = "text/css; charset=utf-8";
+      return empty;
+    }
+    // ComfyUI's core templates come from another package (and need its
+    // models): without them the template browser lists Cozy's only.
+    if ((r.path == "/templates/index.json" || r.path == "/templates/index_logo.json") &&
+        !fs::exists(options.front_end_root / relative))
+      return json(r.path == "/templates/index.json" ? nlohmann::json::array() : nlohmann::json::object());
     Reply reply = file_reply(options.front_end_root, "", relative, /*subpaths=*/true);
     if (r.path == "/") reply.headers.push_back({"Cache-Control", "no-cache"});
     return reply;

@@ -39,7 +39,8 @@ class COZY_INTERFACE Context {
   virtual const std::filesystem::path& input_dir() const = 0;
   /// Where output nodes write (`--output-dir`).
   virtual const std::filesystem::path& output_dir() const = 0;
-  /// Where models are loaded from and saved to (`--models-dir`).
+  /// Where models are loaded from (`--models-dir`; by default the shipped
+  /// models/ folder).
   virtual const std::filesystem::path& model_dir() const = 0;
   /// A scratch folder for previews; its files may be removed at any time.
   virtual const std::filesystem::path& temp_dir() const = 0;
@@ -54,6 +55,11 @@ class COZY_INTERFACE Context {
   /// Shows a text in the node, as ComfyUI's nodes show theirs (its
   /// `executed` event's output `{"text": [...]}`, the history, the log).
   virtual void show_text(std::string_view text) = 0;
+
+  /// Where a node writes a model it made (a checkpoint, a fine-tuned
+  /// generator): the user's folder, never the shipped models. `--models-dir`
+  /// when the user gave one, else the output folder. Since SDK 2.2.
+  virtual const std::filesystem::path& model_save_dir() const { return output_dir(); }
 };
 
 }  // namespace cozy

@@ -60,6 +60,7 @@ class FakeContext : public Context {
   const std::filesystem::path& input_dir() const override { return input_; }
   const std::filesystem::path& output_dir() const override { return output_; }
   const std::filesystem::path& model_dir() const override { return models_; }
+  const std::filesystem::path& model_save_dir() const override { return model_save_dir_.empty() ? output_ : model_save_dir_; }
   const std::filesystem::path& temp_dir() const override { return temp_; }
   void add_file(const std::filesystem::path& file, std::string_view kind) override {
     files.emplace_back(file, std::string(kind));
@@ -73,6 +74,7 @@ class FakeContext : public Context {
   int threads_ = 1;
   bool cancel_requested = false;  ///< set it to test a node's cancellation
   std::string id = "1";
+  std::filesystem::path model_save_dir_;  ///< what model_save_dir() returns; empty: the output folder
   std::vector<Progress> progress_reports;
   std::vector<std::pair<LogLevel, std::string>> logs;
   std::vector<std::pair<std::filesystem::path, std::string>> files;  ///< (path, "output" or "temp")

@@ -60,7 +60,10 @@ struct RunOptions {
   int threads = 0;  ///< LibTorch intra-op threads; 0: cores / jobs, at least 1
   std::filesystem::path input_dir = "input";
   std::filesystem::path output_dir = "output";
-  std::filesystem::path model_dir = "models";
+  std::filesystem::path model_dir = "models";  ///< models are read from here
+  /// Where nodes write the models they make; empty: `output_dir`. Never the
+  /// folder of shipped models unless the user names it.
+  std::filesystem::path model_save_dir;
   std::filesystem::path temp_dir;  ///< empty: a folder under the system's temp
   /// Receives the run's events. Without one, nothing is written anywhere
   /// (node logs included): the library never writes to stderr itself.

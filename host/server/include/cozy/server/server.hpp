@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -31,9 +32,14 @@ struct ServerOptions {
   std::filesystem::path input_dir = "input";
   std::filesystem::path output_dir = "output";
   std::filesystem::path models_dir = "models";
+  std::filesystem::path model_save_dir;  ///< where graphs save models; empty: output_dir
   std::filesystem::path user_dir = "user";  ///< the database, settings and workflows
   std::filesystem::path temp_dir;           ///< empty: <output_dir>/../temp
   std::filesystem::path front_end_root;     ///< static files served at /; empty: none
+  /// Frontend extensions: name -> folder of JS modules, served under
+  /// /extensions/<name>/ and listed by GET /extensions; its templates/
+  /// subfolder holds workflow templates (GET /workflow_templates).
+  std::map<std::string, std::filesystem::path> web_extensions;
   std::string token;                        ///< non-empty: required on every request
   std::size_t max_upload_bytes = std::size_t{100} << 20;  ///< an upload's body
   std::size_t max_body_bytes = std::size_t{32} << 20;     ///< any other request's body
