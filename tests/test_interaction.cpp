@@ -188,6 +188,39 @@ TEST_F(Interaction, ALoggedSessionReplaysToTheSameLayout) {
   EXPECT_TRUE(at::equal(out(inline_log, "p"), p)) << "the same log, the same image";
 }
 
+// The web editor's node: its input is the layout JSON; reclass sets a
+// shape's class in a log (the editor's class control).
+TEST_F(Interaction, LayoutCanvasReadsItsJsonAndReclassSetsAClass) {
+  const std::string text =
+      R"({"format": "cozy-layout", "version": 1, "background": "#102030",
+          "shapes": [{"id": "a", "shape": "ellipse", "center": [0.3, 0.6], "size": [0.2, 0.4], "rotation": 30}]})";
+  json g = {{"1", {{"class_type", "LayoutCanvas"}, {"inputs", {{"layout", text}}}}},
+            {"2", {{"class_type", "SaveLayout"}, {"inputs", {{"layout", {"1", 0}}, {"filename_prefix", "canvas"}}}}}};
+  RunReport r = run(g);
+  ASSERT_TRUE(r.success) << last_error;
+  json saved = json::parse(std::ifstream(options.output_dir / "canvas_00001.json"));
+  EXPECT_EQ(saved["background"], "#102030");
+  EXPECT_EQ(saved["shapes"][0]["center"], json::array({0.3, 0.6}));
+  EXPECT_EQ(saved["shapes"][0]["rotation"], 30.0);
+
+  json bad = {{"1", {{"class_type", "LayoutCanvas"}, {"inputs", {{"layout", "{not json"}}}}}, {"2", sink("1")}};
+  EXPECT_FALSE(run(bad).success);
+  EXPECT_EQ(last_error, "layout is not valid JSON");
+
+  json ops = {{{"op", "add"}, {"shape", {{"id", "a"}, {"shape", "rectangle"}}}},
+              {{"op", "reclass"}, {"id", "a"}, {"class", "Bag"}},
+              {{"op", "reclass"}, {"id", "a"}, {"class", "Sneaker"}}};
+  json replayed = {{"1", {{"class_type", "ReplayInteractions"}, {"inputs", {{"log", ops.dump()}}}}},
+                   {"2", {{"class_type", "SaveLayout"}, {"inputs", {{"layout", {"1", 0}}, {"filename_prefix", "re"}}}}}};
+  ASSERT_TRUE(run(replayed).success) << last_error;
+  EXPECT_EQ(json::parse(std::ifstream(options.output_dir / "re_00001.json"))["shapes"][0]["class"], "Sneaker");
+  ops.push_back({{"op", "reclass"}, {"id", "a"}, {"class", ""}});
+  replayed["1"]["inputs"]["log"] = ops.dump();
+  ASSERT_TRUE(run(replayed).success) << last_error;
+  EXPECT_FALSE(json::parse(std::ifstream(options.output_dir / "re_00002.json"))["shapes"][0].contains("class"))
+      << "an empty class clears it";
+}
+
 TEST_F(Interaction, BadLayoutsAndOperationsAreClearErrors) {
   auto replayed = [&](json ops) {
     return json{{"1", {{"class_type", "ReplayInteractions"}, {"inputs", {{"log", ops.dump()}}}}}, {"2", sink("1")}};

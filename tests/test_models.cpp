@@ -127,6 +127,30 @@ TEST_F(Models, TheClassifierLearnsAndItsCheckpointRoundTrips) {
   EXPECT_EQ(report["per_class"].size(), 10u);
 }
 
+// The shipped classifier names each image of 500 test images; Fashion-MNIST's
+// test set has its 10 classes in equal shares, and so do the names.
+TEST_F(Models, ClassifyImagesNamesEachImage) {
+  const std::string shipped = (fs::path(COZY_SOURCE_DIR) / "models" / "fashion_classifier_00001.pt").string();
+  json g = {{"1", {{"class_type", "LoadClassifier"}, {"inputs", {{"checkpoint", shipped}}}}},
+            {"2", fashion("test", 500)},
+            {"3", {{"class_type", "DatasetImages"}, {"inputs", {{"dataset", {"2", 0}}, {"count", 500}}}}},
+            {"4", {{"class_type", "ClassifyImages"}, {"inputs", {{"classifier", {"1", 0}}, {"images", {"3", 0}}}}}}};
+  RunReport r = run(g);
+  ASSERT_TRUE(r.success) << last_error;
+  std::stringstream names(r.outputs.at("4")[0].as_string());
+  int count = 0;
+  for (std::string name; std::getline(names, name, ',');) ++count;
+  EXPECT_EQ(count, 500);
+  json shares = json::parse(r.outputs.at("4")[1].as_string());
+  EXPECT_EQ(shares.size(), 10u) << shares.dump();
+  double sum = 0;
+  for (const auto& [name, share] : shares.items()) {
+    sum += share.get<double>();
+    EXPECT_NEAR(share.get<double>(), 0.1, 0.05) << name;
+  }
+  EXPECT_NEAR(sum, 1.0, 1e-3);
+}
+
 TEST_F(Models, ModelCheckpointErrorsNameTheFile) {
   train_gan(1);
   json load_vae = {{"1", {{"class_type", "LoadVAE"}, {"inputs", {{"checkpoint", "g_00001.pt"}}}}}, {"2", sink("1")}};

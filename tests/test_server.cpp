@@ -743,5 +743,83 @@ TEST_F(ServerTest, StaticFilesAreServedFromTheFrontEndRoot) {
   EXPECT_EQ(get("/extensions").as_json(), json::array({"/extensions/x/e.js"}));
 }
 
+// What ComfyUI's frontend keeps on the server: settings and the user's files
+// (workflows saved from the menu), under <user_dir>/default, across a restart.
+TEST_F(ServerTest, SettingsAndUserFilesAreKeptAcrossARestart) {
+  start();
+  EXPECT_EQ(get("/api/users").as_json(), (json{{"storage", "server"}, {"migrated", true}}));
+  EXPECT_EQ(get("/api/settings").as_json(), json::object());
+  EXPECT_EQ(post("/api/settings", {{"Comfy.ColorPalette", "light"}, {"Comfy.Locale", "en"}}).status, 200);
+  EXPECT_EQ(request(http::verb::post, "/api/settings/Comfy.TutorialCompleted", "true").status, 200);
+  EXPECT_EQ(get("/api/settings/Comfy.ColorPalette").as_json(), "light");
+  EXPECT_EQ(get("/api/settings/Unknown.Key").as_json(), nullptr);
+  EXPECT_EQ(post("/api/settings", json::array()).status, 400);
+
+  // The folders the frontend lists at start exist (no 404 on a first visit).
+  EXPECT_EQ(get("/api/userdata?dir=workflows&recurse=true&split=false&full_info=true").as_json(), json::array());
+  const std::string workflow = R"({"nodes": [], "links": [], "version": 0.4})";
+  Response saved = request(http::verb::post, "/api/userdata/workflows%2Fmy%20graph.json?overwrite=false&full_info=true",
+                           workflow);
+  ASSERT_EQ(saved.status, 200) << saved.body;
+  EXPECT_EQ(saved.as_json()["path"], "workflows/my graph.json");
+  EXPECT_EQ(saved.as_json()["size"], workflow.size());
+  EXPECT_EQ(request(http::verb::post, "/api/userdata/workflows%2Fmy%20graph.json?overwrite=false", workflow).status, 409)
+      << "not replaced without overwrite";
+  EXPECT_EQ(request(http::verb::post, "/api/userdata/workflows%2Fsub%2Fb.json", "{}").as_json(), "workflows/sub/b.json");
+  EXPECT_EQ(get("/api/userdata?dir=workflows&recurse=true").as_json(), json::array({"my graph.json", "sub/b.json"}));
+  EXPECT_EQ(get("/api/userdata?dir=workflows").as_json(), json::array({"my graph.json"})) << "not recursive";
+  EXPECT_EQ(get("/api/userdata?dir=workflows&recurse=true&split=true").as_json()[1],
+            json::array({"sub/b.json", "sub", "b.json"}));
+  EXPECT_EQ(get("/api/userdata?dir=nothing").status, 404);
+  EXPECT_EQ(get("/api/userdata").status, 400);
+  Response moved = request(http::verb::post, "/api/userdata/workflows%2Fsub%2Fb.json/move/workflows%2Fc.json", "");
+  EXPECT_EQ(moved.status, 200) << moved.body;
+  EXPECT_EQ(moved.as_json(), "workflows/c.json");
+  EXPECT_EQ(request(http::verb::post, "/api/userdata/workflows%2Fc.json/move/workflows%2Fmy%20graph.json", "").status,
+            409);
+  EXPECT_EQ(request(http::verb::delete_, "/api/userdata/workflows%2Fc.json").status, 204);
+  EXPECT_EQ(get("/api/userdata/workflows%2Fc.json").status, 404);
+  // Confined to the user's folder.
+  EXPECT_EQ(request(http::verb::post, "/api/userdata/..%2F..%2Fescape.json", "{}").status, 403);
+  EXPECT_EQ(get("/api/userdata/..%2Fcozy.db").status, 403);
+  EXPECT_FALSE(fs::exists(dir / "escape.json"));
+
+  server->stop();
+  server.reset();
+  options.port = 0;
+  start();
+  Response again = get("/api/userdata/workflows%2Fmy%20graph.json");
+  EXPECT_EQ(again.status, 200);
+  EXPECT_EQ(again.body, workflow);
+  EXPECT_EQ(get("/api/settings").as_json(),
+            (json{{"Comfy.ColorPalette", "light"}, {"Comfy.Locale", "en"}, {"Comfy.TutorialCompleted", true}}));
+  EXPECT_TRUE(fs::exists(options.user_dir / "default" / "comfy.settings.json"));
+}
+
+// A web extension's modules are listed and served under /extensions/NAME/,
+// its workflow templates under /workflow_templates; i18n and the rest of
+// what the frontend asks for at start answer.
+TEST_F(ServerTest, WebExtensionsAndTheirTemplatesAreServed) {
+  const fs::path web = dir / "web_ext";
+  fs::create_directories(web / "templates");
+  std::ofstream(web / "main.js") << "export {};";
+  std::ofstream(web / "templates" / "loop.json") << R"({"nodes": []})";
+  std::ofstream(web / "templates" / "loop.jpg") << "jpeg";
+  options.web_extensions["mine"] = web;
+  start();
+  EXPECT_EQ(get("/api/extensions").as_json(), json::array({"/extensions/mine/main.js"}));
+  Response module = get("/extensions/mine/main.js");
+  EXPECT_EQ(module.status, 200);
+  EXPECT_EQ(module.content_type, "application/javascript; charset=utf-8");
+  EXPECT_EQ(get("/extensions/mine/../../secret").status, 400);
+  EXPECT_EQ(get("/api/workflow_templates").as_json(), (json{{"mine", {"loop"}}}));
+  EXPECT_EQ(get("/api/workflow_templates/mine/loop.json").body, R"({"nodes": []})");
+  EXPECT_EQ(get("/api/workflow_templates/mine/loop.jpg").content_type, "image/jpeg");
+  EXPECT_EQ(get("/api/workflow_templates/other/loop.json").status, 404);
+  EXPECT_EQ(get("/api/i18n").as_json(), json::object());
+  EXPECT_EQ(get("/api/global_subgraphs").as_json(), json::object());
+  EXPECT_EQ(get("/api/experiment/models").as_json(), json::array());
+}
+
 }  // namespace
 }  // namespace cozy::server

@@ -9,6 +9,7 @@
 #include <cozy/sdk.hpp>
 
 #include <fstream>
+#include <map>
 #include <sstream>
 
 namespace cozy::metrics {
@@ -180,6 +181,34 @@ NodeDef accuracy() {
     return {acc, report(ctx, {{"metric", "accuracy"}, {"accuracy", round4(acc)}, {"images", images.size(0)},
                               {"dataset", data->describe()}, {"remade_images", in.has("images")},
                               {"per_class", per_class}})};
+  };
+  return d;
+}
+
+NodeDef classify_images() {
+  NodeDef d = node("ClassifyImages", "Classify Images",
+                   "The class the classifier gives each image of a batch, as a comma-separated list of class names "
+                   "(shown in the node), and the share of the batch each class has (JSON).");
+  d.spec.inputs = {InputSpec::Link("classifier", types::CLASSIFIER), InputSpec::Link("images", types::IMAGE)};
+  d.spec.outputs = {{"classes", types::STRING}, {"shares", types::STRING}};
+  d.spec.output_node = true;
+  d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+    auto c = in.object<Classifier>("classifier");
+    const at::Tensor predicted = predictions(*c, in.image("images")).to(at::kCPU);
+    const auto& names = c->class_names();
+    std::string list;
+    std::map<std::string, double> shares;
+    const auto n = predicted.size(0);
+    for (int64_t i = 0; i < n; ++i) {
+      const auto k = static_cast<std::size_t>(predicted[i].item<int64_t>());
+      const std::string name = k < names.size() ? names[k] : std::to_string(k);
+      list += (i ? "," : "") + name;
+      shares[name] += 1.0 / static_cast<double>(n);
+    }
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& [name, share] : shares) j[name] = round4(share);
+    ctx.show_text(list);
+    return {list, j.dump()};
   };
   return d;
 }
@@ -363,6 +392,7 @@ void register_nodes(Registrar& r) {
   r.add(train_classifier());
   r.add(load_classifier_node());
   r.add(accuracy());
+  r.add(classify_images());
   r.add(conditional_accuracy());
   r.add(fid());
   r.add(precision_recall());

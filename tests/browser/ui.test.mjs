@@ -7,7 +7,7 @@
 // (default build/browser-artifacts).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -57,11 +57,21 @@ async function loadApiGraph(graph, name) {
   await page.waitForTimeout(500);
 }
 
+// The whole graph in view (the frontend's "fit view" key).
+async function fitView() {
+  await page.locator("canvas#graph-canvas").click({ position: { x: 600, y: 700 } });
+  await page.keyboard.press(".");
+  await page.waitForTimeout(500);
+}
+
 async function queue() {
   await page.locator('[data-testid="queue-button"]').click();
 }
 
 before(async () => {
+  // The feedback loop's first round starts from a shipped latents file in the input folder.
+  mkdirSync(join(work, "input"), { recursive: true });
+  copyFileSync(join(root, "input", "feedback_loop_start.pt"), join(work, "input", "feedback_loop_start.pt"));
   server = await startServer(work);
   browser = await chromium.launch({
     executablePath: process.env.COZY_CHROMIUM ?? "/usr/bin/chromium",
@@ -128,8 +138,7 @@ test("the shipped sample graph queues and its image shows in the node", async ()
   assert.ok(saved.length > 0);
   // The SaveImage node holds the image the server sent, loaded from /view
   // (drawn when the node is in view: fit the view to the graph).
-  await page.locator("canvas#graph-canvas").click({ position: { x: 600, y: 600 } });
-  await page.keyboard.press(".");
+  await fitView();
   await page.waitForFunction((name) => window.comfyAPI.app.app.graph.nodes.some((n) =>
     (n.imgs ?? []).some((img) => img.src.includes(encodeURIComponent(name)) && img.complete && img.naturalWidth > 0)),
   saved[0].filename, { timeout: 30000 });
@@ -190,7 +199,7 @@ async function mouseDrag(from, to) {
   await page.waitForTimeout(150);
 }
 
-test("a layout drawn with the mouse reaches the prompt and the scene", async () => {
+test("a layout drawn with the mouse reaches the prompt and the scene", async (t) => {
   const before = Object.keys(await history()).length;
   const canvasGraph = {
     "1": { class_type: "LayoutCanvas", inputs: { layout: JSON.stringify({ format: "cozy-layout", version: 1,
@@ -238,6 +247,7 @@ test("a layout drawn with the mouse reaches the prompt and the scene", async () 
   assert.ok(Math.abs(s.rotation - 30) <= 3, JSON.stringify(s));
   // The scene puts the object there: LayoutFidelity's IoU of the object with the shape.
   const iou = Number(item.outputs["8"].text[0]);
+  t.diagnostic(`drawn: centre ${s.center}, size ${s.size}, rotation ${s.rotation}; scene IoU ${iou}`);
   assert.ok(iou >= 0.5, `IoU ${iou}`);
 
   // The log kept in the node's properties replays headless to the same layout.
@@ -257,4 +267,96 @@ test("a layout drawn with the mouse reaches the prompt and the scene", async () 
   const read = (name) => JSON.parse(readFileSync(join(work, "output", name), "utf8"));
   const replayed = read("replayed_00001.json"), drawn = read("drawn_00001.json");
   assert.deepEqual(replayed.shapes, drawn.shapes);
+
+  // Keys on the canvas edit the layout, not the graph: Delete removes the
+  // selected shape (the node stays), Ctrl+Z brings it back.
+  const shapes = () => app(() => JSON.parse(window.comfyAPI.app.app.graph.nodes.find((n) => n.type === "LayoutCanvas")
+    .widgets.find((w) => w.name === "layout").value).shapes.length);
+  const centre = await framePoint(0.35, 0.6);
+  await page.mouse.click(centre.x, centre.y);
+  await page.keyboard.press("Delete");
+  assert.equal(await shapes(), 0);
+  assert.ok(await app(() => window.comfyAPI.app.app.graph.nodes.some((n) => n.type === "LayoutCanvas")), "the node stays");
+  await page.keyboard.press("Control+z");
+  assert.equal(await shapes(), 1);
+});
+
+// The classes the shipped classifier gives the batch a latents file makes.
+async function classesOf(file) {
+  const before = Object.keys(await history()).length;
+  const g = {
+    "1": { class_type: "LoadGenerator", inputs: { checkpoint: "fashion_cdcgan_00001.pt" } },
+    "2": { class_type: "LoadLatents", inputs: { file } },
+    "3": { class_type: "GANSample", inputs: { generator: ["1", 0], latent: ["2", 0] } },
+    "4": { class_type: "LoadClassifier", inputs: { checkpoint: "fashion_classifier_00001.pt" } },
+    "5": { class_type: "ClassifyImages", inputs: { classifier: ["4", 0], images: ["3", 0] } },
+  };
+  const r = await fetch(`${server.url}/api/prompt`, { method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ prompt: g }) });
+  const body = await r.text();
+  assert.equal(r.status, 200, body);
+  await finished(before + 1);
+  const item = (await history())[JSON.parse(body).prompt_id];
+  return item.outputs["5"].text[0].split(",");
+}
+
+test("likes on a batch steer the next round", async (t) => {
+  const before = Object.keys(await history()).length;
+  // The loop from Cozy's workflow templates, opened as a user does.
+  const templates = await (await fetch(`${server.url}/api/workflow_templates`)).json();
+  assert.deepEqual(templates.cozy, ["feedback_loop", "layout_canvas"]);
+  await page.getByRole("button", { name: "Templates", exact: true }).click();
+  await page.getByText("feedback_loop", { exact: true }).first().click();
+  await page.waitForFunction(() => window.comfyAPI.app.app.graph.nodes.some((n) => n.type === "Feedback"), null,
+    { timeout: 30000 });
+  await fitView();
+  await shot("11-feedback-template");
+  await queue();
+  await finished(before + 1);
+  await page.locator('[data-testid="cozy-feedback-image-0"]').waitFor({ timeout: 30000 });
+  // The round's latents were carried into the input folder for the next round.
+  const carried = (name) => page.waitForFunction((n) =>
+    document.querySelector('[data-testid="cozy-feedback"]')?.dataset.carried === n, name, { timeout: 30000 });
+  const savedName = (item) => item.outputs["7"].files[0].filename;
+  await carried(savedName(Object.values(await history()).at(-1)));
+  const file = await app(() => window.comfyAPI.app.app.graph.nodes.find((x) => x.type === "LoadLatents")
+    .widgets.find((w) => w.name === "file").value);
+  const first = await classesOf(file);
+  assert.equal(first.length, 16);
+  // Like three images: of the batch's most common class, the classes the
+  // classifier tells apart best first (a liked "Dress" may be the generator's
+  // coat, whose children are coats).
+  const reliable = ["Trouser", "Bag", "Sandal", "Sneaker", "Ankle boot"];
+  const count = (list, c) => list.filter((x) => x === c).length + (reliable.includes(c) ? 0.5 : 0);
+  const order = first.map((c, i) => ({ c, i })).sort((a, b) => count(first, b.c) - count(first, a.c) || a.i - b.i);
+  const liked = order.slice(0, 3).map((x) => x.i);
+  await fitView();
+  const likedClasses = new Set(liked.map((i) => first[i]));
+  for (const i of liked) await page.locator(`[data-testid="cozy-like-${i}"]`).click();
+  await shot("12-feedback-marked");
+  const marks = await app(() => {
+    const n = window.comfyAPI.app.app.graph.nodes.find((x) => x.type === "Feedback");
+    return Object.fromEntries(n.widgets.map((w) => [w.name, w.value]));
+  });
+  assert.equal(marks.liked, [...liked].sort((a, b) => a - b).join(","));
+  assert.equal(marks.batch, 16);
+
+  await queue();
+  const items = await finished(before + 3);
+  const round = items[items.length - 1];
+  assert.equal(round.prompt[2]["3"].inputs.liked, marks.liked, "the next round read the marks");
+  assert.equal(round.prompt[2]["2"].inputs.file, file, "and the last round's latents");
+  await carried(savedName(round));
+  await page.waitForTimeout(1000);
+  await shot("13-feedback-next-round");
+  const next = await classesOf(file);
+  const share = (list) => list.filter((c) => likedClasses.has(c)).length / list.length;
+  // Keys: an image clicked, then D dislikes it.
+  await page.locator('[data-testid="cozy-feedback-image-5"] img').click();
+  await page.keyboard.press("d");
+  const disliked = await app(() => window.comfyAPI.app.app.graph.nodes.find((x) => x.type === "Feedback")
+    .widgets.find((w) => w.name === "disliked").value);
+  assert.equal(disliked, "5");
+  t.diagnostic(`liked ${liked} (${[...likedClasses]}): their share ${share(first)} -> ${share(next)}`);
+  assert.ok(share(next) > share(first), `liked classes ${[...likedClasses]}: ${share(first)} -> ${share(next)}`);
 });

@@ -139,7 +139,14 @@ class LayoutEditor {
     this.commit();
   }
 
+  // The input's value changed outside the editor (a loaded graph, a paste):
+  // start again from it.
+  sync() {
+    if (this.widget.value !== this.written) this.load();
+  }
+
   layout() {
+    this.sync();
     const layout = replay(this.base, this.log);
     if (this.pending) apply(layout, this.pending, this.log.length);
     return layout;
@@ -148,7 +155,8 @@ class LayoutEditor {
   // Writes the layout into the input and the log into the properties.
   commit() {
     const layout = replay(this.base, this.log);
-    this.widget.value = JSON.stringify(layout);
+    this.written = JSON.stringify(layout);
+    this.widget.value = this.written;
     this.node.properties = this.node.properties ?? {};
     this.node.properties.cozy_interaction_log = newLog(this.log.map((op) => ({ ...op })));
     if (this.selected && !layout.shapes.some((s) => s.id === this.selected)) this.selected = null;
@@ -158,11 +166,13 @@ class LayoutEditor {
   }
 
   push(op) {
+    this.sync();
     this.log.push(op);
     this.commit();
   }
 
   undo() {
+    this.sync();
     if (!this.log.length) return;
     this.log.pop();
     this.commit();
@@ -360,6 +370,13 @@ app.registerExtension({
       widget.computeSize = (width) => [width, SIZE + 12];
       this.setSize([Math.max(this.size[0], SIZE + 130), Math.max(this.size[1], SIZE + 80)]);
       return result;
+    };
+    // A value set from outside (a graph loaded through the API format) shows
+    // at the next frame.
+    const drawn = nodeType.prototype.onDrawForeground;
+    nodeType.prototype.onDrawForeground = function () {
+      this.cozyLayoutEditor?.sync();
+      return drawn?.apply(this, arguments);
     };
     // A workflow loaded: the input's value and the kept log are read again.
     const configured = nodeType.prototype.onConfigure;
