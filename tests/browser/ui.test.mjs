@@ -360,3 +360,8 @@ test("likes on a batch steer the next round", async (t) => {
   t.diagnostic(`liked ${liked} (${[...likedClasses]}): their share ${share(first)} -> ${share(next)}`);
   assert.ok(share(next) > share(first), `liked classes ${[...likedClasses]}: ${share(first)} -> ${share(next)}`);
 });
+
+test("no errors of ours in the whole session", () => {
+  const ours = problems.filter((p) => !foreign(p));
+  assert.deepEqual(ours, [], ours.join("\n"));
+});
