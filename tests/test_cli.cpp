@@ -67,7 +67,7 @@ uint32_t png_width(const fs::path& file) {
 }
 
 TEST(Cli, EverySubcommandHasHelp) {
-  for (const char* sub : {"", "run", "validate", "nodes", "plugins"}) {
+  for (const char* sub : {"", "run", "validate", "nodes", "plugins", "serve", "convert", "new-plugin"}) {
     Result r = cozy(std::string(sub) + " --help");
     EXPECT_EQ(r.code, 0) << sub;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub << ": " << r.out;
@@ -452,6 +452,36 @@ TEST(Cli, InteractionGraphsRun) {
   EXPECT_TRUE(fs::exists(dir / "out" / "feedback_round" / "batches_00001.png"));
   EXPECT_TRUE(fs::exists(dir / "out" / "feedback_round" / "fine_tuned_00001.png"));
   EXPECT_TRUE(fs::exists(dir / "out" / "feedback_round" / "latents_00001.pt"));
+}
+
+// A workflow saved by ComfyUI's editor validates, runs and converts as it is.
+TEST(Cli, EditorWorkflowsRunAndConvert) {
+  fs::path dir = scratch("editor_workflow");
+  const std::string workflow = std::string(COZY_SOURCE_DIR) + "/web/cozy/templates/feedback_loop.json";
+  Result valid = cozy("validate " + workflow + " --input-dir " + COZY_SOURCE_DIR + "/input --models-dir " +
+                      COZY_SOURCE_DIR + "/models");
+  EXPECT_EQ(valid.code, 0) << valid.err;
+  Result run = cozy("run " + workflow + " --input-dir " + COZY_SOURCE_DIR + "/input --models-dir " + COZY_SOURCE_DIR +
+                    "/models --output-dir " + (dir / "out").string() + " --progress none --threads 1");
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_TRUE(fs::exists(dir / "out" / "feedback_loop" / "latents_00001.pt"));
+  Result converted = cozy("convert " + workflow + " " + (dir / "api.json").string());
+  ASSERT_EQ(converted.code, 0) << converted.err;
+  nlohmann::json api = nlohmann::json::parse(std::ifstream(dir / "api.json"));
+  nlohmann::json original = nlohmann::json::parse(std::ifstream(std::string(COZY_SOURCE_DIR) + "/graphs/feedback_loop.json"));
+  for (const auto& [id, node] : original.items()) {
+    EXPECT_EQ(api[id]["class_type"], node["class_type"]) << id;
+    EXPECT_EQ(api[id]["inputs"], node["inputs"]) << id;
+  }
+  // Errors name the editor's node; an API graph is not an editor workflow.
+  std::ofstream(dir / "bad.json") << R"({"nodes": [{"id": 4, "type": "KSampler", "title": "Sampler",
+                                         "inputs": [], "widgets_values": []}], "links": []})";
+  Result bad = cozy("run " + (dir / "bad.json").string());
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("UI node 4 ('Sampler'): unknown node type 'KSampler'"), std::string::npos) << bad.err;
+  Result not_ui = cozy("convert " + std::string(COZY_SOURCE_DIR) + "/graphs/sample.json " + (dir / "x.json").string());
+  EXPECT_EQ(not_ui.code, 2);
+  EXPECT_NE(not_ui.err.find("is not a workflow saved by ComfyUI's editor"), std::string::npos) << not_ui.err;
 }
 
 // With the default folders, a graph that makes a model reads the shipped

@@ -9,6 +9,7 @@
 #include <cozy/host/memory.hpp>
 #include <cozy/host/registry.hpp>
 #include <cozy/host/validate.hpp>
+#include <cozy/host/workflow.hpp>
 #include <cozy/server/server.hpp>
 #include "new_plugin.hpp"
 #include <csignal>
@@ -59,7 +60,22 @@ std::optional<Graph> load_graph(const std::string& file, const std::vector<std::
   }
   std::stringstream text;
   text << in.rdbuf();
-  ParseResult parsed = parse_graph(text.str());
+  // A workflow saved by ComfyUI's editor runs as its API form.
+  const nlohmann::json document = nlohmann::json::parse(text.str(), nullptr, false);
+  ParseResult parsed;
+  if (!document.is_discarded() && is_ui_workflow(document)) {
+    Conversion converted = convert_ui_workflow(document, registry);
+    for (const auto& warning : converted.warnings) std::cerr << "warning: " << warning << '\n';
+    if (!converted.errors.empty()) {
+      std::cerr << file << ": " << converted.errors.size() << (converted.errors.size() == 1 ? " error" : " errors")
+                << " in the editor's workflow\n";
+      for (const auto& e : converted.errors) std::cerr << "  " << e.message << '\n';
+      return std::nullopt;
+    }
+    parsed = parse_graph_json(converted.prompt);
+  } else {
+    parsed = parse_graph(text.str());
+  }
   std::vector<Issue> errors = parsed.errors;
   if (parsed.graph) {
     for (const auto& assignment : overrides)
@@ -292,6 +308,14 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--threads", serve.run.threads, "LibTorch intra-op threads")->check(CLI::NonNegativeNumber);
   add_plugin_option(serve_cmd);
 
+  // convert
+  std::string convert_in, convert_out;
+  auto* convert_cmd =
+      app.add_subcommand("convert", "write the API form of a workflow saved by ComfyUI's editor (docs/comfyui.md)");
+  convert_cmd->add_option("workflow", convert_in, "the editor's workflow (nodes, links, widgets_values)")->required();
+  convert_cmd->add_option("output", convert_out, "where to write the API-format graph")->required();
+  add_plugin_option(convert_cmd);
+
   // new-plugin
   std::string new_name, new_dir = ".";
   auto* new_cmd = app.add_subcommand("new-plugin", "write a plugin project that builds and tests against the SDK");
@@ -322,6 +346,34 @@ int main(int argc, char** argv) {
   // A server lives on: memory goes back to the system between prompts.
   if (*serve_cmd) set_memory_policy(MemoryPolicy::service());
   std::shared_ptr<Registry> registry = load_registry(plugin_dirs);
+
+  if (*convert_cmd) {
+    warn_failed_plugins(*registry);
+    std::ifstream in(convert_in, std::ios::binary);
+    if (!in) {
+      std::cerr << "error: cannot read " << convert_in << '\n';
+      return kExitInvalid;
+    }
+    const nlohmann::json document = nlohmann::json::parse(in, nullptr, false);
+    if (document.is_discarded() || !is_ui_workflow(document)) {
+      std::cerr << "error: " << convert_in << " is not a workflow saved by ComfyUI's editor (no \"nodes\" and \"links\")\n";
+      return kExitInvalid;
+    }
+    Conversion converted = convert_ui_workflow(document, *registry);
+    for (const auto& warning : converted.warnings) std::cerr << "warning: " << warning << '\n';
+    if (!converted.errors.empty()) {
+      for (const auto& e : converted.errors) std::cerr << "error: " << e.message << '\n';
+      return kExitInvalid;
+    }
+    std::ofstream out(convert_out, std::ios::binary);
+    out << converted.prompt.dump(2) << '\n';
+    if (!out) {
+      std::cerr << "error: cannot write " << convert_out << '\n';
+      return kExitInvalid;
+    }
+    std::cout << convert_out << ": " << converted.prompt.size() << " nodes\n";
+    return kExitOk;
+  }
 
   if (*serve_cmd) {
     warn_failed_plugins(*registry);

@@ -7,7 +7,8 @@
 // (default build/browser-artifacts).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -359,6 +360,40 @@ test("likes on a batch steer the next round", async (t) => {
   assert.equal(disliked, "5");
   t.diagnostic(`liked ${liked} (${[...likedClasses]}): their share ${share(first)} -> ${share(next)}`);
   assert.ok(share(next) > share(first), `liked classes ${[...likedClasses]}: ${share(first)} -> ${share(next)}`);
+});
+
+// `cozy convert` turns an editor workflow into the prompt the frontend itself
+// would send: the shipped templates, and the loop with a node muted and one
+// bypassed.
+test("cozy convert makes the frontend's own prompt", async () => {
+  const cases = {};
+  for (const name of ["feedback_loop", "layout_canvas"])
+    cases[name] = await (await fetch(`${server.url}/api/workflow_templates/cozy/${name}.json`)).json();
+  const edited = structuredClone(cases.feedback_loop);
+  for (const n of edited.nodes) {
+    if (n.type === "SaveLatents") n.mode = 2;  // muted
+  }
+  cases.muted = edited;
+  const bypassed = structuredClone(cases.feedback_loop);
+  for (const n of bypassed.nodes) if (n.type === "EvolveLatents") n.mode = 4;  // its latent input passes on
+  cases.bypassed = bypassed;
+  const results = {};
+  for (const [name, workflow] of Object.entries(cases)) {
+    const expected = await app(async (wf) => {
+      const a = window.comfyAPI.app.app;
+      await a.loadGraphData(wf, true, true, "convert");
+      return (await a.graphToPrompt()).output;
+    }, workflow);
+    const file = join(work, `${name}.workflow.json`), api = join(work, `${name}.api.json`);
+    writeFileSync(file, JSON.stringify(workflow));
+    execFileSync(process.env.COZY_BINARY ?? join(root, "build", "cozy"), ["convert", file, api]);
+    results[name] = { expected, got: JSON.parse(readFileSync(api, "utf8")) };
+  }
+  for (const [name, { expected, got }] of Object.entries(results)) {
+    const strip = (p) => Object.fromEntries(Object.entries(p).map(([id, n]) => [id, { class_type: n.class_type,
+      inputs: n.inputs }]));
+    assert.deepEqual(strip(got), strip(expected), name);
+  }
 });
 
 test("no errors of ours in the whole session", () => {
