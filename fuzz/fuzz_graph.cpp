@@ -1,8 +1,11 @@
 // libFuzzer target: any bytes through parse_graph, --set overrides and
-// validate. A crash, a sanitizer report or a broken invariant is a finding;
+// validate; an editor workflow (nodes, links) through its conversion first. A crash, a sanitizer report or a broken invariant is a finding;
 // each one found is kept in fuzz/regressions/ and replayed by the tests.
 #include <cozy/host/graph.hpp>
 #include <cozy/host/validate.hpp>
+#include <cozy/host/workflow.hpp>
+
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <cstdlib>
@@ -66,6 +69,15 @@ class FuzzSpecs : public cozy::host::SpecSource {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const FuzzSpecs specs;
   std::string_view text(reinterpret_cast<const char*>(data), size);
+  const nlohmann::json document = nlohmann::json::parse(text, nullptr, false);
+  if (!document.is_discarded() && cozy::host::is_ui_workflow(document)) {
+    cozy::host::Conversion converted = cozy::host::convert_ui_workflow(document, specs);
+    for (const auto& e : converted.errors)
+      if (e.message.empty()) std::abort();
+    cozy::host::ParseResult from_ui = cozy::host::parse_graph_json(converted.prompt);
+    if (from_ui.graph) (void)cozy::host::validate(*from_ui.graph, specs);
+    return 0;
+  }
   cozy::host::ParseResult parsed = cozy::host::parse_graph(text);
   // Invariant: a graph, or at least one error, never both.
   if (parsed.graph.has_value() == !parsed.errors.empty()) std::abort();

@@ -42,7 +42,8 @@ fuzz() {
   grep -E "stat::number_of_executed_units" "build-fuzz/fuzz_$target.log" || true
   echo "fuzzer: no crash"
 }
-fuzz graph "graph parsing and validation" corpus graphs tests/data fuzz/regressions examples/hello-plugin
+fuzz graph "graph parsing and validation" corpus graphs tests/data fuzz/regressions fuzz/workflow_seeds \
+  examples/hello-plugin
 fuzz multipart "the upload parser" corpus_multipart fuzz/multipart_seeds
 
 # The closing line CI reads: the sanitizer suite's ctest summary above, and:
