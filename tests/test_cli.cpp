@@ -454,6 +454,21 @@ TEST(Cli, InteractionGraphsRun) {
   EXPECT_TRUE(fs::exists(dir / "out" / "feedback_round" / "latents_00001.pt"));
 }
 
+// An input the node type does not declare is ignored with a warning, as
+// ComfyUI ignores it (its exports carry `upload` on LoadImage).
+TEST(Cli, AnUnknownInputIsAWarning) {
+  fs::path dir = scratch("unknown_input");
+  const std::string graph = R"({
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 5, "height": 3, "batch_size": 1, "upload": "image"}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "u"}}})";
+  Result r = cozy("run " + write_graph(dir, graph).string() + " --output-dir " + (dir / "out").string() +
+                  " --progress none");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning: node 1 (EmptyImage), input 'upload': unknown input, ignored"), std::string::npos)
+      << r.err;
+  EXPECT_TRUE(fs::exists(dir / "out" / "u_00001.png"));
+}
+
 // A workflow saved by ComfyUI's editor validates, runs and converts as it is.
 TEST(Cli, EditorWorkflowsRunAndConvert) {
   fs::path dir = scratch("editor_workflow");

@@ -743,6 +743,15 @@ TEST_F(ServerTest, StaticFilesAreServedFromTheFrontEndRoot) {
   EXPECT_EQ(get("/extensions").as_json(), json::array({"/extensions/x/e.js"}));
 }
 
+// An input the node type does not declare is ignored, as ComfyUI ignores it.
+TEST_F(ServerTest, AnUnknownInputIsIgnoredAsComfyUIIgnoresIt) {
+  start();
+  json graph = kConstGraph;
+  graph["1"]["inputs"]["upload"] = "image";
+  json item = run_prompt(graph);
+  EXPECT_EQ(item["status"]["status_str"], "success") << item.dump();
+}
+
 // What ComfyUI's frontend keeps on the server: settings and the user's files
 // (workflows saved from the menu), under <user_dir>/default, across a restart.
 TEST_F(ServerTest, SettingsAndUserFilesAreKeptAcrossARestart) {

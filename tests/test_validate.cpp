@@ -89,6 +89,22 @@ TEST(Validate, UnknownInputNameListsTheValidOnes) {
                 "node 2 (AnyOut), input 'x': unknown input; this node takes no inputs"}));
 }
 
+// The front doors drop them first, with a warning each, as ComfyUI ignores them.
+TEST(Validate, UnknownInputsAreDroppedWithAWarning) {
+  ParseResult parsed = parse_graph(R"({"1": {"class_type": "Source", "inputs": {"cuont": 3, "count": 2}},
+                                       "2": {"class_type": "Filter", "inputs": {"image": ["1", 0], "from": ["9", 0]}},
+                                       "3": {"class_type": "Save", "inputs": {"images": ["2", 0], "required_int": 1}}})");
+  ASSERT_TRUE(parsed.graph);
+  std::vector<Issue> warnings = drop_unknown_inputs(*parsed.graph, Specs());
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_EQ(warnings[0].to_string(),
+            "node 1 (Source), input 'cuont': unknown input, ignored; valid inputs: count, scale, mode, flag, name");
+  EXPECT_EQ(warnings[0].type, "unknown_input");
+  EXPECT_EQ(warnings[1].input, "from") << "a link to a missing node, on an unknown input, goes too";
+  EXPECT_TRUE(validate(*parsed.graph, Specs()).empty());
+  EXPECT_EQ(parsed.graph->nodes[0].inputs.size(), 1u);
+}
+
 TEST(Validate, LinksToMissingNodesAndOutputs) {
   EXPECT_EQ(errors_of(R"({"1": {"class_type": "Source"},
                           "2": {"class_type": "Filter", "inputs": {"image": ["9", 0]}},

@@ -78,6 +78,8 @@ std::optional<Graph> load_graph(const std::string& file, const std::vector<std::
   }
   std::vector<Issue> errors = parsed.errors;
   if (parsed.graph) {
+    // Inputs ComfyUI ignores (an export's `upload` on LoadImage) are ignored, with a warning.
+    for (const auto& w : drop_unknown_inputs(*parsed.graph, registry)) std::cerr << "warning: " << w.to_string() << '\n';
     for (const auto& assignment : overrides)
       if (std::string problem = apply_override(*parsed.graph, assignment); !problem.empty())
         errors.push_back({"", "", "", problem});

@@ -249,6 +249,33 @@ std::string exception_type_name() {
 }
 }  // namespace
 
+std::vector<Issue> drop_unknown_inputs(Graph& graph, const SpecSource& specs) {
+  std::vector<Issue> warnings;
+  for (GraphNode& node : graph.nodes) {
+    const NodeSpec* spec = specs.find_spec(node.class_type);
+    if (!spec) continue;
+    auto known = [&](const std::string& name) {
+      return std::any_of(spec->inputs.begin(), spec->inputs.end(), [&](const InputSpec& in) { return in.name == name; });
+    };
+    for (auto it = node.inputs.begin(); it != node.inputs.end();) {
+      if (known(it->first)) {
+        ++it;
+        continue;
+      }
+      std::vector<std::string> names;
+      for (const auto& in : spec->inputs) names.push_back(in.name);
+      Issue issue{node.id, node.class_type, it->first,
+                  "unknown input, ignored; " +
+                      (names.empty() ? std::string("this node takes no inputs") : "valid inputs: " + join(names))};
+      issue.type = "unknown_input";
+      issue.extra_info = {{"input_name", it->first}};
+      warnings.push_back(std::move(issue));
+      it = node.inputs.erase(it);
+    }
+  }
+  return warnings;
+}
+
 std::vector<Issue> validate(const Graph& graph, const SpecSource& specs, const FileFolders* folders) {
   std::vector<Issue> errors;
   bool any_output = false;

@@ -516,6 +516,7 @@ void Server::Impl::execute_loop() {
       host::ParseResult parsed = host::parse_graph_json(prompt->prompt);
       std::vector<host::Issue> issues = parsed.errors;
       if (parsed.graph) {
+        host::drop_unknown_inputs(*parsed.graph, *registry);  // warned of when it was queued
         issues = host::validate(*parsed.graph, *registry, &folders);
         std::vector<host::Issue> outside = confine_files(*parsed.graph);
         issues.insert(issues.end(), outside.begin(), outside.end());
@@ -607,6 +608,8 @@ void Server::Impl::add_routes() {
     std::vector<host::Issue> issues = parsed.errors;
     std::vector<std::string> outputs;
     if (parsed.graph) {
+      // Inputs ComfyUI ignores are ignored here too, with a line in the log.
+      for (const auto& w : host::drop_unknown_inputs(*parsed.graph, *registry)) log_line("warning: " + w.to_string());
       issues = host::validate(*parsed.graph, *registry, &folders);
       std::vector<host::Issue> outside = confine_files(*parsed.graph);
       issues.insert(issues.end(), outside.begin(), outside.end());

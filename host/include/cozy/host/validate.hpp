@@ -36,6 +36,13 @@ std::vector<std::string> list_files(const std::filesystem::path& folder, const s
 /// With `folders`, also a file input naming no file in its folder.
 std::vector<Issue> validate(const Graph& graph, const SpecSource& specs, const FileFolders* folders = nullptr);
 
+/// Removes the inputs a known node type does not declare, as ComfyUI ignores
+/// them (exports carry `upload` on LoadImage, other versions other names);
+/// returns one warning (type unknown_input) per input removed. `cozy run`,
+/// `validate` and `serve` call it before `validate`, which alone would refuse
+/// them.
+std::vector<Issue> drop_unknown_inputs(Graph& graph, const SpecSource& specs);
+
 /// For each input of `spec`, the value the node gives it, or nullptr.
 /// Names the spec does not know are appended to `unknown` (if given).
 /// Linear in the number of inputs, however many a node type declares.
