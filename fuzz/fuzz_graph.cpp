@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../tests/table_specs.hpp"
+
 #include <cstdint>
 #include <cstdlib>
 #include <map>
@@ -15,7 +17,7 @@
 namespace {
 
 // Node types shaped like the core plugin's, with every kind of input.
-class FuzzSpecs : public cozy::host::SpecSource {
+class FuzzSpecs : public cozy::host::TableSpecs {
  public:
   FuzzSpecs() {
     using cozy::InputSpec;
@@ -41,15 +43,6 @@ class FuzzSpecs : public cozy::host::SpecSource {
          InputSpec::Choice("bit_depth", {"8", "16"})},
         {}, /*output=*/true);
   }
-  const cozy::NodeSpec* find_spec(const std::string& type) const override {
-    auto it = specs_.find(type);
-    return it == specs_.end() ? nullptr : &it->second;
-  }
-  std::vector<std::string> class_types() const override {
-    std::vector<std::string> out;
-    for (const auto& [k, v] : specs_) out.push_back(k);
-    return out;
-  }
 
  private:
   void add(const char* type, std::vector<cozy::InputSpec> inputs, std::vector<cozy::OutputSpec> outputs,
@@ -59,9 +52,8 @@ class FuzzSpecs : public cozy::host::SpecSource {
     spec.inputs = std::move(inputs);
     spec.outputs = std::move(outputs);
     spec.output_node = output;
-    specs_[type] = spec;
+    TableSpecs::add(std::move(spec));
   }
-  std::map<std::string, cozy::NodeSpec> specs_;
 };
 
 }  // namespace

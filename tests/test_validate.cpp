@@ -1,5 +1,7 @@
 #include <cozy/host/validate.hpp>
 
+#include "table_specs.hpp"
+
 #include <gtest/gtest.h>
 
 #include <map>
@@ -8,7 +10,7 @@ namespace cozy::host {
 namespace {
 
 // A fixed table of specs: validation needs nothing else.
-class Specs : public SpecSource {
+class Specs : public TableSpecs {
  public:
   Specs() {
     NodeSpec source;
@@ -35,19 +37,6 @@ class Specs : public SpecSource {
     any.outputs = {{"value", types::ANY}};
     add(any);
   }
-  const NodeSpec* find_spec(const std::string& type) const override {
-    auto it = specs_.find(type);
-    return it == specs_.end() ? nullptr : &it->second;
-  }
-  std::vector<std::string> class_types() const override {
-    std::vector<std::string> out;
-    for (const auto& [k, v] : specs_) out.push_back(k);
-    return out;
-  }
-
- private:
-  void add(NodeSpec s) { specs_[s.class_type] = s; }
-  std::map<std::string, NodeSpec> specs_;
 };
 
 std::vector<std::string> errors_of(const std::string& text) {

@@ -3,6 +3,8 @@
 // subgraphs. The fixtures are written here in the editor's format.
 #include <cozy/host/workflow.hpp>
 
+#include "table_specs.hpp"
+
 #include <gtest/gtest.h>
 
 #include <map>
@@ -12,7 +14,7 @@ namespace {
 
 using json = nlohmann::json;
 
-class Specs : public SpecSource {
+class Specs : public TableSpecs {
  public:
   Specs() {
     NodeSpec empty;  // EmptyImage's shape: widgets only
@@ -43,19 +45,6 @@ class Specs : public SpecSource {
     save.inputs = {InputSpec::Link("images", types::IMAGE), InputSpec::String("filename_prefix", "cozy")};
     add(save);
   }
-  const NodeSpec* find_spec(const std::string& type) const override {
-    auto it = specs_.find(type);
-    return it == specs_.end() ? nullptr : &it->second;
-  }
-  std::vector<std::string> class_types() const override {
-    std::vector<std::string> out;
-    for (const auto& [k, v] : specs_) out.push_back(k);
-    return out;
-  }
-
- private:
-  void add(NodeSpec s) { specs_[s.class_type] = s; }
-  std::map<std::string, NodeSpec> specs_;
 };
 
 // An editor node: id, type, inputs (name, type, link), outputs, widgets_values, mode.
