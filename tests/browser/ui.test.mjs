@@ -8,7 +8,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -21,12 +21,12 @@ let server, browser, page;
 const problems = [];  // console errors and failed requests, with where they came from
 
 // What the page may log that is not Cozy's: the frontend asks api.comfy.org
-// for release notes (no network here), and a user's own files that do not
-// exist yet (user.css, comfy.templates.json in the user folder) are 404s, as
-// in ComfyUI.
+// for release notes (no network here), and reads user files it has not
+// written yet (user.css, comfy.templates.json, workflows/.index.json): 404s,
+// as in ComfyUI.
 function foreign(text) {
   return /api\.comfy\.org|ERR_NAME_NOT_RESOLVED|ERR_INTERNET_DISCONNECTED/.test(text) ||
-    /\/api\/userdata\/(user\.css|comfy\.templates\.json)/.test(text);
+    (/\/api\/userdata\/[^?\s)]+(?=[\s)]|$)/.test(text) && /404|ERR_ABORTED/.test(text));
 }
 
 async function shot(name) {
@@ -394,6 +394,39 @@ test("cozy convert makes the frontend's own prompt", async () => {
       inputs: n.inputs }]));
     assert.deepEqual(strip(got), strip(expected), name);
   }
+});
+
+// Saved from the menu's keyboard shortcut, a workflow lands in the user
+// folder and is there, and opens, after the server restarts.
+test("a workflow saved from the editor is there after a restart", async () => {
+  await loadApiGraph(JSON.parse(readFileSync(join(root, "graphs", "sample.json"), "utf8")), "to save");
+  await fitView();
+  await page.keyboard.press("Control+s");
+  const name = page.getByRole("dialog").locator("input");
+  await name.waitFor({ timeout: 10000 });
+  await name.fill("my sample");
+  await shot("14-save-dialog");
+  await name.press("Enter");
+  const file = join(work, "user", "default", "workflows", "my sample.json");
+  const start = Date.now();
+  while (!existsSync(file)) {
+    assert.ok(Date.now() - start < 15000, "the workflow was not saved in the user folder");
+    await sleep(100);
+  }
+  assert.ok(JSON.parse(readFileSync(file, "utf8")).nodes.some((n) => n.type === "GANSample"));
+
+  await page.goto("about:blank");  // the page would ask the stopped server
+  await stopServer(server.child);
+  server = await startServer(work);
+  await page.goto(server.url);
+  await page.waitForFunction(() => window.comfyAPI?.app?.app?.graph && document.querySelector('[data-testid="queue-button"]'),
+    null, { timeout: 120000 });
+  await page.keyboard.press("Escape");
+  await page.locator('[data-testid="workflows-tab-button"]').click();
+  await page.getByText("my sample", { exact: true }).first().click();
+  await page.waitForFunction(() => window.comfyAPI.app.app.graph.nodes.some((n) => n.type === "GANSample"), null,
+    { timeout: 15000 });
+  await shot("15-reopened-after-restart");
 });
 
 test("no errors of ours in the whole session", () => {
