@@ -1,9 +1,9 @@
 // Feedback on results in ComfyUI's frontend: under a node that shows the
 // batch a GANSample made, a like and a dislike button on each image (keys
 // too: click an image, then L, D or 0 to clear, arrows to move). The marks
-// are written into the Feedback node that steers that sampler (through
-// EvolveLatents or FineTuneOnFeedback), in its own format (liked, disliked,
-// batch), so the next queue breeds the next batch from the liked images.
+// are written into the Feedback node that steers that sampler through
+// EvolveLatents, in its own format (liked, disliked, batch), so the next
+// queue breeds the next batch from the liked images.
 // After a round, the latents it saved (SaveLatents) are copied into the
 // input folder and the round's LoadLatents reads them: the loop goes on
 // with every queue. The template "feedback_loop" is such a loop.
@@ -11,7 +11,7 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const SAMPLERS = new Set(["GANSample"]);
-const STEERED_BY = new Set(["EvolveLatents", "FineTuneOnFeedback"]);
+const STEERED_BY = new Set(["EvolveLatents"]);
 const STATE_FILE = "cozy_feedback";  // input subfolder of the loop's latents
 
 function graph() {
