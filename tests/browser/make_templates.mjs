@@ -13,7 +13,7 @@ const names = ["feedback_loop", "layout_canvas"];
 const work = mkdtempSync(join(tmpdir(), "cozy-templates-"));
 const server = await startServer(work);
 const browser = await chromium.launch({ executablePath: process.env.COZY_CHROMIUM ?? "/usr/bin/chromium",
-  headless: true, args: ["--no-sandbox", "--disable-gpu", "--no-first-run"] });
+  headless: true, args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage"] });
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   await page.goto(server.url);

@@ -78,7 +78,7 @@ before(async () => {
     executablePath: process.env.COZY_CHROMIUM ?? "/usr/bin/chromium",
     headless: true,
     args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-      "--disable-sync", "--no-first-run"],
+      "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"],
   });
   page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   page.on("console", (m) => {
