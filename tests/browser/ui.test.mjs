@@ -429,7 +429,7 @@ test("a workflow saved from the editor is there after a restart", async () => {
   await shot("15-reopened-after-restart");
 });
 
-test("no errors of ours in the whole session", () => {
+test("no errors of ours through all of it", () => {
   const ours = problems.filter((p) => !foreign(p));
   assert.deepEqual(ours, [], ours.join("\n"));
 });
