@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs ComfyUI's web frontend, the version pinned in web/requirements.txt,
-# into .deps/frontend (pip --target with the wheel's hash checked: static
+# into .deps/frontend (pip --target with the wheel's sha256 checked: static
 # files, nothing changes in the system's Python). Does nothing when that
 # version is there. `cozy serve` serves it at / (docs/ui.md).
 set -euo pipefail
@@ -9,5 +9,15 @@ version=$(sed -n 's/^comfyui-frontend-package==\([0-9.]*\).*/\1/p' web/requireme
 if [ -d ".deps/frontend/comfyui_frontend_package-$version.dist-info" ]; then exit 0; fi
 echo "cozy: installing ComfyUI's frontend $version into .deps/frontend"
 rm -rf .deps/frontend
-/usr/bin/python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --require-hashes \
-  --target .deps/frontend -r web/requirements.txt
+install() {
+  /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
+    --require-hashes --target .deps/frontend -r web/requirements.txt "$@"
+}
+if ! install 2>/tmp/cozy-frontend-pip.log; then
+  # A network whose proxy presents its own certificate, which this machine
+  # does not trust: the wheel's pinned sha256 still vouches for what arrives.
+  echo "cozy: PyPI's certificate was not trusted here ($(grep -o 'CERTIFICATE_VERIFY_FAILED[^)]*' \
+    /tmp/cozy-frontend-pip.log | head -n1)); fetching again, checked by the wheel's sha256 alone"
+  rm -rf .deps/frontend
+  install --trusted-host pypi.org --trusted-host files.pythonhosted.org
+fi
