@@ -13,11 +13,16 @@ install() {
   /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
     --require-hashes --target .deps/frontend -r web/requirements.txt "$@"
 }
-if ! install 2>/tmp/cozy-frontend-pip.log; then
+log=$(mktemp)
+if ! install 2>"$log"; then
+  if ! grep -q CERTIFICATE_VERIFY_FAILED "$log"; then
+    cat "$log" >&2
+    exit 1
+  fi
   # A network whose proxy presents its own certificate, which this machine
   # does not trust: the wheel's pinned sha256 still vouches for what arrives.
-  echo "cozy: PyPI's certificate was not trusted here ($(grep -o 'CERTIFICATE_VERIFY_FAILED[^)]*' \
-    /tmp/cozy-frontend-pip.log | head -n1)); fetching again, checked by the wheel's sha256 alone"
+  echo "cozy: PyPI's certificate is not trusted here; fetching again, checked by the wheel's sha256 alone"
   rm -rf .deps/frontend
   install --trusted-host pypi.org --trusted-host files.pythonhosted.org
 fi
+rm -f "$log"
