@@ -6,7 +6,5 @@
 # screenshots.
 set -euo pipefail
 cd "$(dirname "$0")"
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund --loglevel=error
-fi
+../../scripts/npm-ci.sh .
 exec node --test --test-concurrency=1 ui.test.mjs

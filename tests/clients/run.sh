@@ -4,7 +4,5 @@
 # missing or older than it. COZY_BINARY names the cozy program to test.
 set -euo pipefail
 cd "$(dirname "$0")"
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund --loglevel=error
-fi
+../../scripts/npm-ci.sh .
 exec node --test clients.test.mjs crash.test.mjs

@@ -76,7 +76,15 @@ class FeedbackPanel {
     this.element.tabIndex = 0;
     Object.assign(this.element.style, { display: "grid", gridTemplateColumns: "repeat(4, 1fr)", gap: "4px",
       padding: "4px", outline: "none" });
-    this.element.addEventListener("keydown", (e) => this.key(e));
+    // Keys act on the panel whose image was clicked last, until a click
+    // elsewhere, whatever holds the focus (the graph canvas takes it back).
+    this.armed = false;
+    document.addEventListener("keydown", (e) => {
+      if (this.armed && this.element.isConnected && !/^(INPUT|TEXTAREA|SELECT)$/.test(e.target?.tagName ?? "")) this.key(e);
+    }, true);
+    document.addEventListener("pointerdown", (e) => {
+      if (!this.element.contains(e.target)) this.armed = false;
+    }, true);
   }
 
   show(images) {
@@ -99,7 +107,12 @@ class FeedbackPanel {
       const q = new URLSearchParams({ filename: ref.filename, subfolder: ref.subfolder ?? "", type: ref.type ?? "temp" });
       img.src = api.apiURL(`/view?${q}`);
       Object.assign(img.style, { width: "100%", imageRendering: "pixelated", display: "block" });
-      img.addEventListener("pointerdown", (e) => { e.stopPropagation(); this.focus = i; this.element.focus(); this.render(); });
+      img.addEventListener("pointerdown", (e) => {
+        e.stopPropagation();
+        this.focus = i;
+        this.armed = true;
+        this.render();
+      });
       const bar = document.createElement("div");
       Object.assign(bar.style, { position: "absolute", bottom: "0", right: "0", display: "flex" });
       for (const [label, value, id] of [["\u{1F44D}", 1, "like"], ["\u{1F44E}", -1, "dislike"]]) {
@@ -110,7 +123,7 @@ class FeedbackPanel {
         b.title = id === "like" ? "like (L)" : "dislike (D)";
         Object.assign(b.style, { fontSize: "10px", padding: "0 2px", opacity: this.marks[i] === value ? "1" : "0.6" });
         b.addEventListener("pointerdown", (e) => e.stopPropagation());
-        b.addEventListener("click", (e) => { e.stopPropagation(); this.mark(i, value); });
+        b.addEventListener("click", (e) => { e.stopPropagation(); this.armed = true; this.mark(i, value); });
         bar.append(b);
       }
       cell.append(img, bar);
