@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 
 namespace cozy::host {
@@ -165,6 +167,27 @@ TEST(Workflow, AnUnknownNodeTypeNamesTheEditorsNode) {
   EXPECT_EQ(c.errors[0].message, "UI node 7 ('My loader'): unknown node type 'CheckpointLoaderSimple'");
   EXPECT_EQ(c.errors[0].node_id, "7");
   EXPECT_EQ(convert(json{{"prompt", 1}}).errors.size(), 1u) << "not an editor workflow";
+}
+
+// What the fuzzer found, replayed: an editor workflow converts or is
+// refused, never throws (fields of the wrong type read as absent).
+TEST(Workflow, FuzzerFindingsConvertWithoutThrowing) {
+  std::size_t replayed = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(COZY_FUZZ_REGRESSIONS)) {
+    std::ifstream in(entry.path(), std::ios::binary);
+    const json document = json::parse(in, nullptr, false);
+    if (document.is_discarded() || !is_ui_workflow(document)) continue;
+    EXPECT_NO_THROW(convert(document)) << entry.path();
+    ++replayed;
+  }
+  EXPECT_GE(replayed, 1u);
+  // Every field of the wrong type at once.
+  json wf = {{"nodes", {{{"id", 1}, {"type", {1, 2}}, {"mode", "bypass"}, {"inputs", 3}, {"outputs", "x"},
+                         {"widgets_values", {{"a", 1}}}},
+                        {{"id", 2}, {"type", "Blur"}, {"mode", 1e300}, {"inputs", {{{"name", 5}, {"link", "x"}}}},
+                         {"widgets_values", "s"}}}},
+             {"links", {{1, "a", 1e300, 2, {}, "IMAGE"}, {{"id", 2}, {"origin_slot", "s"}}}}};
+  EXPECT_NO_THROW(convert(wf));
 }
 
 }  // namespace

@@ -41,6 +41,39 @@ std::optional<std::int64_t> as_id(const json& v) {
   return std::nullopt;
 }
 
+// Safe reads: a field of the wrong type (a hand-edited or damaged file)
+// reads as absent, never throws.
+std::string str(const json& j, const char* key) {
+  if (!j.is_object()) return {};
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+std::int64_t number_or(const json& v, std::int64_t fallback) {
+  if (v.is_number_integer()) return v.get<std::int64_t>();
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (d >= -9.0e18 && d <= 9.0e18) return static_cast<std::int64_t>(d);
+  }
+  return fallback;
+}
+std::int64_t integer(const json& j, const char* key, std::int64_t fallback) {
+  if (!j.is_object()) return fallback;
+  auto it = j.find(key);
+  return it != j.end() ? number_or(*it, fallback) : fallback;
+}
+const json& array(const json& j, const char* key) {
+  static const json empty = json::array();
+  if (!j.is_object()) return empty;
+  auto it = j.find(key);
+  return it != j.end() && it->is_array() ? *it : empty;
+}
+const json& field(const json& j, const char* key) {
+  static const json none;
+  if (!j.is_object()) return none;
+  auto it = j.find(key);
+  return it != j.end() ? *it : none;
+}
+
 std::string id_text(const json& v) {
   if (v.is_string()) return v.get<std::string>();
   return v.dump();
@@ -77,22 +110,19 @@ class Converter {
   Scope scope_of(const json& graph, const std::string& prefix) {
     Scope s;
     s.prefix = prefix;
-    if (graph.contains("nodes") && graph["nodes"].is_array())
-      for (const auto& n : graph["nodes"])
-        if (n.is_object() && n.contains("id"))
-          if (auto id = as_id(n["id"])) s.nodes[*id] = &n;
-    if (graph.contains("links") && graph["links"].is_array())
-      for (const auto& l : graph["links"]) {
+    for (const auto& n : array(graph, "nodes"))
+      if (n.is_object() && n.contains("id"))
+        if (auto id = as_id(n["id"])) s.nodes[*id] = &n;
+    for (const auto& l : array(graph, "links")) {
         Link link;
         std::optional<std::int64_t> id;
         if (l.is_array() && l.size() >= 5) {  // [id, origin, origin_slot, target, target_slot, type]
           id = as_id(l[0]);
-          link = {as_id(l[1]).value_or(0), l[2].is_number() ? l[2].get<std::int64_t>() : 0, as_id(l[3]).value_or(0),
-                  l[4].is_number() ? l[4].get<std::int64_t>() : 0};
+          link = {as_id(l[1]).value_or(0), number_or(l[2], 0), as_id(l[3]).value_or(0), number_or(l[4], 0)};
         } else if (l.is_object() && l.contains("id")) {
           id = as_id(l["id"]);
-          link = {as_id(l.value("origin_id", json(0))).value_or(0), l.value("origin_slot", std::int64_t{0}),
-                  as_id(l.value("target_id", json(0))).value_or(0), l.value("target_slot", std::int64_t{0})};
+          link = {as_id(field(l, "origin_id")).value_or(0), integer(l, "origin_slot", 0),
+                  as_id(field(l, "target_id")).value_or(0), integer(l, "target_slot", 0)};
         }
         if (!id) continue;
         s.links[*id] = link;
@@ -102,27 +132,25 @@ class Converter {
   }
 
   std::string name_of(const json& node) const {
-    const std::string id = id_text(node.value("id", json()));
-    const std::string title = node.contains("title") && node["title"].is_string() ? node["title"].get<std::string>()
-                                                                                    : node.value("type", std::string());
+    const std::string id = id_text(field(node, "id"));
+    const std::string title = str(node, "title").empty() ? str(node, "type") : str(node, "title");
     return "UI node " + id + " ('" + title + "')";
   }
 
   void error(const json& node, const std::string& message, const std::string& input = {}) {
-    Issue issue{id_text(node.value("id", json())), node.value("type", std::string()), input,
+    Issue issue{id_text(field(node, "id")), str(node, "type"), input,
                 name_of(node) + ": " + message};
     result_.errors.push_back(std::move(issue));
   }
 
   const json* subgraph(const json& node) const {
-    auto it = subgraphs_.find(node.value("type", std::string()));
+    auto it = subgraphs_.find(str(node, "type"));
     return it == subgraphs_.end() ? nullptr : it->second;
   }
 
   // The source behind input `input` (an element of a node's "inputs").
   Source source_of_input(const Scope& scope, const json& input, int depth) {
-    if (!input.contains("link") || input["link"].is_null()) return {};
-    auto id = as_id(input["link"]);
+    auto id = as_id(field(input, "link"));
     if (!id) return {};
     auto it = scope.links.find(*id);
     if (it == scope.links.end()) return {};
@@ -135,24 +163,24 @@ class Converter {
     auto found = scope.nodes.find(origin);
     if (found == scope.nodes.end()) return {};
     const json& node = *found->second;
-    const std::string type = node.value("type", std::string());
-    const int mode = node.value("mode", 0);
+    const std::string type = str(node, "type");
+    const std::int64_t mode = integer(node, "mode", 0);
     if (mode == 2) return {};  // muted: what it fed gets nothing
-    const json inputs = node.value("inputs", json::array());
+    const json& inputs = array(node, "inputs");
     if (type == "Reroute") return inputs.empty() ? Source{} : source_of_input(scope, inputs[0], depth + 1);
     if (type == "PrimitiveNode") {
-      const json values = node.value("widgets_values", json::array());
-      if (values.is_array() && !values.empty()) return {Source::literal, values[0], "", 0};
+      const json& values = array(node, "widgets_values");
+      if (!values.empty()) return {Source::literal, values[0], "", 0};
       return {};
     }
     if (mode == 4) {  // bypassed: the input of the output's type, the same slot first
-      const json outputs = node.value("outputs", json::array());
+      const json& outputs = array(node, "outputs");
       const std::string out_type =
-          slot < static_cast<std::int64_t>(outputs.size()) ? outputs[slot].value("type", std::string()) : "";
+          slot >= 0 && slot < static_cast<std::int64_t>(outputs.size()) ? str(outputs[slot], "type") : "";
       std::optional<std::size_t> pick;
       for (std::size_t i = 0; i < inputs.size(); ++i) {
-        const bool linked = inputs[i].contains("link") && !inputs[i]["link"].is_null();
-        const std::string in_type = inputs[i].value("type", std::string());
+        const bool linked = as_id(field(inputs[i], "link")).has_value();
+        const std::string in_type = str(inputs[i], "type");
         if (!linked || (in_type != out_type && in_type != "*" && out_type != "*")) continue;
         if (!pick || static_cast<std::int64_t>(i) == slot) pick = i;
       }
@@ -169,7 +197,7 @@ class Converter {
 
   Scope inner_scope(const Scope& outer, const json& instance, const json& sg, int depth) {
     Scope inner = scope_of(sg, outer.prefix + id_text(instance["id"]) + ":");
-    const json inputs = instance.value("inputs", json::array());
+    const json inputs = array(instance, "inputs");
     inner.input_source = [this, &outer, inputs, depth](std::int64_t slot) -> Source {
       if (slot < 0 || slot >= static_cast<std::int64_t>(inputs.size())) return {};
       return source_of_input(outer, inputs[slot], depth + 1);
@@ -180,8 +208,8 @@ class Converter {
   void emit(const Scope& scope, int depth) {
     for (const auto& [id, node_ptr] : scope.nodes) {
       const json& node = *node_ptr;
-      const std::string type = node.value("type", std::string());
-      const int mode = node.value("mode", 0);
+      const std::string type = str(node, "type");
+      const std::int64_t mode = integer(node, "mode", 0);
       if (kIgnored.count(type) || type == "PrimitiveNode" || type == "Reroute" || mode == 2 || mode == 4) continue;
       if (const json* sg = subgraph(node)) {
         if (depth > 16) {
@@ -199,18 +227,15 @@ class Converter {
       }
       json api_inputs = json::object();
       widget_inputs(node, *spec, api_inputs);
-      for (const auto& input : node.value("inputs", json::array())) {
-        if (!input.is_object() || !input.contains("name")) continue;
-        const std::string name = input["name"].get<std::string>();
-        const bool linked = input.contains("link") && !input["link"].is_null();
-        if (!linked) continue;
+      for (const auto& input : array(node, "inputs")) {
+        const std::string name = str(input, "name");
+        if (name.empty() || !as_id(field(input, "link"))) continue;
         Source s = source_of_input(scope, input, depth);
         if (s.kind == Source::link) api_inputs[name] = json::array({s.node, s.slot});
         else if (s.kind == Source::literal) api_inputs[name] = s.value;
       }
       json entry = {{"class_type", type}, {"inputs", api_inputs}};
-      const std::string title = node.contains("title") && node["title"].is_string() ? node["title"].get<std::string>()
-                                                                                    : spec->display_name;
+      const std::string title = str(node, "title").empty() ? spec->display_name : str(node, "title");
       entry["_meta"] = {{"title", title.empty() ? type : title}};
       result_.prompt[scope.prefix + id_text(node["id"])] = std::move(entry);
     }
@@ -223,16 +248,14 @@ class Converter {
     for (bool required : {true, false})
       for (const auto& in : spec.inputs)
         if (in.required == required && types::is_primitive(in.type)) widgets.push_back(&in);
-    const json named = node.contains("widgets_values_named") ? node["widgets_values_named"]
-                       : node.contains("widgets_values") && node["widgets_values"].is_object() ? node["widgets_values"]
-                                                                                              : json();
+    const json& named = field(node, "widgets_values_named").is_object() ? field(node, "widgets_values_named")
+                                                                         : field(node, "widgets_values");
     if (named.is_object()) {
       for (const InputSpec* in : widgets)
         if (named.contains(in->name)) out[in->name] = named[in->name];
       return;
     }
-    const json values = node.value("widgets_values", json::array());
-    if (!values.is_array()) return;
+    const json& values = array(node, "widgets_values");
     std::size_t i = 0;
     for (const InputSpec* in : widgets) {
       if (i >= values.size()) break;
