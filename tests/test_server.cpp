@@ -757,6 +757,10 @@ TEST_F(ServerTest, AnUnknownInputIsIgnoredAsComfyUIIgnoresIt) {
 TEST_F(ServerTest, SettingsAndUserFilesAreKeptAcrossARestart) {
   start();
   EXPECT_EQ(get("/api/users").as_json(), (json{{"storage", "server"}, {"migrated", true}}));
+  Response create = post("/api/users", {{"username", "ann"}});
+  EXPECT_EQ(create.status, 400);
+  EXPECT_EQ(create.as_json()["error"]["message"],
+            "Cozy serves one user (\"default\"); there are no others to create");
   EXPECT_EQ(get("/api/settings").as_json(), json::object());
   EXPECT_EQ(post("/api/settings", {{"Comfy.ColorPalette", "light"}, {"Comfy.Locale", "en"}}).status, 200);
   EXPECT_EQ(request(http::verb::post, "/api/settings/Comfy.TutorialCompleted", "true").status, 200);

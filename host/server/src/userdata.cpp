@@ -87,8 +87,7 @@ void UserData::write_settings(const nlohmann::json& settings) const {
 // `name` confined to the user's folder, or why not.
 std::string UserData::problem(const std::string& name) const {
   if (name.empty()) return "no file name";
-  fs::create_directories(root_);
-  return confined_path_problem(root_, name);
+  return confined_path_problem(root_, name);  // root_ is made with the routes
 }
 
 void UserData::add_routes(Routes& routes) {
