@@ -29,6 +29,20 @@ function foreign(text) {
     (/\/api\/userdata\/[^?\s)]+(?=[\s)]|$)/.test(text) && /404|ERR_ABORTED/.test(text));
 }
 
+// Requests the page has sent and not yet had answered (or seen fail).
+const inFlight = new Set();
+
+// Waits until the page has had nothing in flight for `settle` ms.
+async function quiet(settle = 300, timeout = 15000) {
+  const start = Date.now();
+  let since = Date.now();
+  while (Date.now() - since < settle) {
+    if (inFlight.size > 0) since = Date.now();
+    assert.ok(Date.now() - start < timeout, `requests still in flight: ${[...inFlight].map((r) => r.url()).join(", ")}`);
+    await sleep(50);
+  }
+}
+
 async function shot(name) {
   await page.screenshot({ path: join(artifacts, `${name}.png`) });
 }
@@ -89,6 +103,9 @@ before(async () => {
     if (r.status() >= 400) problems.push(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`);
   });
   page.on("requestfailed", (r) => problems.push(`failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on("request", (r) => inFlight.add(r));
+  page.on("requestfinished", (r) => inFlight.delete(r));
+  page.on("requestfailed", (r) => inFlight.delete(r));
 });
 
 after(async () => {
@@ -406,13 +423,15 @@ test("a workflow saved from the editor is there after a restart", async () => {
   await name.waitFor({ timeout: 10000 });
   await name.fill("my sample");
   await shot("14-save-dialog");
+  // The page must have its answer before it leaves: the file is on disk a
+  // moment before the response is sent.
+  const saved = page.waitForResponse((r) => r.request().method() === "POST" && r.url().includes("/api/userdata/workflows"),
+    { timeout: 15000 });
   await name.press("Enter");
+  assert.equal((await saved).status(), 200);
+  await quiet();
   const file = join(work, "user", "default", "workflows", "my sample.json");
-  const start = Date.now();
-  while (!existsSync(file)) {
-    assert.ok(Date.now() - start < 15000, "the workflow was not saved in the user folder");
-    await sleep(100);
-  }
+  assert.ok(existsSync(file), "the workflow was not saved in the user folder");
   assert.ok(JSON.parse(readFileSync(file, "utf8")).nodes.some((n) => n.type === "GANSample"));
 
   await page.goto("about:blank");  // the page would ask the stopped server
