@@ -354,7 +354,7 @@ int main(int argc, char** argv) {
                      cv::flip(m, out, -1);
                      return out;
                    }});
-  cases.push_back({"ImageToMask red", "ImageToMask", {{"channel", std::string("red")}},
+  cases.push_back({"ChannelToMask red", "ChannelToMask", {{"channel", std::string("red")}},
                    [](const cv::Mat& m) {
                      cv::Mat out;
                      cv::extractChannel(m, out, 0);

@@ -46,7 +46,7 @@ TEST(PluginLoading, TheCorePluginLoadsWithItsNodes) {
   EXPECT_EQ(core.name, "core");
   EXPECT_GT(core.load_ms, 0.0);
   for (const char* type : {"Int", "Float", "String", "Boolean", "Seed", "LoadImage", "SaveImage", "PreviewImage",
-                           "ImageGrid", "ImageBatch", "EmptyImage"})
+                           "ImageGrid", "EmptyImage"})
     EXPECT_NE(registry.find(type), nullptr) << type;
 }
 

@@ -703,15 +703,15 @@ TEST_F(Filters, BlendModesWithOpacityAndMask) {
   }
 }
 
-TEST_F(Filters, ImageToMaskAndBack) {
+TEST_F(Filters, ChannelToMaskAndBack) {
   for (auto [channel, index] : {std::pair{"red", 0}, std::pair{"green", 1}, std::pair{"blue", 2}}) {
-    check("ImageToMask", {{"channel", channel}}, [index = index](const cv::Mat& m) {
+    check("ChannelToMask", {{"channel", channel}}, [index = index](const cv::Mat& m) {
       cv::Mat out;
       cv::extractChannel(m, out, m.channels() == 1 ? 0 : index);
       return out;
     }, 0);
   }
-  check("ImageToMask", {{"channel", "luma"}}, [](const cv::Mat& m) { return luma_of(m); }, 1e-6);
+  check("ChannelToMask", {{"channel", "luma"}}, [](const cv::Mat& m) { return luma_of(m); }, 1e-6);
   given_mask = at::rand({2, 1, 23, 17});
   nlohmann::json graph = {{"1", {{"class_type", "GivenMask"}}},
                           {"2", {{"class_type", "MaskToImage"}, {"inputs", {{"mask", {"1", 0}}}}}},

@@ -474,7 +474,8 @@ int main(int argc, char** argv) {
       print_markdown(*registry);
     } else if (as_json) {
       nlohmann::json info = nlohmann::json::object();
-      const FileFolders folders = {{"models", model_dir.empty() ? "models" : model_dir}, {"input", input_dir}};
+      const FileFolders folders = {
+          {"models", model_dir.empty() ? "models" : model_dir}, {"input", input_dir}, {"output", output_dir}};
       for (const auto& type : wanted) info[type] = object_info(registry->find(type)->def.spec, &folders);
       std::cout << info.dump(2) << '\n';
     } else if (!node_class.empty()) {
@@ -496,6 +497,7 @@ int main(int argc, char** argv) {
   FileFolders folders;
   if (*run || !model_dir.empty()) folders["models"] = model_dir.empty() ? "models" : model_dir;
   if (*run || validate_input_dir) folders["input"] = input_dir;
+  if (*run) folders["output"] = output_dir;
   std::optional<Graph> graph = load_graph(graph_file, overrides, *registry, &folders);
   if (!graph) return kExitInvalid;
   if (*validate_cmd) {

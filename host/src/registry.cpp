@@ -294,10 +294,12 @@ nlohmann::json object_info(const NodeSpec& spec, const FileFolders* folders) {
       entry.push_back(list_files(folders->at(in.file_folder), in.file_extensions));
     else entry.push_back(in.type);
     if (!in.file_folder.empty()) options["file_folder"] = in.file_folder;
-    // An image chosen from the input folder gets ComfyUI's upload button.
-    if (in.file_folder == "input" &&
-        std::find(in.file_extensions.begin(), in.file_extensions.end(), ".png") != in.file_extensions.end())
+    // An image chosen from the input (or output) folder gets ComfyUI's upload button.
+    if ((in.file_folder == "input" || in.file_folder == "output") &&
+        std::find(in.file_extensions.begin(), in.file_extensions.end(), ".png") != in.file_extensions.end()) {
       options["image_upload"] = true;
+      if (in.file_folder == "output") options["image_folder"] = "output";
+    }
     if (!options.empty()) entry.push_back(options);
     (in.required ? required : optional)[in.name] = entry;
     (in.required ? order_required : order_optional).push_back(in.name);

@@ -142,13 +142,20 @@ std::vector<std::string> list_files(const std::filesystem::path& folder, const s
   return files;
 }
 
+std::string strip_folder_annotation(const std::string& name, const std::string& folder) {
+  const std::string suffix = " [" + folder + "]";
+  if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+    return name.substr(0, name.size() - suffix.size());
+  return name;
+}
+
 namespace {
 // A file input's literal names a file in its folder (or an absolute path).
 std::string check_file(const InputSpec& spec, const nlohmann::json& value, const FileFolders& folders) {
   namespace fs = std::filesystem;
   auto folder = folders.find(spec.file_folder);
   if (folder == folders.end() || !value.is_string()) return {};
-  const fs::path name(value.get<std::string>());
+  const fs::path name(strip_folder_annotation(value.get<std::string>(), spec.file_folder));
   std::error_code ec;
   if (name.is_absolute()) return fs::is_regular_file(name, ec) ? "" : "no file " + name.string();
   if (fs::is_regular_file(folder->second / name, ec)) return {};

@@ -263,7 +263,7 @@ class Converter {
       const bool seed_like = in->type == types::INT && (in->name == "seed" || in->name == "noise_seed");
       if (seed_like && i < values.size() && values[i].is_string() && kControlValues.count(values[i].get<std::string>()))
         ++i;  // the control_after_generate widget
-      const bool upload = in->file_folder == "input" && std::find(in->file_extensions.begin(), in->file_extensions.end(),
+      const bool upload = (in->file_folder == "input" || in->file_folder == "output") && std::find(in->file_extensions.begin(), in->file_extensions.end(),
                                                                   ".png") != in->file_extensions.end();
       if (upload && i < values.size() && values[i] == "image") ++i;  // the upload button
     }

@@ -35,8 +35,8 @@ at::Tensor mat_to_tensor(const cv::Mat& mat_in) {
 }
 
 cv::Mat tensor_to_mat(const at::Tensor& chw_in, int cv_depth) {
-  if (chw_in.dim() != 3 || (chw_in.size(0) != 1 && chw_in.size(0) != 3))
-    throw Error("expected an image [C, H, W] with C = 1 or 3");
+  if (chw_in.dim() != 3 || (chw_in.size(0) != 1 && chw_in.size(0) != 3 && chw_in.size(0) != 4))
+    throw Error("expected an image [C, H, W] with C = 1, 3 or 4");
   at::Tensor hwc = chw_in.detach().to(at::kCPU, at::kFloat).clamp(0, 1).permute({1, 2, 0}).contiguous();
   const int h = static_cast<int>(hwc.size(0)), w = static_cast<int>(hwc.size(1)), c = static_cast<int>(hwc.size(2));
   cv::Mat floats(h, w, CV_MAKETYPE(CV_32F, c), hwc.data_ptr<float>());
@@ -44,6 +44,7 @@ cv::Mat tensor_to_mat(const at::Tensor& chw_in, int cv_depth) {
   double scale = cv_depth == CV_8U ? 255.0 : cv_depth == CV_16U ? 65535.0 : 1.0;
   floats.convertTo(out, cv_depth, scale);  // rounds to nearest and saturates
   if (c == 3) cv::cvtColor(out, out, cv::COLOR_RGB2BGR);
+  if (c == 4) cv::cvtColor(out, out, cv::COLOR_RGBA2BGRA);
   return out;
 }
 

@@ -22,7 +22,7 @@ struct LoadedImage {
 /// colour or colour with alpha. Throws cozy::Error naming the file.
 LoadedImage read_image(const std::filesystem::path& file);
 
-/// Writes one image [C, H, W] (C = 1 or 3, values clamped to [0, 1]) as PNG
+/// Writes one image [C, H, W] (C = 1, 3 or 4 (RGBA), values clamped to [0, 1]) as PNG
 /// with 8 or 16 bits per channel. The tensor may live on any device.
 void write_png(const at::Tensor& chw, const std::filesystem::path& file, int bit_depth = 8);
 
@@ -31,7 +31,7 @@ void write_png(const at::Tensor& chw, const std::filesystem::path& file, int bit
 at::Tensor mat_to_tensor(const cv::Mat& mat);
 
 /// One image [C, H, W] as a cv::Mat of `cv_depth` (CV_8U, CV_16U or CV_32F),
-/// BGR order for C = 3.
+/// BGR order for C = 3, BGRA for C = 4.
 cv::Mat tensor_to_mat(const at::Tensor& chw, int cv_depth);
 
 }  // namespace cozy::image_io

@@ -1,4 +1,5 @@
-// The core plugin: primitives, image files in and out, batches and grids.
+// The core plugin: primitives, image files in and out, grids. (ImageBatch is
+// the comfy plugin's: it resizes as ComfyUI does.)
 #include <cozy/sdk.hpp>
 
 #include <sstream>
@@ -102,15 +103,15 @@ NodeDef save_image() {
   def.spec.display_name = "Save Image";
   def.spec.category = "image";
   def.spec.description =
-      "Writes one PNG per image of the batch as <prefix>_<counter>.png under the output folder. Each file is "
+      "Writes one PNG per image of the batch (grey, RGB or RGBA) as <prefix>_<counter>.png under the output folder. Each file is "
       "written under a temporary name and then linked to a free name: never half-written, never replacing an "
       "earlier file. The prefix may name a subfolder, but must stay inside the output folder.";
   def.spec.inputs = {InputSpec::Link("images", types::IMAGE),
                      InputSpec::String("filename_prefix", "cozy").help("may contain subfolders, e.g. run1/img"),
-                     InputSpec::Choice("bit_depth", {"8", "16"}).help("bits per channel of the PNG")};
+                     InputSpec::Choice("bit_depth", {"8", "16"}).help("bits per channel of the PNG").optional()};
   def.spec.output_node = true;
   def.run = [](const cozy::Inputs& in, cozy::Context& ctx) -> Outputs {
-    const at::Tensor& images = in.image("images");
+    const at::Tensor& images = in.image_or_rgba("images");
     std::filesystem::path target = cozy::path_inside(ctx.output_dir(), in.string("filename_prefix"), "filename_prefix");
     std::string stem = target.filename().string();
     if (stem.empty() || stem == "." || stem == "..") throw cozy::Error("filename_prefix must end in a file name");
@@ -132,7 +133,7 @@ NodeDef preview_image() {
   def.spec.output_node = true;
   def.spec.pure = false;  // a preview is wanted every time the graph runs
   def.run = [](const cozy::Inputs& in, cozy::Context& ctx) -> Outputs {
-    save_batch(in.image("images"), ctx.temp_dir(), "preview_" + ctx.node_id(), 8, "temp", ctx);
+    save_batch(in.image_or_rgba("images"), ctx.temp_dir(), "preview_" + ctx.node_id(), 8, "temp", ctx);
     return {};
   };
   return def;
@@ -164,31 +165,6 @@ NodeDef image_grid() {
       grid[0].narrow(1, y, h).narrow(2, x, w).copy_(images[i]);
     }
     return {grid};
-  };
-  return def;
-}
-
-NodeDef image_batch() {
-  NodeDef def;
-  def.spec.class_type = "ImageBatch";
-  def.spec.display_name = "Batch Images";
-  def.spec.category = "image";
-  def.spec.description =
-      "Joins two batches into one. image2 is resized (bilinear) to image1's size if they differ, and a grey "
-      "batch is repeated to three channels when the other is colour.";
-  def.spec.inputs = {InputSpec::Link("image1", types::IMAGE), InputSpec::Link("image2", types::IMAGE)};
-  def.spec.outputs = {{"IMAGE", types::IMAGE}};
-  def.run = [](const cozy::Inputs& in, cozy::Context&) -> Outputs {
-    at::Tensor a = in.image("image1");
-    at::Tensor b = in.image("image2");
-    if (a.device() != b.device()) b = b.to(a.device());
-    if (a.size(1) != b.size(1)) {
-      if (a.size(1) == 1) a = a.expand({-1, 3, -1, -1});
-      else b = b.expand({-1, 3, -1, -1});
-    }
-    if (a.size(2) != b.size(2) || a.size(3) != b.size(3))
-      b = at::upsample_bilinear2d(b.contiguous(), {a.size(2), a.size(3)}, /*align_corners=*/false).clamp(0, 1);
-    return {at::cat({a, b}, 0)};
   };
   return def;
 }
@@ -254,7 +230,6 @@ void register_nodes(cozy::Registrar& r) {
   r.add(save_image());
   r.add(preview_image());
   r.add(image_grid());
-  r.add(image_batch());
   r.add(preview_any());
 }
 

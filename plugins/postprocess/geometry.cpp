@@ -505,10 +505,12 @@ void register_geometry(Registrar& r) {
   }
   {
     NodeDef d;
-    d.spec.class_type = "ImageToMask";
-    d.spec.display_name = "Convert Image to Mask";
+    d.spec.class_type = "ChannelToMask";
+    d.spec.display_name = "Channel to Mask";
     d.spec.category = "mask";
-    d.spec.description = "One channel of an image (or its BT.601 luma) as a MASK. A grey image gives its one channel.";
+    d.spec.description =
+        "One channel of an image (or its BT.601 luma) as a MASK. A grey image gives its one channel. (ComfyUI's "
+        "ImageToMask, which offers alpha where this offers luma, is the comfy plugin's.)";
     d.spec.inputs = {InputSpec::Link("image", types::IMAGE), InputSpec::Choice("channel", {"red", "green", "blue", "luma"})};
     d.spec.outputs = {{"MASK", types::MASK}};
     d.run = [](const Inputs& in, Context&) -> Outputs {

@@ -86,7 +86,7 @@ struct Server::Impl {
   Impl(std::shared_ptr<const host::Registry> r, ServerOptions o)
       : registry(std::move(r)), options(std::move(o)), executor(registry) {
     if (options.temp_dir.empty()) options.temp_dir = options.output_dir.parent_path() / "temp";
-    folders = {{"models", options.models_dir}, {"input", options.input_dir}};
+    folders = {{"models", options.models_dir}, {"input", options.input_dir}, {"output", options.output_dir}};
   }
 
   std::shared_ptr<const host::Registry> registry;
@@ -418,7 +418,7 @@ std::vector<host::Issue> Server::Impl::confine_files(const host::Graph& graph) c
       if (!value || value->is_link || !value->literal.is_string()) continue;
       auto folder = folders.find(in.file_folder);
       if (folder == folders.end()) continue;
-      const std::string name = value->literal.get<std::string>();
+      const std::string name = host::strip_folder_annotation(value->literal.get<std::string>(), in.file_folder);
       if (std::string problem = confined_path_problem(folder->second, name); !problem.empty()) {
         host::Issue issue{node.id, node.class_type, in.name,
                           "'" + name + "' " + problem + " (the server reads only files inside the " + in.file_folder +

@@ -107,8 +107,10 @@ inline std::string output_problem(const OutputSpec& output, const Value& value) 
   if (type == types::IMAGE || type == types::MASK || type == types::LATENT) {
     if (!value.is_tensor() || !value.as_tensor().defined()) return wrong("a tensor");
     const at::Tensor& t = value.as_tensor();
-    if (type == types::IMAGE && (t.dim() != 4 || (t.size(1) != 1 && t.size(1) != 3) || t.scalar_type() != at::kFloat))
-      return wrong("float32 [B, C, H, W] with C = 1 or 3");
+    // C = 4: RGBA, which only the nodes that take it read (Inputs::image_or_rgba).
+    if (type == types::IMAGE &&
+        (t.dim() != 4 || (t.size(1) != 1 && t.size(1) != 3 && t.size(1) != 4) || t.scalar_type() != at::kFloat))
+      return wrong("float32 [B, C, H, W] with C = 1, 3 or 4");
     if (type == types::MASK && (t.dim() != 4 || t.size(1) != 1 || t.scalar_type() != at::kFloat))
       return wrong("float32 [B, 1, H, W]");
     if (type == types::LATENT && ((t.dim() != 2 && t.dim() != 4) || !t.is_floating_point()))

@@ -49,12 +49,26 @@ class Inputs {
   std::shared_ptr<T> object(std::string_view name) const { return (*this)[name].template as<T>(); }
 
   /// An IMAGE input, checked against the convention: float32 [B, C, H, W]
-  /// with C = 1 or 3. Throws cozy::Error naming the input otherwise.
+  /// with C = 1 or 3. Throws cozy::Error naming the input otherwise (an RGBA
+  /// image too, with a hint: see image_or_rgba).
   const at::Tensor& image(std::string_view name) const {
     const at::Tensor& t = tensor(name);
     if (!t.defined() || t.dim() != 4 || (t.size(1) != 1 && t.size(1) != 3) || t.scalar_type() != at::kFloat)
       throw Error("input '" + std::string(name) + "' is not an IMAGE: expected float32 [B, C, H, W] with C = 1 or 3, got " +
-                  describe(t));
+                  describe(t) + (t.defined() && t.dim() == 4 && t.size(1) == 4
+                                     ? " (an RGBA image: SplitImageWithAlpha takes the alpha off)"
+                                     : ""));
+    return t;
+  }
+  /// An IMAGE input that may carry alpha: as image(), or C = 4 (RGBA, straight
+  /// alpha, as ComfyUI's JoinImageWithAlpha makes). For nodes that handle the
+  /// fourth channel; image() refuses it, so no other node reads alpha as colour.
+  const at::Tensor& image_or_rgba(std::string_view name) const {
+    const at::Tensor& t = tensor(name);
+    if (!t.defined() || t.dim() != 4 || (t.size(1) != 1 && t.size(1) != 3 && t.size(1) != 4) ||
+        t.scalar_type() != at::kFloat)
+      throw Error("input '" + std::string(name) +
+                  "' is not an IMAGE: expected float32 [B, C, H, W] with C = 1, 3 or 4, got " + describe(t));
     return t;
   }
   /// A MASK input, checked: float32 [B, 1, H, W].

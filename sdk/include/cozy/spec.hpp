@@ -31,7 +31,9 @@ inline constexpr const char* INT = "INT";
 inline constexpr const char* FLOAT = "FLOAT";
 inline constexpr const char* STRING = "STRING";
 inline constexpr const char* BOOLEAN = "BOOLEAN";
-/// float32 [B, C, H, W] in [0, 1], C = 1 or 3, on the run's device.
+/// float32 [B, C, H, W] in [0, 1], C = 1 or 3, on the run's device; C = 4
+/// (RGBA, straight alpha) only between the nodes that say they take it
+/// (Inputs::image_or_rgba: ComfyUI's compositing nodes, SaveImage, PreviewImage).
 inline constexpr const char* IMAGE = "IMAGE";
 /// float32 [B, 1, H, W] in [0, 1], on the run's device.
 inline constexpr const char* MASK = "MASK";

@@ -36,6 +36,10 @@ std::vector<std::string> list_files(const std::filesystem::path& folder, const s
 /// With `folders`, also a file input naming no file in its folder.
 std::vector<Issue> validate(const Graph& graph, const SpecSource& specs, const FileFolders* folders = nullptr);
 
+/// A file input's value as ComfyUI's frontend may write it, "name.png
+/// [output]", without the annotation when it names `folder`.
+std::string strip_folder_annotation(const std::string& name, const std::string& folder);
+
 /// Removes the inputs a known node type does not declare, as ComfyUI ignores
 /// them (exports carry `upload` on LoadImage, other versions other names);
 /// returns one warning (type unknown_input) per input removed. `cozy run`,
