@@ -13,6 +13,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 
 namespace cozy {
@@ -110,6 +111,73 @@ TEST_F(ComfyNodes, MatchComfyUIsResults) {
                            "GrowMask", "ThresholdMask", "ImageCompositeMasked", "PorterDuffImageComposite",
                            "SplitImageWithAlpha", "JoinImageWithAlpha", "Morphology"})
     EXPECT_GT(per_node[node], 0) << node;
+}
+
+}  // namespace
+}  // namespace cozy
+
+namespace cozy {
+namespace {
+
+// Two JSON values equal as ComfyUI's frontend reads them: numbers by value.
+bool same(const nlohmann::json& a, const nlohmann::json& b) {
+  if (a.is_number() && b.is_number()) return a.get<double>() == b.get<double>();
+  return a == b;
+}
+
+// Cozy's object_info for each node ComfyUI declares (tests/data/comfy/
+// object_info.json): names, category, inputs in order with their types or
+// choices, defaults, bounds and steps, outputs. Cozy may add a tooltip, the
+// folder of a file input, and the first choice as a combo's default (what
+// ComfyUI's frontend takes). Where Cozy differs on purpose, the difference is
+// listed here and in docs/comfyui.md.
+TEST(ComfyDeclarations, MatchComfyUIsObjectInfo) {
+  host::Registry registry;
+  registry.load_folder(COZY_PLUGIN_DIR);
+  const nlohmann::json comfy = read_json(kData / "object_info.json");
+  // SaveImage: Cozy's files are named cozy_NNNNN.png unless the graph says
+  // otherwise, and it can write 16-bit PNGs (an optional input).
+  const std::set<std::string> differ = {"SaveImage.filename_prefix.default", "SaveImage.optional"};
+  int nodes = 0;
+  for (const auto& [name, want] : comfy.items()) {
+    if (name == "_about") continue;
+    ++nodes;
+    const host::RegisteredNode* node = registry.find(name);
+    ASSERT_NE(node, nullptr) << name << " is not a Cozy node";
+    const nlohmann::json got = host::object_info(node->def.spec);
+    for (const char* key : {"display_name", "category", "output_node", "output", "output_name"})
+      EXPECT_EQ(got[key], want[key]) << name << " " << key;
+    for (const char* group : {"required", "optional"}) {
+      const nlohmann::json none = nlohmann::json::array();
+      const auto& want_order = want["input_order"].contains(group) ? want["input_order"][group] : none;
+      const auto& got_order = got["input_order"].contains(group) ? got["input_order"][group] : none;
+      if (differ.count(name + "." + group)) continue;
+      EXPECT_EQ(got_order, want_order) << name << " " << group << " inputs";
+      for (const auto& input : want_order) {
+        const std::string in = input;
+        if (!got["input"].contains(group) || !got["input"][group].contains(in)) continue;
+        const auto& w = want["input"][group][in];
+        const auto& g = got["input"][group][in];
+        const bool files = w[0].is_array() && w[0].empty();  // a folder's files: whatever is there
+        if (!files) EXPECT_EQ(g[0], w[0]) << name << "." << in << " type";
+        const nlohmann::json wo = w.size() > 1 ? w[1] : nlohmann::json::object();
+        const nlohmann::json go = g.size() > 1 ? g[1] : nlohmann::json::object();
+        for (const auto& [key, value] : wo.items()) {
+          if (differ.count(name + "." + in + "." + key)) continue;
+          EXPECT_TRUE(go.contains(key) && same(go[key], value))
+              << name << "." << in << "." << key << ": ComfyUI " << value.dump() << ", Cozy "
+              << (go.contains(key) ? go[key].dump() : "(none)");
+        }
+        for (const auto& [key, value] : go.items()) {
+          if (wo.contains(key) || key == "tooltip" || key == "file_folder") continue;
+          const bool first_choice = key == "default" && w[0].is_array() && !w[0].empty() && value == w[0][0];
+          EXPECT_TRUE(first_choice || differ.count(name + "." + in + "." + key))
+              << name << "." << in << ": Cozy adds " << key << " = " << value.dump();
+        }
+      }
+    }
+  }
+  EXPECT_GE(nodes, 47);
 }
 
 }  // namespace

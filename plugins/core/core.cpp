@@ -46,7 +46,7 @@ NodeDef empty_image() {
   def.spec.inputs = {InputSpec::Int("width", 512).range(1, 16384).with_step(1),
                      InputSpec::Int("height", 512).range(1, 16384).with_step(1),
                      InputSpec::Int("batch_size", 1).range(1, 4096),
-                     InputSpec::Int("color", 0).range(0, 0xFFFFFF).help("0xRRGGBB")};
+                     InputSpec::Int("color", 0).range(0, 0xFFFFFF).with_step(1).help("0xRRGGBB")};
   def.spec.outputs = {{"IMAGE", types::IMAGE}};
   def.run = [](const cozy::Inputs& in, cozy::Context& ctx) -> Outputs {
     const int64_t color = in.integer("color");
