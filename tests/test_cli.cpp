@@ -1,6 +1,8 @@
 // The `cozy` command line, end to end: exit codes, messages, outputs.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -547,3 +549,38 @@ TEST(Cli, ModelFileInputsAreListedAndChecked) {
                       "/models");
   EXPECT_EQ(check.code, 0) << check.err;
 }
+
+namespace {
+
+// A workflow saved by ComfyUI's editor from ComfyUI's own image nodes (a
+// primitive for a widget, a reroute, a bypassed blur, a muted preview, a
+// note) runs as it is and as the API form `cozy convert` writes, and writes
+// what ComfyUI would: red, scaled to 32 x 24, inverted, is cyan.
+TEST(Cli, AComfyUIImageWorkflowRunsInEitherFormat) {
+  fs::path dir = scratch("comfy_workflow");
+  const std::string workflow = std::string(COZY_SOURCE_DIR) + "/tests/data/comfy/workflows/image_nodes.json";
+  Result valid = cozy("validate " + workflow);
+  EXPECT_EQ(valid.code, 0) << valid.err;
+  Result converted = cozy("convert " + workflow + " " + (dir / "api.json").string());
+  ASSERT_EQ(converted.code, 0) << converted.err;
+  nlohmann::json api = nlohmann::json::parse(std::ifstream(dir / "api.json"));
+  EXPECT_FALSE(api.contains("3")) << "the bypassed blur is left out";
+  EXPECT_FALSE(api.contains("9")) << "the muted preview is left out";
+  EXPECT_FALSE(api.contains("12")) << "notes are not nodes";
+  EXPECT_EQ(api["2"]["inputs"]["width"], 32) << "the primitive's value";
+  EXPECT_EQ(api["2"]["inputs"]["height"], 0);
+  EXPECT_EQ(api["4"]["inputs"]["image"], nlohmann::json::array({"2", 0})) << "the blur bypassed";
+  EXPECT_EQ(api["6"]["inputs"]["images"], nlohmann::json::array({"4", 0})) << "the reroute resolved";
+  for (const std::string& graph : {workflow, (dir / "api.json").string()}) {
+    const fs::path out = dir / (graph == workflow ? "from_ui" : "from_api");
+    Result run = cozy("run " + graph + " --output-dir " + out.string() + " --progress none --threads 1");
+    ASSERT_EQ(run.code, 0) << run.err;
+    cv::Mat png = cv::imread((out / "comfy_ui" / "inverted_00001.png").string(), cv::IMREAD_UNCHANGED);
+    ASSERT_FALSE(png.empty()) << graph;
+    EXPECT_EQ(png.cols, 32);
+    EXPECT_EQ(png.rows, 24);
+    EXPECT_EQ(png.at<cv::Vec3b>(10, 10), cv::Vec3b(255, 255, 0)) << "cyan, in OpenCV's BGR";
+  }
+}
+
+}  // namespace

@@ -182,3 +182,80 @@ TEST(ComfyDeclarations, MatchComfyUIsObjectInfo) {
 
 }  // namespace
 }  // namespace cozy
+
+namespace cozy {
+namespace {
+
+// LoadImageMask's channels; LoadImageOutput reads the output folder, the
+// frontend's " [output]" annotation included; an RGBA image made by
+// JoinImageWithAlpha is saved as an RGBA PNG; MaskPreview writes a preview.
+TEST_F(ComfyNodes, FilesInAndOut) {
+  testing::FakeContext ctx;
+  cv::Mat bgra(2, 3, CV_8UC4, cv::Scalar(10, 20, 30, 255));  // B, G, R, A
+  bgra.at<cv::Vec4b>(1, 2)[3] = 0;
+  cv::imwrite((ctx.input_dir() / "rgba.png").string(), bgra);
+  cv::imwrite((ctx.input_dir() / "grey.png").string(), cv::Mat(2, 2, CV_8UC1, cv::Scalar(51)));
+
+  auto mask_of = [&](const std::string& file, const std::string& channel) {
+    return testing::run_node(plugin->node("LoadImageMask"), {{"image", file}, {"channel", channel}}, ctx)[0].as_tensor();
+  };
+  at::Tensor alpha = mask_of("rgba.png", "alpha");
+  EXPECT_EQ(alpha.sizes(), (at::IntArrayRef{1, 1, 2, 3}));
+  EXPECT_FLOAT_EQ(alpha[0][0][1][2].item<float>(), 1.f) << "transparent: masked";
+  EXPECT_FLOAT_EQ(alpha[0][0][0][0].item<float>(), 0.f);
+  EXPECT_FLOAT_EQ(mask_of("rgba.png", "red")[0][0][0][0].item<float>(), 30 / 255.f);
+  EXPECT_FLOAT_EQ(mask_of("rgba.png", "blue")[0][0][0][0].item<float>(), 10 / 255.f);
+  EXPECT_FLOAT_EQ(mask_of("grey.png", "green")[0][0][1][1].item<float>(), 51 / 255.f) << "a grey file's one channel";
+  EXPECT_FLOAT_EQ(mask_of("grey.png", "alpha").sum().item<float>(), 0.f) << "no alpha: nothing masked";
+
+  fs::copy_file(ctx.input_dir() / "rgba.png", ctx.output_dir() / "made.png");
+  Outputs loaded = testing::run_node(plugin->node("LoadImageOutput"), {{"image", "made.png [output]"}}, ctx);
+  EXPECT_EQ(loaded[0].as_tensor().sizes(), (at::IntArrayRef{1, 3, 2, 3}));
+  EXPECT_FLOAT_EQ(loaded[1].as_tensor()[0][0][1][2].item<float>(), 1.f);
+
+  // Join an alpha, save: an RGBA PNG with the alpha as 1 - mask.
+  at::Tensor image = at::full({1, 3, 2, 3}, 0.5f);
+  at::Tensor mask = at::zeros({1, 1, 2, 3});
+  mask[0][0][0][1] = 1.f;
+  Outputs joined = testing::run_node(plugin->node("JoinImageWithAlpha"), {{"image", image}, {"alpha", mask}}, ctx);
+  ASSERT_EQ(joined[0].as_tensor().size(1), 4);
+  testing::Plugin core(fs::path(COZY_PLUGIN_DIR) / "libcozy_core.so");
+  testing::run_node(core.node("SaveImage"), {{"images", joined[0]}, {"filename_prefix", "rgba"}}, ctx);
+  cv::Mat png = cv::imread((ctx.output_dir() / "rgba_00001.png").string(), cv::IMREAD_UNCHANGED);
+  ASSERT_EQ(png.channels(), 4);
+  EXPECT_EQ(png.at<cv::Vec4b>(0, 0), cv::Vec4b(128, 128, 128, 255));
+  EXPECT_EQ(png.at<cv::Vec4b>(0, 1)[3], 0) << "masked: transparent";
+
+  // Nodes that read colour refuse RGBA, saying what to do.
+  testing::Plugin post(fs::path(COZY_PLUGIN_DIR) / "libcozy_postprocess.so");
+  try {
+    testing::run_node(post.node("Invert"), {{"image", joined[0]}}, ctx);
+    ADD_FAILURE() << "Invert took an RGBA image";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("SplitImageWithAlpha"), std::string::npos) << e.what();
+  }
+
+  ctx.files.clear();
+  testing::run_node(plugin->node("MaskPreview"), {{"mask", mask}}, ctx);
+  ASSERT_EQ(ctx.files.size(), 1u);
+  EXPECT_EQ(ctx.files[0].second, "temp");
+  EXPECT_TRUE(fs::exists(ctx.files[0].first));
+  fs::remove_all(ctx.root());
+}
+
+// ImageAddNoise draws ComfyUI's noise: torch's CPU generator from the seed,
+// in ComfyUI's [B, H, W, C] order; the same seed gives the same image.
+TEST_F(ComfyNodes, NoiseIsReproducible) {
+  testing::FakeContext ctx;
+  at::Tensor image = at::full({1, 3, 4, 5}, 0.5f);
+  auto noisy = [&](int64_t seed) {
+    return testing::run_node(plugin->node("ImageAddNoise"), {{"image", image}, {"seed", seed}, {"strength", 0.2}}, ctx)[0]
+        .as_tensor();
+  };
+  EXPECT_TRUE(at::equal(noisy(7), noisy(7)));
+  EXPECT_FALSE(at::equal(noisy(7), noisy(8)));
+  fs::remove_all(ctx.root());
+}
+
+}  // namespace
+}  // namespace cozy
