@@ -460,6 +460,86 @@ NodeDef get_image_size() {
   return d;
 }
 
+
+// kornia.filters.canny as ComfyUI calls it (kernel 5 x 5, sigma 1,
+// hysteresis on), its tensor operations in its order.
+at::Tensor kornia_canny(const at::Tensor& image, double low, double high) {
+  const auto options = image.options();
+  at::Tensor x = image;
+  if (x.size(1) == 3) {
+    at::Tensor w = at::tensor({0.299f, 0.587f, 0.114f}, options);
+    x = w[0] * x.narrow(1, 0, 1) + w[1] * x.narrow(1, 1, 1) + w[2] * x.narrow(1, 2, 1);
+  }
+  const int64_t b = x.size(0), c = x.size(1), h = x.size(2), wd = x.size(3);
+  if (h < 3 || wd < 3) throw Error("Canny needs an image of at least 3 x 3 pixels");
+  // gaussian_blur2d: a separable 5-tap Gaussian, sigma 1, reflected borders.
+  at::Tensor t = at::arange(5, options) - 2;
+  at::Tensor sigma = at::ones({1, 1}, options);
+  at::Tensor gauss = at::exp(-t.pow(2.0).expand({1, -1}) / (2 * sigma.pow(2.0)));
+  gauss = gauss / gauss.sum(-1, true);
+  at::Tensor kx = gauss.view({1, 1, 1, 5}).expand({-1, c, -1, -1}).reshape({-1, 1, 1, 5});
+  at::Tensor ky = gauss.view({1, 1, 5, 1}).expand({-1, c, -1, -1}).reshape({-1, 1, 5, 1});
+  at::Tensor blurred = at::conv2d(at::pad(x, {2, 2, 0, 0}, "reflect"), kx, c10::nullopt, at::IntArrayRef{1}, at::IntArrayRef{0}, at::IntArrayRef{1}, c);
+  blurred = at::conv2d(at::pad(blurred, {0, 0, 2, 2}, "reflect"), ky, c10::nullopt, at::IntArrayRef{1}, at::IntArrayRef{0}, at::IntArrayRef{1}, c);
+  // spatial_gradient: Sobel, not normalised, replicated borders.
+  at::Tensor sobel_x = at::tensor({-1.f, 0.f, 1.f, -2.f, 0.f, 2.f, -1.f, 0.f, 1.f}, options).view({3, 3});
+  at::Tensor sobel = at::stack({sobel_x, sobel_x.transpose(0, 1)}).unsqueeze(1);
+  at::Tensor padded = at::pad(blurred.reshape({b * c, 1, h, wd}), {1, 1, 1, 1}, "replicate");
+  at::Tensor gradients = at::conv2d(padded, sobel).reshape({b, c, 2, h, wd});
+  at::Tensor gx = gradients.select(2, 0), gy = gradients.select(2, 1);
+  at::Tensor magnitude = at::sqrt(gx * gx + gy * gy + 1e-6);
+  at::Tensor angle = 180.0 * at::atan2(gy, gx) / M_PI;
+  angle = at::round(angle / 45) * 45;
+  // Non-maximum suppression along the rounded gradient direction.
+  static const float nms[8][9] = {{0, 0, 0, 0, 1, -1, 0, 0, 0}, {0, 0, 0, 0, 1, 0, 0, 0, -1}, {0, 0, 0, 0, 1, 0, 0, -1, 0},
+                                  {0, 0, 0, 0, 1, 0, -1, 0, 0}, {0, 0, 0, -1, 1, 0, 0, 0, 0}, {-1, 0, 0, 0, 1, 0, 0, 0, 0},
+                                  {0, -1, 0, 0, 1, 0, 0, 0, 0}, {0, 0, -1, 0, 1, 0, 0, 0, 0}};
+  static const float hysteresis[8][9] = {{0, 0, 0, 0, 0, 1, 0, 0, 0}, {0, 0, 0, 0, 0, 0, 0, 0, 1}, {0, 0, 0, 0, 0, 0, 0, 1, 0},
+                                         {0, 0, 0, 0, 0, 0, 1, 0, 0}, {0, 0, 0, 1, 0, 0, 0, 0, 0}, {1, 0, 0, 0, 0, 0, 0, 0, 0},
+                                         {0, 1, 0, 0, 0, 0, 0, 0, 0}, {0, 0, 1, 0, 0, 0, 0, 0, 0}};
+  at::Tensor nms_kernels = at::from_blob(const_cast<float*>(&nms[0][0]), {8, 1, 3, 3}, at::kFloat).to(options);
+  at::Tensor nms_magnitude = at::conv2d(magnitude, nms_kernels, {}, 1, 1);
+  at::Tensor positive = at::remainder(angle / 45, 8).to(at::kLong);
+  at::Tensor negative = at::remainder(angle / 45 + 4, 8).to(at::kLong);
+  at::Tensor selected = at::stack({at::gather(nms_magnitude, 1, positive), at::gather(nms_magnitude, 1, negative)}, 1);
+  at::Tensor is_max = std::get<0>(selected.min(1)) > 0.0;
+  magnitude = magnitude * is_max;
+  // Thresholds: 1 strong, 0.5 weak; then weak edges next to strong ones
+  // become strong until nothing changes.
+  at::Tensor edges = ((magnitude > low) * 0.5 + (magnitude > high) * 0.5).to(options.dtype());
+  at::Tensor kernels = at::from_blob(const_cast<float*>(&hysteresis[0][0]), {8, 1, 3, 3}, at::kFloat).to(options);
+  at::Tensor old = -at::ones(edges.sizes(), options);
+  at::Tensor linked;
+  while ((old - edges).abs().ne(0).any().item<bool>()) {
+    at::Tensor weak = (edges == 0.5).to(at::kFloat), strong = (edges == 1).to(at::kFloat);
+    linked = (at::conv2d(edges, kernels, {}, 1, 1) == 1).any(1, true).to(options.dtype());
+    linked = linked * weak + strong;
+    old = edges.clone();
+    edges = linked + (linked == 0) * weak * 0.5;
+  }
+  return linked;
+}
+
+NodeDef canny() {
+  NodeDef d = NodeDef::named("Canny", "Detect Edges (Canny)", "image/filters",
+                             "Edges, white on black, by kornia's Canny as ComfyUI calls it: grey (BT.601), a 5 x 5 "
+                             "Gaussian (sigma 1), Sobel gradients, non-maximum suppression, hysteresis between the "
+                             "thresholds (gradient magnitudes).");
+  d.spec.inputs = {image_input(), InputSpec::Float("low_threshold", 0.4).range(0.01, 0.99).with_step(0.01),
+                   InputSpec::Float("high_threshold", 0.8).range(0.01, 0.99).with_step(0.01),
+                   InputSpec::Choice("device", {"cpu", "gpu"}).optional().help("gpu: the run's device")};
+  d.spec.outputs = {{"IMAGE", IMAGE}};
+  d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+    const at::Tensor& image = in.image("image");
+    const double low = in.number("low_threshold"), high = in.number("high_threshold");
+    if (low > high) throw Error("low_threshold must not be above high_threshold");
+    const bool gpu = in.has("device") && in.string("device") == "gpu";
+    at::Tensor edges = kornia_canny(image.to(gpu ? ctx.device() : c10::Device(c10::kCPU)), low, high);
+    return {edges.repeat({1, 3, 1, 1}).to(image.device())};
+  };
+  return d;
+}
+
 }  // namespace
 
 void register_image_nodes(Registrar& r) {
@@ -482,6 +562,7 @@ void register_image_nodes(Registrar& r) {
   r.add(repeat_image_batch());
   r.add(image_from_batch());
   r.add(get_image_size());
+  r.add(canny());
 }
 
 }  // namespace cozy::comfy

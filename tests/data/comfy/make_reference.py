@@ -6,9 +6,10 @@ kornia), on small seeded inputs.
 
 Run with Debian's interpreter, which has python3-torch (apt-get install
 python3-torch python3-pil python3-scipy) and kornia on the path
-(pip install --target DIR kornia==0.7.0 --no-deps; PYTHONPATH=DIR):
+(pip install --target DIR kornia==0.7.4 kornia_rs --no-deps; ComfyUI asks
+for kornia 0.7.1 or later):
 
-    PYTHONPATH=/tmp/refdeps /usr/bin/python3 tests/data/comfy/make_reference.py
+    PYTHONPATH=DIR /usr/bin/python3 tests/data/comfy/make_reference.py
 
 It writes reference.json (the cases: node, widget values, the names of the
 input and output tensors) and reference.bin (every tensor as float32, Cozy's
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import kornia
+from kornia.filters import canny
 from kornia.morphology import bottom_hat, closing, dilation, erosion, gradient, opening, top_hat
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -573,6 +575,16 @@ def main():
         for k in (3, 4):
             case("Morphology", {"image": "smooth"}, [("IMAGE", morphology(smooth, op, k))], 1e-6, operation=op,
                  kernel_size=k)
+
+    edges_in = image_t("edges_in", torch.nn.functional.interpolate(smooth.movedim(-1, 1), size=(24, 32), mode="nearest").movedim(1, -1))
+    shapes = torch.zeros(1, 24, 32, 3)
+    shapes[:, 5:19, 6:20, 0] = 1.0
+    shapes[:, 8:14, 12:28, 1] = 0.8
+    image_t("shapes", shapes)
+    for source, low, high in (("edges_in", 0.2, 0.5), ("edges_in", 0.4, 0.8), ("shapes", 0.4, 0.8), ("shapes", 0.05, 0.99)):
+        t = tensors[source].movedim(1, -1)
+        out = canny(t.movedim(-1, 1), low, high)[1].repeat(1, 3, 1, 1).movedim(1, -1)
+        case("Canny", {"image": source}, [("IMAGE", out)], 0.0, low_threshold=low, high_threshold=high)
 
     offset = 0
     index = {}
