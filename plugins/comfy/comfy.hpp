@@ -12,12 +12,20 @@
 
 #include <cstdint>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 namespace cozy::comfy {
 
 /// ComfyUI's MAX_RESOLUTION.
 inline constexpr double kMaxResolution = 16384;
+
+/// An INT of pixels, as ComfyUI declares sizes and positions: from `lo` to
+/// MAX_RESOLUTION, step 1.
+inline InputSpec pixels_input(const char* name, int64_t def, double lo) {
+  return InputSpec::Int(name, def).range(lo, kMaxResolution).with_step(1);
+}
 
 /// Python's round() of a float to an int: halves to even.
 int64_t py_round(double x);
@@ -46,9 +54,15 @@ at::Tensor lanczos(const at::Tensor& bchw, int64_t width, int64_t height);
 /// comfy.utils.repeat_to_batch_size along dimension 0.
 at::Tensor repeat_to_batch(const at::Tensor& t, int64_t batch);
 
+/// Python's t[..., start:start + length] along `dim`: clipped to the tensor.
+at::Tensor py_slice(const at::Tensor& t, int64_t dim, int64_t start, int64_t length);
+
 /// A grey image as ComfyUI sees it: LoadImage gives ComfyUI three equal
 /// channels where Cozy keeps one. Colour and RGBA images are returned as they are.
 at::Tensor as_rgb(const at::Tensor& image);
+
+/// Two images with one channel and more: the grey one as three equal ones.
+std::pair<at::Tensor, at::Tensor> match_grey(at::Tensor a, at::Tensor b);
 
 /// node_helpers.image_alpha_fix: the source's channels made the
 /// destination's (the alpha dropped, or an opaque alpha added).

@@ -14,17 +14,14 @@ using types::IMAGE;
 using types::INT;
 
 InputSpec image_input(const char* name = "image") { return InputSpec::Link(name, IMAGE); }
-InputSpec size_input(const char* name, int64_t def, double lo) {
-  return InputSpec::Int(name, def).range(lo, kMaxResolution).with_step(1);
-}
 
 NodeDef image_scale() {
   NodeDef d = NodeDef::named("ImageScale", "Upscale Image", "image/upscaling",
                              "Scales to width x height (0 keeps the aspect ratio from the other), as ComfyUI's "
                              "ImageScale: torch's interpolate or PIL's Lanczos, optionally cropped to the aspect "
                              "ratio at the centre first.");
-  d.spec.inputs = {image_input(), InputSpec::Choice("upscale_method", upscale_methods()), size_input("width", 512, 0),
-                   size_input("height", 512, 0), InputSpec::Choice("crop", {"disabled", "center"})};
+  d.spec.inputs = {image_input(), InputSpec::Choice("upscale_method", upscale_methods()), pixels_input("width", 512, 0),
+                   pixels_input("height", 512, 0), InputSpec::Choice("crop", {"disabled", "center"})};
   d.spec.outputs = {{"IMAGE", IMAGE}};
   d.run = [](const Inputs& in, Context&) -> Outputs {
     const at::Tensor& image = in.image_or_rgba("image");
@@ -85,7 +82,7 @@ NodeDef image_scale_to_max_dimension() {
   // ComfyUI lists "bilinear" twice here; its list is kept as it is.
   d.spec.inputs = {image_input(),
                    InputSpec::Choice("upscale_method", {"area", "lanczos", "bilinear", "nearest-exact", "bilinear", "bicubic"}),
-                   size_input("largest_size", 512, 0)};
+                   pixels_input("largest_size", 512, 0)};
   d.spec.outputs = {{"IMAGE", IMAGE}};
   d.run = [](const Inputs& in, Context&) -> Outputs {
     const at::Tensor& image = in.image_or_rgba("image");
@@ -98,7 +95,7 @@ NodeDef image_scale_to_max_dimension() {
 NodeDef resize_and_pad() {
   NodeDef d = NodeDef::named("ResizeAndPadImage", "Resize And Pad Image", "image/transform",
                              "Scales to fit target_width x target_height and pads the rest, centred, in white or black.");
-  d.spec.inputs = {image_input(), size_input("target_width", 512, 1), size_input("target_height", 512, 1),
+  d.spec.inputs = {image_input(), pixels_input("target_width", 512, 1), pixels_input("target_height", 512, 1),
                    InputSpec::Choice("padding_color", {"white", "black"}),
                    InputSpec::Choice("interpolation", {"area", "bicubic", "nearest-exact", "bilinear", "lanczos"})};
   d.spec.outputs = {{"IMAGE", IMAGE}};
@@ -237,19 +234,12 @@ NodeDef image_add_noise() {
   return d;
 }
 
-// Python's a[start:start + length] along `dim`: clipped to the tensor.
-at::Tensor py_slice(const at::Tensor& t, int64_t dim, int64_t start, int64_t length) {
-  const int64_t n = t.size(dim);
-  start = std::clamp<int64_t>(start, 0, n);
-  return t.narrow(dim, start, std::clamp<int64_t>(length, 0, n - start));
-}
-
 NodeDef image_crop() {
   NodeDef d = NodeDef::named("ImageCrop", "Crop Image (DEPRECATED)", "image/transform",
                              "The width x height rectangle at (x, y), clipped to the image (x and y at most the last "
                              "column and row).");
-  d.spec.inputs = {image_input(), size_input("width", 512, 1), size_input("height", 512, 1), size_input("x", 0, 0),
-                   size_input("y", 0, 0)};
+  d.spec.inputs = {image_input(), pixels_input("width", 512, 1), pixels_input("height", 512, 1), pixels_input("x", 0, 0),
+                   pixels_input("y", 0, 0)};
   d.spec.outputs = {{"IMAGE", IMAGE}};
   d.run = [](const Inputs& in, Context&) -> Outputs {
     const at::Tensor& image = in.image_or_rgba("image");
@@ -342,10 +332,7 @@ NodeDef image_stitch() {
     at::Tensor image2 = in.image_or_rgba("image2").to(image1.device());
     const std::string& direction = in.string("direction");
     const bool horizontal = direction == "left" || direction == "right";
-    if (image1.size(1) != image2.size(1) && (image1.size(1) == 1 || image2.size(1) == 1)) {
-      image1 = as_rgb(image1);
-      image2 = as_rgb(image2);
-    }
+    std::tie(image1, image2) = match_grey(image1, image2);
     const int64_t batch = std::max(image1.size(0), image2.size(0));
     auto fill_batch = [&](const at::Tensor& t) {
       return t.size(0) < batch ? at::cat({t, t.narrow(0, t.size(0) - 1, 1).repeat({batch - t.size(0), 1, 1, 1})}) : t;
@@ -407,10 +394,7 @@ NodeDef image_batch() {
   d.spec.outputs = {{"IMAGE", IMAGE}};
   d.run = [](const Inputs& in, Context&) -> Outputs {
     at::Tensor a = in.image_or_rgba("image1"), b = in.image_or_rgba("image2").to(a.device());
-    if (a.size(1) != b.size(1) && (a.size(1) == 1 || b.size(1) == 1)) {
-      a = as_rgb(a);
-      b = as_rgb(b);
-    }
+    std::tie(a, b) = match_grey(a, b);
     if (a.size(1) > b.size(1)) b = at::constant_pad_nd(b, {0, 0, 0, 0, 0, 1}, 1.0);
     else if (b.size(1) > a.size(1)) a = at::constant_pad_nd(a, {0, 0, 0, 0, 0, 1}, 1.0);
     if (a.size(2) != b.size(2) || a.size(3) != b.size(3)) b = common_upscale(b, a.size(3), a.size(2), "bilinear", "center");

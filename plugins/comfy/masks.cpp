@@ -14,9 +14,6 @@ using types::IMAGE;
 using types::MASK;
 
 InputSpec mask_input(const char* name = "mask") { return InputSpec::Link(name, MASK); }
-InputSpec coordinate(const char* name, int64_t def, double lo) {
-  return InputSpec::Int(name, def).range(lo, kMaxResolution).with_step(1);
-}
 
 NodeDef image_to_mask() {
   NodeDef d = NodeDef::named("ImageToMask", "Convert Image to Mask", "mask", "One channel of the image as a MASK.");
@@ -49,8 +46,8 @@ NodeDef image_color_to_mask() {
 
 NodeDef solid_mask() {
   NodeDef d = NodeDef::named("SolidMask", "SolidMask", "mask", "A width x height MASK of one value.");
-  d.spec.inputs = {InputSpec::Float("value", 1.0).range(0.0, 1.0).with_step(0.01), coordinate("width", 512, 1),
-                   coordinate("height", 512, 1)};
+  d.spec.inputs = {InputSpec::Float("value", 1.0).range(0.0, 1.0).with_step(0.01), pixels_input("width", 512, 1),
+                   pixels_input("height", 512, 1)};
   d.spec.outputs = {{"MASK", MASK}};
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     return {at::full({1, 1, in.integer("height"), in.integer("width")}, in.number("value"),
@@ -67,17 +64,10 @@ NodeDef invert_mask() {
   return d;
 }
 
-// Python's t[..., start:start + length] on dimension `dim`: clipped to the tensor.
-at::Tensor py_slice(const at::Tensor& t, int64_t dim, int64_t start, int64_t length) {
-  const int64_t n = t.size(dim);
-  start = std::clamp<int64_t>(start, 0, n);
-  return t.narrow(dim, start, std::clamp<int64_t>(length, 0, n - start));
-}
-
 NodeDef crop_mask() {
   NodeDef d = NodeDef::named("CropMask", "CropMask", "mask", "The width x height rectangle at (x, y), clipped to the mask.");
-  d.spec.inputs = {mask_input(), coordinate("x", 0, 0), coordinate("y", 0, 0), coordinate("width", 512, 1),
-                   coordinate("height", 512, 1)};
+  d.spec.inputs = {mask_input(), pixels_input("x", 0, 0), pixels_input("y", 0, 0), pixels_input("width", 512, 1),
+                   pixels_input("height", 512, 1)};
   d.spec.outputs = {{"MASK", MASK}};
   d.run = [](const Inputs& in, Context&) -> Outputs {
     const at::Tensor& mask = in.mask("mask");
@@ -95,7 +85,7 @@ NodeDef mask_composite() {
   NodeDef d = NodeDef::named("MaskComposite", "MaskComposite", "mask",
                              "source combined into destination at (x, y) by the operation (and, or, xor on the "
                              "rounded masks); clamped to [0, 1].");
-  d.spec.inputs = {mask_input("destination"), mask_input("source"), coordinate("x", 0, 0), coordinate("y", 0, 0),
+  d.spec.inputs = {mask_input("destination"), mask_input("source"), pixels_input("x", 0, 0), pixels_input("y", 0, 0),
                    InputSpec::Choice("operation", {"multiply", "add", "subtract", "and", "or", "xor"})};
   d.spec.outputs = {{"MASK", MASK}};
   d.run = [](const Inputs& in, Context&) -> Outputs {
@@ -128,8 +118,8 @@ NodeDef feather_mask() {
                              "Fades the mask linearly to 0 over `left`, `top`, `right` and `bottom` pixels from each "
                              "side (ComfyUI's loops, including its right and bottom ones also scaling the first "
                              "column and row).");
-  d.spec.inputs = {mask_input(), coordinate("left", 0, 0), coordinate("top", 0, 0), coordinate("right", 0, 0),
-                   coordinate("bottom", 0, 0)};
+  d.spec.inputs = {mask_input(), pixels_input("left", 0, 0), pixels_input("top", 0, 0), pixels_input("right", 0, 0),
+                   pixels_input("bottom", 0, 0)};
   d.spec.outputs = {{"MASK", MASK}};
   d.run = [](const Inputs& in, Context&) -> Outputs {
     at::Tensor output = in.mask("mask").clone();
@@ -229,8 +219,8 @@ at::Tensor composite(at::Tensor destination, at::Tensor source, int64_t x, int64
 NodeDef image_composite_masked() {
   NodeDef d = NodeDef::named("ImageCompositeMasked", "ImageCompositeMasked", "image",
                              "source pasted onto destination at (x, y), through the mask where one is given.");
-  d.spec.inputs = {InputSpec::Link("destination", IMAGE), InputSpec::Link("source", IMAGE), coordinate("x", 0, 0),
-                   coordinate("y", 0, 0), InputSpec::Boolean("resize_source", false), mask_input().optional()};
+  d.spec.inputs = {InputSpec::Link("destination", IMAGE), InputSpec::Link("source", IMAGE), pixels_input("x", 0, 0),
+                   pixels_input("y", 0, 0), InputSpec::Boolean("resize_source", false), mask_input().optional()};
   d.spec.outputs = {{"IMAGE", IMAGE}};
   d.run = [](const Inputs& in, Context&) -> Outputs {
     auto [destination, source] = alpha_fix(in.image_or_rgba("destination"), in.image_or_rgba("source"));
@@ -296,10 +286,7 @@ NodeDef porter_duff_composite() {
   d.run = [](const Inputs& in, Context&) -> Outputs {
     at::Tensor source = in.image_or_rgba("source"), destination = in.image_or_rgba("destination");
     const at::Tensor &source_alpha = in.mask("source_alpha"), &destination_alpha = in.mask("destination_alpha");
-    if (source.size(1) != destination.size(1) && (source.size(1) == 1 || destination.size(1) == 1)) {
-      source = as_rgb(source);
-      destination = as_rgb(destination);
-    }
+    std::tie(source, destination) = match_grey(source, destination);
     if (source.size(1) != destination.size(1))
       throw Error("source and destination must have the same channels (" + std::to_string(source.size(1)) + " and " +
                   std::to_string(destination.size(1)) + ")");

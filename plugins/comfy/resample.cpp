@@ -6,7 +6,6 @@
 #include "image_io.hpp"
 
 #include <algorithm>
-#include <cfenv>
 #include <cmath>
 
 namespace cozy::comfy {
@@ -209,13 +208,21 @@ at::Tensor repeat_to_batch(const at::Tensor& t, int64_t batch) {
   return t;
 }
 
+at::Tensor py_slice(const at::Tensor& t, int64_t dim, int64_t start, int64_t length) {
+  const int64_t n = t.size(dim);
+  start = std::clamp<int64_t>(start, 0, n);
+  return t.narrow(dim, start, std::clamp<int64_t>(length, 0, n - start));
+}
+
 at::Tensor as_rgb(const at::Tensor& image) { return image.size(1) == 1 ? image.expand({-1, 3, -1, -1}) : image; }
 
+std::pair<at::Tensor, at::Tensor> match_grey(at::Tensor a, at::Tensor b) {
+  if (a.size(1) != b.size(1) && (a.size(1) == 1 || b.size(1) == 1)) return {as_rgb(a), as_rgb(b)};
+  return {a, b};
+}
+
 std::pair<at::Tensor, at::Tensor> alpha_fix(at::Tensor destination, at::Tensor source) {
-  if (destination.size(1) != source.size(1) && (destination.size(1) == 1 || source.size(1) == 1)) {
-    destination = as_rgb(destination);
-    source = as_rgb(source);
-  }
+  std::tie(destination, source) = match_grey(destination, source);
   if (destination.size(1) < source.size(1)) {
     source = source.narrow(1, 0, destination.size(1));
   } else if (destination.size(1) > source.size(1)) {
