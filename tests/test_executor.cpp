@@ -612,5 +612,83 @@ TEST_F(ExecutorTest, ScalarOutputsCarryTheirValueInEvents) {
   EXPECT_TRUE(seen);
 }
 
+// ComfyUI's list execution: a list output's elements travel one by one, a
+// node runs once per element of its longest input (a shorter list repeats
+// its last element), and a node that takes lists runs once on them.
+TEST_F(ExecutorTest, ANodeRunsOncePerElementOfAList) {
+  Graph g = graph_of(R"({
+    "1": {"class_type": "Range", "inputs": {"count": 3, "start": 10}},
+    "2": {"class_type": "Const", "inputs": {"value": 1}},
+    "3": {"class_type": "Add", "inputs": {"a": ["1", 0], "b": ["2", 0]}},
+    "4": {"class_type": "Sink", "inputs": {"value": ["3", 0]}},
+    "5": {"class_type": "Total", "inputs": {"values": ["3", 0], "times": 2}},
+    "6": {"class_type": "Sink", "inputs": {"value": ["5", 0]}},
+    "7": {"class_type": "Sink", "inputs": {"value": ["5", 1]}},
+    "8": {"class_type": "Show", "inputs": {"value": ["1", 0]}}})",
+                     *registry);
+  CollectingSink events;
+  options.events = &events;
+  options.use_cache = false;
+  RunReport report = executor.run(g, options);
+  ASSERT_TRUE(report.success) << (report.failures.empty() ? "" : report.failures.front().message);
+  EXPECT_EQ(recorder().calls["1"], 1);
+  EXPECT_EQ(recorder().calls["3"], 3);  // 10+1, 11+1, 12+1; the Const's one value repeats
+  EXPECT_EQ(recorder().calls["5"], 1);
+  const List& sums = report.outputs.at("4").at(0).as_list();  // an output node that ran 3 times
+  ASSERT_EQ(sums.size(), 3u);
+  EXPECT_EQ(sums[0].as_int(), 11);
+  EXPECT_EQ(sums[2].as_int(), 13);
+  EXPECT_EQ(report.outputs.at("6").at(0).as_int(), 2 * (11 + 12 + 13));
+  EXPECT_EQ(report.outputs.at("7").at(0).as_int(), 3);
+  // The output node's texts from its three runs, in one executed event.
+  EXPECT_EQ(report.ui.at("8")["text"], nlohmann::json({"shown: 10", "shown: 11", "shown: 12"}));
+  int executed_3 = 0;
+  for (const auto& e : events.events())
+    if (e.type == "executed" && e.data["node"] == "3") {
+      ++executed_3;
+      EXPECT_EQ(e.data["values"][0]["kind"], "list");
+      EXPECT_EQ(e.data["values"][0]["size"], 3);
+    }
+  EXPECT_EQ(executed_3, 1);
+}
+
+TEST_F(ExecutorTest, AnEmptyListRunsNothingDownstreamAndListsAreCached) {
+  Graph g = graph_of(R"({
+    "1": {"class_type": "Range", "inputs": {"count": 0}},
+    "2": {"class_type": "Add", "inputs": {"a": ["1", 0]}},
+    "3": {"class_type": "Total", "inputs": {"values": ["2", 0]}},
+    "4": {"class_type": "Sink", "inputs": {"value": ["3", 1]}}})",
+                     *registry);
+  RunReport report = executor.run(g, options);
+  ASSERT_TRUE(report.success);
+  EXPECT_EQ(recorder().calls["2"], 0);  // no element, no run; the node still succeeded
+  EXPECT_EQ(report.outputs.at("4").at(0).as_int(), 0);
+
+  Graph h = graph_of(R"({
+    "1": {"class_type": "Range", "inputs": {"count": 4}},
+    "2": {"class_type": "Total", "inputs": {"values": ["1", 0]}},
+    "3": {"class_type": "Sink", "inputs": {"value": ["2", 0]}}})",
+                     *registry);
+  recorder().reset();
+  report = executor.run(h, options);
+  ASSERT_TRUE(report.success);
+  EXPECT_EQ(report.outputs.at("3").at(0).as_int(), 0 + 1 + 2 + 3);
+  recorder().reset();
+  report = executor.run(h, options);  // the whole list comes from the cache
+  ASSERT_TRUE(report.success);
+  EXPECT_EQ(recorder().calls["1"], 0);
+  EXPECT_EQ(report.outputs.at("3").at(0).as_int(), 6);
+}
+
+TEST_F(ExecutorTest, AListOutputThatIsNotAListFailsItsNode) {
+  Graph g = graph_of(R"({"1": {"class_type": "NotAList", "inputs": {}},
+                         "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}})",
+                     *registry);
+  RunReport report = executor.run(g, options);
+  ASSERT_EQ(report.failures.size(), 1u);
+  EXPECT_EQ(report.failures[0].node_id, "1");
+  EXPECT_EQ(report.failures[0].message, "output 0 'INT' is declared a list of INT but is a value of type INT");
+}
+
 }  // namespace
 }  // namespace cozy::host

@@ -85,7 +85,8 @@ TEST(ParseGraph, ReportsEveryShapeErrorAtOnce) {
     "2": {"inputs": {}},
     "3": {"class_type": 7},
     "4": {"class_type": "A", "inputs": []},
-    "5": {"class_type": "A", "inputs": {"x": [1, 2, 3], "y": {"a": 1}, "z": null, "w": ["1", -1]}}})");
+    "5": {"class_type": "A", "inputs": {"x": [1, 2, 3], "y": {"a": {"b": 1}}, "z": null, "w": ["1", -1],
+                                        "v": {"__value__": [1], "more": 2}}}})");
   EXPECT_FALSE(r.graph);
   std::vector<std::string> messages;
   for (const auto& e : r.errors) messages.push_back(e.to_string());
@@ -94,11 +95,13 @@ TEST(ParseGraph, ReportsEveryShapeErrorAtOnce) {
                           "node 2: missing class_type",
                           "node 3: class_type must be a string",
                           "node 4 (A): inputs must be a JSON object, got array",
+                          "node 5 (A), input 'v': a list literal is written {\"__value__\": [...]}",
                           "node 5 (A), input 'w': a link is [node_id, output_index]; a list literal is written "
                           "{\"__value__\": [...]}",
                           "node 5 (A), input 'x': a link is [node_id, output_index]; a list literal is written "
                           "{\"__value__\": [...]}",
-                          "node 5 (A), input 'y': an object literal must be {\"__value__\": [...]}",
+                          "node 5 (A), input 'y': an object literal holds at most 16 keys with scalar values (a list "
+                          "literal is written {\"__value__\": [...]})",
                           "node 5 (A), input 'z': null is not a value",
                       }));
 }

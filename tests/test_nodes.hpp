@@ -186,6 +186,28 @@ inline std::shared_ptr<host::Registry> test_registry() {
     for (int i = 1; i <= 3; ++i) ctx.progress(i, 3);
     return {3};
   }));
+  // Lists, as ComfyUI maps nodes over them: Range makes one (OUTPUT_IS_LIST),
+  // Total takes whole lists (INPUT_IS_LIST), NotAList declares a list output
+  // and returns a single value.
+  NodeDef range = make("Range", {InputSpec::Int("count", 3).range(0, 100), InputSpec::Int("start", 0)},
+                       {{"INT", INT, /*is_list=*/true}}, [&rec](const Inputs& in, Context& ctx) -> Outputs {
+                         rec.called(ctx.node_id());
+                         List items;
+                         for (std::int64_t i = 0; i < in.integer("count"); ++i) items.emplace_back(in.integer("start") + i);
+                         return {Value(std::move(items))};
+                       });
+  r->add(std::move(range));
+  NodeDef total = make("Total", {InputSpec::Link("values", INT), InputSpec::Int("times", 1)}, {{"INT", INT}, {"count", INT}},
+                       [&rec](const Inputs& in, Context& ctx) -> Outputs {
+                         rec.called(ctx.node_id());
+                         std::int64_t sum = 0;
+                         for (const Value& v : in["values"].as_list()) sum += v.as_int();
+                         const List& times = in["times"].as_list();  // a literal arrives as a list of one
+                         return {sum * times.at(0).as_int(), static_cast<std::int64_t>(in["values"].as_list().size())};
+                       });
+  total.spec.input_is_list = true;
+  r->add(std::move(total));
+  r->add(make("NotAList", {}, {{"INT", INT, /*is_list=*/true}}, [](const Inputs&, Context&) -> Outputs { return {7}; }));
   return r;
 }
 

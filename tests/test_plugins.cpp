@@ -77,14 +77,15 @@ TEST(PluginLoading, ALibraryWithoutTheEntryPoint) {
 TEST(PluginLoading, AnotherSdkMajorVersion) {
   Registry registry;
   EXPECT_EQ(load_error("abi_major", registry),
-            "built for SDK ABI 3.0, but the host has SDK ABI 2." + std::to_string(COZY_SDK_ABI_MINOR) +
-                " (major versions differ)");
+            "built for SDK ABI " + std::to_string(COZY_SDK_ABI_MAJOR + 1) + ".0, but the host has SDK ABI " +
+                std::to_string(COZY_SDK_ABI_MAJOR) + "." + std::to_string(COZY_SDK_ABI_MINOR) + " (major versions differ)");
 }
 
 TEST(PluginLoading, ANewerSdkMinorVersion) {
   Registry registry;
-  const std::string host = "2." + std::to_string(COZY_SDK_ABI_MINOR);
-  const std::string newer = "2." + std::to_string(COZY_SDK_ABI_MINOR + 1);
+  const std::string major = std::to_string(COZY_SDK_ABI_MAJOR) + ".";
+  const std::string host = major + std::to_string(COZY_SDK_ABI_MINOR);
+  const std::string newer = major + std::to_string(COZY_SDK_ABI_MINOR + 1);
   EXPECT_EQ(load_error("abi_minor", registry), "built for SDK ABI " + newer + ", newer than the host's SDK ABI " + host);
 }
 
@@ -299,6 +300,38 @@ TEST(ObjectInfo, HasTheShapeOfComfyUIsObjectInfo) {
   EXPECT_EQ(info["category"], "image/filter");
   EXPECT_EQ(info["description"], "blurs");
   EXPECT_EQ(info["output_node"], false);
+  EXPECT_EQ(info["output_is_list"], nlohmann::json::array({false}));
+  EXPECT_EQ(info["is_input_list"], false);
+}
+
+// What a spec says for an editor only (ComfyUI's control_after_generate,
+// display, deprecated...) is merged into object_info; lists are declared.
+TEST(ObjectInfo, CarriesEditorOptionsAndLists) {
+  NodeSpec spec;
+  spec.class_type = "Seeds";
+  spec.inputs = {InputSpec::Int("seed", 0).with_ui(R"({"control_after_generate": true})")};
+  spec.outputs = {{"INT", types::INT, /*is_list=*/true}};
+  spec.input_is_list = true;
+  spec.ui = R"({"deprecated": true})";
+  nlohmann::json info = object_info(spec);
+  EXPECT_EQ(info["input"]["required"]["seed"][1]["control_after_generate"], true);
+  EXPECT_EQ(info["input"]["required"]["seed"][1]["default"], 0);
+  EXPECT_EQ(info["output_is_list"], nlohmann::json::array({true}));
+  EXPECT_EQ(info["is_input_list"], true);
+  EXPECT_EQ(info["deprecated"], true);
+
+  Registry registry;
+  NodeDef def;
+  def.spec = spec;
+  def.spec.inputs[0].ui = "{control_after_generate: true}";
+  def.run = [](const Inputs&, Context&) -> Outputs { return {Value(List{})}; };
+  try {
+    registry.add(def);
+    ADD_FAILURE() << "a spec with ui options that are not JSON was added";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "node Seeds, input 'seed' has ui options that are not a JSON object: {control_after_generate: true}");
+  }
 }
 
 }  // namespace

@@ -32,6 +32,11 @@ class Specs : public TableSpecs {
     save.inputs = {InputSpec::Link("images", types::IMAGE), InputSpec::Int("required_int", 0)};
     save.inputs[1].default_value = Literal{};  // required, no default
     add(save);
+    NodeSpec crop;
+    crop.class_type = "Crop";
+    crop.inputs = {InputSpec::Link("image", types::IMAGE), InputSpec::Link("region", types::BOUNDING_BOX)};
+    crop.outputs = {{"IMAGE", types::IMAGE}};
+    add(crop);
     NodeSpec any;
     any.class_type = "AnyOut";
     any.outputs = {{"value", types::ANY}};
@@ -132,6 +137,29 @@ TEST(Validate, LiteralsOfTheWrongTypeOutOfRangeOrNotAChoice) {
                 "node 3 (Save), input 'required_int': expects INT, got \"x\"",
                 "node 4 (Filter), input 'image': expects a link from an output of type IMAGE, got the literal \"picture.png\"",
                 "node 5 (Source), input 'count': takes a single INT, not a list"}));
+}
+
+// A BOUNDING_BOX is written as ComfyUI's frontend sends it, an object of
+// whole pixels; object literals are for it alone.
+TEST(Validate, ABoundingBoxIsAnObjectOfWholePixels) {
+  EXPECT_EQ(errors_of(R"({"1": {"class_type": "Source", "inputs": {"mode": "fast", "name": "n"}},
+                          "2": {"class_type": "Crop", "inputs": {"image": ["1", 0], "region": {"x": 3, "width": 40}}},
+                          "3": {"class_type": "Save", "inputs": {"images": ["2", 0], "required_int": 1}}})"),
+            std::vector<std::string>{});
+  EXPECT_EQ(errors_of(R"({"1": {"class_type": "Source", "inputs": {"mode": "fast", "name": "n", "count": {"x": 1}}},
+                          "2": {"class_type": "Crop", "inputs": {"image": ["1", 0], "region": {"left": 3}}},
+                          "3": {"class_type": "Crop", "inputs": {"image": ["1", 0], "region": {"width": 0}}},
+                          "4": {"class_type": "Crop", "inputs": {"image": ["1", 0], "region": {"x": 1.5}}},
+                          "5": {"class_type": "Crop", "inputs": {"image": ["1", 0], "region": "0,0,8,8"}},
+                          "6": {"class_type": "Save", "inputs": {"images": ["2", 0], "required_int": 1}}})"),
+            (std::vector<std::string>{
+                "node 1 (Source), input 'count': expects INT, got the object {\"x\":1} (object literals are for "
+                "BOUNDING_BOX inputs)",
+                "node 2 (Crop), input 'region': a BOUNDING_BOX has x, y, width and height, not 'left'",
+                "node 3 (Crop), input 'region': a BOUNDING_BOX's width is a whole number of pixels, at least 1, got 0",
+                "node 4 (Crop), input 'region': a BOUNDING_BOX's x is a whole number of pixels, at least 0, got 1.5",
+                "node 5 (Crop), input 'region': expects a BOUNDING_BOX such as {\"x\": 0, \"y\": 0, \"width\": 512, "
+                "\"height\": 512}, got \"0,0,8,8\""}));
 }
 
 TEST(Validate, CyclesNameEveryNodeOnThem) {

@@ -139,7 +139,8 @@ void print_markdown(const Registry& registry) {
       std::cout << "\n### " << spec.class_type;
       if (!spec.display_name.empty() && spec.display_name != spec.class_type) std::cout << " — " << spec.display_name;
       std::cout << "\n\nCategory `" << spec.category << "`"
-                << (spec.output_node ? "; output node" : "") << (spec.pure ? "" : "; impure (never cached)") << ".";
+                << (spec.output_node ? "; output node" : "") << (spec.pure ? "" : "; impure (never cached)")
+                << (spec.input_is_list ? "; takes its inputs as whole lists" : "") << ".";
       if (!spec.description.empty()) std::cout << " " << spec.description;
       std::cout << "\n\n";
       if (!spec.inputs.empty()) {
@@ -156,7 +157,8 @@ void print_markdown(const Registry& registry) {
       if (!spec.outputs.empty()) {
         std::cout << "Outputs:";
         for (std::size_t i = 0; i < spec.outputs.size(); ++i)
-          std::cout << (i ? "," : "") << " " << i << " `" << spec.outputs[i].name << "` (" << spec.outputs[i].type << ")";
+          std::cout << (i ? "," : "") << " " << i << " `" << spec.outputs[i].name << "` ("
+                    << (spec.outputs[i].is_list ? "list of " : "") << spec.outputs[i].type << ")";
         std::cout << "\n";
       }
     }
@@ -168,7 +170,7 @@ void print_node(const cozy::NodeSpec& spec, const std::string& plugin) {
   if (!spec.display_name.empty() && spec.display_name != spec.class_type) std::cout << " (" << spec.display_name << ")";
   std::cout << "\n  category: " << spec.category << "\n  plugin: " << plugin << "\n  "
             << (spec.output_node ? "output node, " : "") << (spec.pure ? "pure (cached)" : "impure (never cached)")
-            << "\n";
+            << (spec.input_is_list ? ", takes whole lists" : "") << "\n";
   if (!spec.description.empty()) std::cout << "  " << spec.description << "\n";
   std::cout << "  inputs:\n";
   if (spec.inputs.empty()) std::cout << "    (none)\n";
@@ -186,7 +188,8 @@ void print_node(const cozy::NodeSpec& spec, const std::string& plugin) {
   std::cout << "  outputs:\n";
   if (spec.outputs.empty()) std::cout << "    (none)\n";
   for (std::size_t i = 0; i < spec.outputs.size(); ++i)
-    std::cout << "    " << i << " " << spec.outputs[i].name << ": " << spec.outputs[i].type << "\n";
+    std::cout << "    " << i << " " << spec.outputs[i].name << ": " << (spec.outputs[i].is_list ? "list of " : "")
+              << spec.outputs[i].type << "\n";
 }
 
 // The files a run wrote: every path when there are few (or --list-files),

@@ -54,6 +54,14 @@ bool is_image_file(const std::filesystem::path& file) {
   return false;
 }
 
+// An output's values: one described as above, several as a list.
+nlohmann::json describe_items(const std::vector<cozy::Value>& items) {
+  if (items.size() == 1) return describe_value(items.front());
+  nlohmann::json list = {{"kind", "list"}, {"size", items.size()}};
+  if (!items.empty()) list["first"] = describe_value(items.front());
+  return list;
+}
+
 long long now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -65,6 +73,11 @@ namespace cozy::host {
 // ---------------------------------------------------------------- the plan
 
 namespace {
+
+// What one output of a node holds in a run: its list of values, one per run
+// of the node unless the output is a list (NodeSpec's comment has the rules).
+using Items = std::vector<Value>;
+using Slots = std::vector<Items>;  // one per declared output
 
 struct InputSource {
   enum Kind : std::uint8_t { absent, literal, link } kind = absent;
@@ -103,6 +116,12 @@ void hash_pod(std::uint64_t& h, T v) {
 
 Value literal_value(const nlohmann::json& j, const std::string& type) {
   if (type == types::FLOAT && j.is_number()) return Value(j.get<double>());
+  if (type == types::BOUNDING_BOX && j.is_object()) {  // validated: whole numbers; ComfyUI's defaults
+    auto get = [&](const char* key, std::int64_t fallback) {
+      return j.contains(key) ? Value(j[key].get<std::int64_t>()) : Value(fallback);
+    };
+    return Value(List{get("x", 0), get("y", 0), get("width", 512), get("height", 512)});
+  }
   switch (j.type()) {
     case nlohmann::json::value_t::boolean: return Value(j.get<bool>());
     case nlohmann::json::value_t::number_integer: return Value(j.get<std::int64_t>());
@@ -322,8 +341,8 @@ struct Executor::Run {
   int threads = 1;
   std::filesystem::path temp_dir;
 
-  std::vector<Outputs> values;      // by plan index; cleared after the last consumer
-  std::vector<Outputs> for_cache;   // outputs of cacheable nodes that ran
+  std::vector<Slots> values;      // by plan index; cleared after the last consumer
+  std::vector<Slots> for_cache;   // outputs of cacheable nodes that ran
   std::vector<char> needed, from_cache;
   std::unique_ptr<std::atomic<int>[]> pending;    // producers not finished
   std::unique_ptr<std::atomic<int>[]> uses_left;  // running consumers not finished
@@ -438,20 +457,29 @@ void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now
       std::string error, exception_type, detail;
       nlohmann::json inputs_at_failure;
       bool interrupted = false;
-      Outputs outputs;
+      Slots outputs(spec.outputs.size());
       std::chrono::steady_clock::time_point started;
       const std::string& display = node.title.empty() ? spec.class_type : node.title;
       {
+        // What each input brings: a list, one long unless a node upstream
+        // made more. The node runs once per element of the longest (or once
+        // on the whole lists when it takes lists).
+        std::size_t runs = 1;
+        if (!spec.input_is_list) {
+          std::size_t longest = 1;
+          for (const InputSource& in : node.inputs) {
+            if (in.kind != InputSource::link) continue;
+            const std::size_t size = values[in.producer][in.output].size();
+            if (size == 0) runs = 0;
+            longest = std::max(longest, size);
+          }
+          if (runs != 0) runs = longest;
+        }
         // One argument buffer per worker, reused from node to node (taken out
         // of its slot while in use, so a node that runs a graph itself is safe).
         thread_local std::vector<Value> spare;
         std::vector<Value> arguments = std::move(spare);
         arguments.resize(node.inputs.size());
-        for (std::size_t k = 0; k < node.inputs.size(); ++k) {
-          const InputSource& in = node.inputs[k];
-          if (in.kind == InputSource::literal) arguments[k] = in.value;
-          else if (in.kind == InputSource::link) arguments[k] = values[in.producer][in.output];
-        }
         struct GiveBack {  // drop our references to the inputs, also on error
           std::vector<Value>& arguments;
           ~GiveBack() {
@@ -459,43 +487,72 @@ void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now
             spare = std::move(arguments);
           }
         } give_back{arguments};
+        auto gather = [&](std::size_t run) {
+          for (std::size_t k = 0; k < node.inputs.size(); ++k) {
+            const InputSource& in = node.inputs[k];
+            if (in.kind == InputSource::literal) {
+              arguments[k] = spec.input_is_list ? Value(List{in.value}) : in.value;
+            } else if (in.kind == InputSource::link) {
+              const Items& items = values[in.producer][in.output];
+              if (spec.input_is_list) arguments[k] = Value(List(items.begin(), items.end()));
+              else arguments[k] = items[std::min(run, items.size() - 1)];
+            }
+          }
+        };
         // ComfyUI's display_node is the id of the node that shows the output
         // (this one); the title is Cozy's, for progress lines.
         if (options.events) emit("executing", {{"node", node.id}, {"display_node", node.id}, {"title", display}});
         NodeContext context(*this, node);
         started = std::chrono::steady_clock::now();
-        try {
-          outputs = node.node->def.run(Inputs(spec, arguments.data(), node.inputs.size()), context);
-          if (outputs.size() != spec.outputs.size()) {
-            error = "returned " + std::to_string(outputs.size()) + " outputs, but declares " +
-                    std::to_string(spec.outputs.size());
-            exception_type = "cozy::Error";
-          } else {
+        for (std::size_t run = 0; run < runs && error.empty(); ++run) {
+          try {
+            if (run > 0 && cancelled()) throw Cancelled();
+            gather(run);
+            Outputs returned = node.node->def.run(Inputs(spec, arguments.data(), node.inputs.size()), context);
+            if (returned.size() != spec.outputs.size()) {
+              error = "returned " + std::to_string(returned.size()) + " outputs, but declares " +
+                      std::to_string(spec.outputs.size());
+              exception_type = "cozy::Error";
+            }
             // What a node returns is checked here, so the next node is not
             // blamed for it.
-            for (std::size_t k = 0; k < outputs.size() && error.empty(); ++k)
-              if (std::string problem = output_problem(spec.outputs[k], outputs[k]); !problem.empty()) {
-                error = "output " + std::to_string(k) + " '" + spec.outputs[k].name + "' " + problem;
+            for (std::size_t k = 0; k < returned.size() && error.empty(); ++k) {
+              const OutputSpec& out = spec.outputs[k];
+              std::string problem;
+              if (!out.is_list) {
+                problem = output_problem(out, returned[k]);
+                if (problem.empty()) outputs[k].push_back(std::move(returned[k]));
+              } else if (!returned[k].is_list()) {
+                problem = "is declared a list of " + out.type + " but is a value of type " + returned[k].kind();
+              } else {
+                for (const Value& item : returned[k].as_list()) {
+                  if (problem = output_problem(out, item); !problem.empty()) break;
+                  outputs[k].push_back(item);
+                }
+              }
+              if (!problem.empty()) {
+                error = "output " + std::to_string(k) + " '" + out.name + "' " + problem;
                 exception_type = "cozy::Error";
               }
+            }
+          } catch (const Cancelled&) {
+            interrupted = true;
+            error = "cancelled";
+          } catch (const c10::Error& e) {
+            error = e.what_without_backtrace();  // LibTorch's C++ frames are for developers (detail)
+            detail = e.what();
+            exception_type = current_exception_type();
+          } catch (const std::exception& e) {
+            error = e.what();
+            exception_type = current_exception_type();
+          } catch (...) {
+            error = "threw an exception that is not a std::exception";
+            exception_type = current_exception_type();
           }
-        } catch (const Cancelled&) {
-          interrupted = true;
-          error = "cancelled";
-        } catch (const c10::Error& e) {
-          error = e.what_without_backtrace();  // LibTorch's C++ frames are for developers (detail)
-          detail = e.what();
-          exception_type = current_exception_type();
-        } catch (const std::exception& e) {
-          error = e.what();
-          exception_type = current_exception_type();
-        } catch (...) {
-          error = "threw an exception that is not a std::exception";
-          exception_type = current_exception_type();
-        }
-        if (!exception_type.empty()) {
-          if (error.empty()) error = "failed without a message";
-          inputs_at_failure = current_inputs(node, arguments);
+          if (!exception_type.empty()) {
+            if (error.empty()) error = "failed without a message";
+            inputs_at_failure = current_inputs(node, arguments);
+          }
         }
         executed.fetch_add(1, std::memory_order_relaxed);
         if (error.empty()) {
@@ -519,7 +576,7 @@ void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now
           if (options.events) {
             const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
             nlohmann::json described = nlohmann::json::array();
-            for (const Value& v : outputs) described.push_back(describe_value(v));
+            for (const Items& items : outputs) described.push_back(describe_items(items));
             emit("executed", {{"node", node.id}, {"display_node", node.id}, {"title", display}, {"output", ui.empty() ? nullptr : ui},
                               {"values", std::move(described)}, {"seconds", seconds}});
           }
@@ -543,7 +600,7 @@ void Executor::Run::process(std::uint32_t index, std::vector<std::uint32_t>& now
     // This node has read its inputs: release what no one else will read.
     for (std::uint32_t p : node.producers) {
       if (uses_left[p].fetch_sub(1, std::memory_order_acq_rel) == 1 && !plan.nodes[p].node->def.spec.output_node)
-        Outputs().swap(values[p]);
+        Slots().swap(values[p]);
     }
   }
   state[index].store(outcome, std::memory_order_release);
@@ -664,10 +721,14 @@ RunReport Executor::execute(const Plan& plan_in, const RunOptions& options) {
 
   for (std::size_t i = 0; i < n; ++i) {
     const PlanNode& node = plan.nodes[i];
-    if (node.node->def.spec.output_node && run.state[i].load() == succeeded) report.outputs[node.id] = run.values[i];
+    if (node.node->def.spec.output_node && run.state[i].load() == succeeded) {
+      Outputs outputs;
+      for (const Items& items : run.values[i]) outputs.push_back(items.size() == 1 ? items.front() : Value(List(items)));
+      report.outputs[node.id] = std::move(outputs);
+    }
   }
   if (options.use_cache) {
-    std::unordered_map<std::uint64_t, Outputs> next;
+    std::unordered_map<std::uint64_t, Slots> next;
     for (std::size_t i = 0; i < n; ++i) {
       const PlanNode& node = plan.nodes[i];
       if (!node.cacheable) continue;

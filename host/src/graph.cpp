@@ -150,10 +150,24 @@ ParseResult parse_graph_json(const nlohmann::json& document_in) {
             continue;
           }
           input.is_link = true;
+        } else if (value.is_object() && !value.contains("__value__")) {
+          // An object literal (a BOUNDING_BOX's {"x": ..., "width": ...}):
+          // flat, of scalars; validation checks it against the input's type.
+          bool flat = value.size() <= 16;
+          for (const auto& [key, item] : value.items()) flat = flat && !item.is_structured() && !item.is_null();
+          if (!flat) {
+            fail(id, name,
+                 "an object literal holds at most 16 keys with scalar values (a list literal is written "
+                 "{\"__value__\": [...]})",
+                 node.class_type);
+            ok = false;
+            continue;
+          }
+          input.literal = value;
         } else if (value.is_object()) {
           auto list = value.find("__value__");
-          if (value.size() != 1 || list == value.end() || !list->is_array()) {
-            fail(id, name, "an object literal must be {\"__value__\": [...]}", node.class_type);
+          if (value.size() != 1 || !list->is_array()) {
+            fail(id, name, "a list literal is written {\"__value__\": [...]}", node.class_type);
             ok = false;
             continue;
           }

@@ -69,6 +69,28 @@ std::string check_descriptor(const PluginDescriptor* d) {
   return {};
 }
 
+// The editor options a spec carries as JSON text must be JSON objects; the
+// SDK's own checks cannot parse JSON (it has no JSON library).
+std::vector<std::string> ui_problems(const NodeDef& def) {
+  std::vector<std::string> problems;
+  auto check = [&](const std::string& text, const std::string& where) {
+    if (text.empty()) return;
+    nlohmann::json parsed = nlohmann::json::parse(text, nullptr, false);
+    if (parsed.is_discarded() || !parsed.is_object())
+      problems.push_back(where + " has ui options that are not a JSON object: " + text.substr(0, 60));
+  };
+  const std::string node = "node " + def.spec.class_type;
+  check(def.spec.ui, node);
+  for (const auto& in : def.spec.inputs) check(in.ui, node + ", input '" + in.name + "'");
+  return problems;
+}
+
+std::vector<std::string> declaration_problems(const NodeDef& def) {
+  std::vector<std::string> problems = spec_problems(def);
+  for (auto& problem : ui_problems(def)) problems.push_back(std::move(problem));
+  return problems;
+}
+
 }  // namespace
 
 Registry::Registry() = default;
@@ -76,7 +98,7 @@ Registry::~Registry() = default;
 
 void Registry::add(NodeDef def, const std::string& plugin) {
   std::string type = def.spec.class_type;
-  if (std::vector<std::string> problems = spec_problems(def); !problems.empty()) throw Error(problems.front());
+  if (std::vector<std::string> problems = declaration_problems(def); !problems.empty()) throw Error(problems.front());
   if (nodes_.count(type)) throw Error("node type " + type + " is already registered by " + nodes_[type]->plugin);
   auto node = std::make_unique<RegisteredNode>();
   node->def = std::move(def);
@@ -134,7 +156,7 @@ const PluginRecord& Registry::load_plugin(const std::filesystem::path& file) {
   // clashes with a known node type, adds none. Every mistake is listed.
   std::vector<std::string> problems;
   for (const auto& def : staging.defs)
-    for (auto& problem : spec_problems(def)) problems.push_back(std::move(problem));
+    for (auto& problem : declaration_problems(def)) problems.push_back(std::move(problem));
   if (!problems.empty()) {
     std::string text = "declares its nodes wrongly: ";
     for (std::size_t i = 0; i < problems.size(); ++i) text += (i ? "; " : "") + problems[i];
@@ -212,11 +234,11 @@ std::vector<std::string> Registry::type_warnings() const {
   };
   std::vector<std::string> warnings;
   for (const auto& [name, nodes] : taken) {
-    if (name == types::ANY || types::is_primitive(name) || made.count(name) || made.count(types::ANY)) continue;
+    if (name == types::ANY || types::is_widget(name) || made.count(name) || made.count(types::ANY)) continue;
     warnings.push_back(name + ": consumed by " + list(nodes) + ", made by no node" + near(name));
   }
   for (const auto& [name, nodes] : made) {
-    if (name == types::ANY || types::is_primitive(name) || taken.count(name) || taken.count(types::ANY)) continue;
+    if (name == types::ANY || types::is_widget(name) || taken.count(name) || taken.count(types::ANY)) continue;
     warnings.push_back(name + ": made by " + list(nodes) + ", consumed by no node" + near(name));
   }
   return warnings;
@@ -300,6 +322,7 @@ nlohmann::json object_info(const NodeSpec& spec, const FileFolders* folders) {
       options["image_upload"] = true;
       if (in.file_folder == "output") options["image_folder"] = "output";
     }
+    if (nlohmann::json ui = nlohmann::json::parse(in.ui, nullptr, false); ui.is_object()) options.update(ui);
     if (!options.empty()) entry.push_back(options);
     (in.required ? required : optional)[in.name] = entry;
     (in.required ? order_required : order_optional).push_back(in.name);
@@ -313,9 +336,9 @@ nlohmann::json object_info(const NodeSpec& spec, const FileFolders* folders) {
   for (const auto& out : spec.outputs) {
     output.push_back(out.type);
     output_name.push_back(out.name);
-    output_is_list.push_back(false);
+    output_is_list.push_back(out.is_list);
   }
-  return {{"input", input},
+  nlohmann::json info = {{"input", input},
           {"input_order", input_order},
           {"output", output},
           {"output_is_list", output_is_list},
@@ -325,7 +348,10 @@ nlohmann::json object_info(const NodeSpec& spec, const FileFolders* folders) {
           {"description", spec.description},
           {"category", spec.category},
           {"output_node", spec.output_node},
+          {"is_input_list", spec.input_is_list},
           {"pure", spec.pure}};
+  if (nlohmann::json ui = nlohmann::json::parse(spec.ui, nullptr, false); ui.is_object()) info.update(ui);
+  return info;
 }
 
 }  // namespace cozy::host

@@ -47,6 +47,24 @@ struct Problem {
 Problem check_literal(const InputSpec& spec, const nlohmann::json& value) {
   const std::string& type = spec.type;
   if (type == types::ANY) return {};
+  if (value.is_object() && type != types::BOUNDING_BOX)
+    return {"invalid_input_type", "expects " + type + ", got the object " + describe(value) +
+                                      " (object literals are for BOUNDING_BOX inputs)"};
+  if (type == types::BOUNDING_BOX) {
+    if (!value.is_object())
+      return {"invalid_input_type",
+              "expects a BOUNDING_BOX such as {\"x\": 0, \"y\": 0, \"width\": 512, \"height\": 512}, got " +
+                  describe(value)};
+    for (const auto& [key, item] : value.items()) {
+      const bool size = key == "width" || key == "height";
+      if (!size && key != "x" && key != "y")
+        return {"invalid_input_type", "a BOUNDING_BOX has x, y, width and height, not '" + key + "'"};
+      if (!item.is_number_integer() || item.get<std::int64_t>() < (size ? 1 : 0) || item.get<std::int64_t>() > (1 << 24))
+        return {"invalid_input_type", "a BOUNDING_BOX's " + key + " is a whole number of pixels, at least " +
+                                          (size ? "1" : "0") + ", got " + describe(item)};
+    }
+    return {};
+  }
   if (!types::is_primitive(type))
     return {"invalid_input_type", "expects a link from an output of type " + type + ", got the literal " + describe(value)};
   if (type == types::BOOLEAN) {

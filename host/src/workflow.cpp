@@ -247,7 +247,7 @@ class Converter {
     std::vector<const InputSpec*> widgets;
     for (bool required : {true, false})
       for (const auto& in : spec.inputs)
-        if (in.required == required && types::is_primitive(in.type)) widgets.push_back(&in);
+        if (in.required == required && types::is_widget(in.type)) widgets.push_back(&in);
     const json& named = field(node, "widgets_values_named").is_object() ? field(node, "widgets_values_named")
                                                                          : field(node, "widgets_values");
     if (named.is_object()) {
@@ -260,7 +260,9 @@ class Converter {
     for (const InputSpec* in : widgets) {
       if (i >= values.size()) break;
       out[in->name] = values[i++];
-      const bool seed_like = in->type == types::INT && (in->name == "seed" || in->name == "noise_seed");
+      const json ui = json::parse(in->ui, nullptr, false);
+      const bool seed_like = in->type == types::INT && (in->name == "seed" || in->name == "noise_seed" ||
+                                                        (ui.is_object() && ui.value("control_after_generate", false)));
       if (seed_like && i < values.size() && values[i].is_string() && kControlValues.count(values[i].get<std::string>()))
         ++i;  // the control_after_generate widget
       const bool upload = (in->file_folder == "input" || in->file_folder == "output") && std::find(in->file_extensions.begin(), in->file_extensions.end(),

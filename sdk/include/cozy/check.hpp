@@ -89,8 +89,9 @@ inline std::vector<std::string> spec_problems(const NodeDef& def) {
 
 /// Why `value` does not fit `output` ("" when it does): a tensor of the
 /// convention for IMAGE, MASK and LATENT, the scalar for INT, FLOAT, STRING
-/// and BOOLEAN, an object whose type_name() is the declared type for any
-/// other name. An output of type `*` takes anything.
+/// and BOOLEAN, four INTs for BOUNDING_BOX, an object whose type_name() is
+/// the declared type for any other name. An output of type `*` takes
+/// anything. For an output with `is_list`, the host checks each element.
 inline std::string output_problem(const OutputSpec& output, const Value& value) {
   const std::string& type = output.type;
   if (type == types::ANY) return {};
@@ -116,6 +117,11 @@ inline std::string output_problem(const OutputSpec& output, const Value& value) 
     if (type == types::LATENT && ((t.dim() != 2 && t.dim() != 4) || !t.is_floating_point()))
       return wrong("float [B, D] or [B, C, H, W]");
     return {};
+  }
+  if (type == types::BOUNDING_BOX) {
+    bool box = value.is_list() && value.as_list().size() == 4;
+    for (std::size_t i = 0; box && i < 4; ++i) box = value.as_list()[i].is_int();
+    return box ? "" : wrong("a list of four INTs: x, y, width, height");
   }
   if (!value.is_object() || !value.as_object()) return wrong("an object");
   if (value.as_object()->type_name() != type) return wrong("an object of that type");

@@ -46,11 +46,19 @@ inline constexpr const char* CLASSIFIER = "CLASSIFIER";
 inline constexpr const char* DATASET = "DATASET";
 inline constexpr const char* LAYOUT = "LAYOUT";
 inline constexpr const char* FEEDBACK = "FEEDBACK";
+/// A region in pixels, as ComfyUI's BOUNDING_BOX: a graph file writes it as
+/// the object {"x": 0, "y": 0, "width": 512, "height": 512} (a key left out
+/// takes that value); it reaches a node as a list of four INTs, x, y, width,
+/// height.
+inline constexpr const char* BOUNDING_BOX = "BOUNDING_BOX";
 
-/// The four types a graph file can write as a literal.
+/// The four types a graph file can write as a scalar literal.
 inline bool is_primitive(const std::string& type) {
   return type == INT || type == FLOAT || type == STRING || type == BOOLEAN;
 }
+/// The types an editor shows as a widget on the node (a literal in a graph
+/// file): the four primitives and BOUNDING_BOX (an object literal).
+inline bool is_widget(const std::string& type) { return is_primitive(type) || type == BOUNDING_BOX; }
 }  // namespace types
 
 /// One input of a node. Build it with the named constructors and chain the
@@ -71,6 +79,12 @@ struct InputSpec {
   std::string file_folder;
   std::vector<std::string> file_extensions;
   bool is_choice = false;           ///< made by Choice(): `choices` must not be empty
+  /// Further options for an editor, as the text of a JSON object that
+  /// object_info merges into this input's options, e.g.
+  /// `{"control_after_generate": true}`, `{"display": "color"}`,
+  /// `{"advanced": true}`. The host checks it is an object when it loads
+  /// the plugin; it never changes what the node computes.
+  std::string ui;
 
   static InputSpec Int(std::string name, std::int64_t def) {
     return make(std::move(name), types::INT, Literal{def});
@@ -102,6 +116,7 @@ struct InputSpec {
   InputSpec& help(std::string text) { tooltip = std::move(text); return *this; }
   InputSpec& optional() { required = false; return *this; }
   InputSpec& multiline_text() { multiline = true; return *this; }
+  InputSpec& with_ui(std::string json_object) { ui = std::move(json_object); return *this; }
   InputSpec& files_in(std::string folder, std::vector<std::string> extensions) {
     file_folder = std::move(folder);
     file_extensions = std::move(extensions);
@@ -119,12 +134,24 @@ struct InputSpec {
 };
 
 /// One output of a node: a name for people and a type for the validator.
+/// `is_list` (ComfyUI's OUTPUT_IS_LIST): the node returns a list Value here,
+/// and each element travels on its own: a node downstream runs once per
+/// element (see NodeSpec::input_is_list).
 struct OutputSpec {
   std::string name;
   std::string type;
+  bool is_list = false;
 };
 
 /// Everything the host knows about a node type before running it.
+///
+/// Lists, as ComfyUI runs them: what travels on an edge is a list of values,
+/// one long unless a node says otherwise. A node runs once per element of its
+/// longest input list (a shorter list repeats its last element; an empty one
+/// means the node does not run) and each output collects one value per run.
+/// A node with `input_is_list` runs once and receives every input as a list
+/// Value (a literal as a list of one); an output with `is_list` returns a
+/// list Value whose elements are spread.
 struct NodeSpec {
   std::string class_type;    ///< unique key, as in ComfyUI's `class_type`
   std::string display_name;  ///< empty: class_type is shown
@@ -134,6 +161,10 @@ struct NodeSpec {
   std::vector<OutputSpec> outputs;
   bool output_node = false;
   bool pure = true;
+  bool input_is_list = false;  ///< ComfyUI's INPUT_IS_LIST: run once on the whole lists
+  /// Further node-level entries for an editor's object_info, as the text of a
+  /// JSON object (e.g. `{"deprecated": true}`); checked at load like InputSpec::ui.
+  std::string ui;
 
   /// Index of the input called `name`, or -1.
   int input_index(const std::string& input_name) const {

@@ -137,12 +137,31 @@ class Plugin {
 /// Runs `def` once with `inputs` (by name) as the host would run it in a
 /// graph: defaults filled, every check the validator makes of literal
 /// values, the outputs checked against the declared ones. Throws
-/// cozy::Error with the host's message when something does not fit.
+/// cozy::Error with the host's message when something does not fit. For a
+/// node with `input_is_list`, give each input as a list Value (a default
+/// arrives as a list of one, as the host sends it); a list output is
+/// returned as the list Value the node made.
 inline Outputs run_node(const NodeDef& def, const std::map<std::string, Value>& inputs, Context& ctx) {
   const NodeSpec& spec = def.spec;
   if (std::vector<std::string> problems = spec_problems(def); !problems.empty()) throw Error(problems.front());
   for (const auto& [name, value] : inputs)
     if (spec.input_index(name) < 0) throw Error("node " + spec.class_type + " has no input '" + name + "'");
+  auto check = [](const InputSpec& in, Value& v, const std::string& where) {
+    if (in.type == types::FLOAT && v.is_int()) v = Value(static_cast<double>(v.as_int()));
+    if (!types::is_primitive(in.type)) return;
+    const std::string problem = output_problem(OutputSpec{in.name, in.type}, v);
+    if (!problem.empty()) throw Error(where + " " + problem);
+    if (v.is_int() || v.is_float()) {
+      const double number = v.as_float();
+      if ((in.min && number < *in.min) || (in.max && number > *in.max))
+        throw Error(where + ": " + detail::number_text(number) + " is out of range [" +
+                    (in.min ? detail::number_text(*in.min) : "-inf") + ", " +
+                    (in.max ? detail::number_text(*in.max) : "inf") + "]");
+    }
+    if (v.is_string() && !in.choices.empty() &&
+        std::find(in.choices.begin(), in.choices.end(), v.as_string()) == in.choices.end())
+      throw Error(where + ": '" + v.as_string() + "' is not among the choices");
+  };
   std::vector<Value> values(spec.inputs.size());
   for (std::size_t i = 0; i < spec.inputs.size(); ++i) {
     const InputSpec& in = spec.inputs[i];
@@ -151,23 +170,17 @@ inline Outputs run_node(const NodeDef& def, const std::map<std::string, Value>& 
     if (given == inputs.end() || given->second.empty()) {
       values[i] = to_value(in.default_value);
       if (values[i].empty() && in.required) throw Error(where + ": missing required input of type " + in.type);
+      if (spec.input_is_list && !values[i].empty()) values[i] = Value(List{values[i]});
       continue;
     }
     Value v = given->second;
-    if (in.type == types::FLOAT && v.is_int()) v = Value(static_cast<double>(v.as_int()));
-    if (types::is_primitive(in.type)) {
-      const std::string problem = output_problem(OutputSpec{in.name, in.type}, v);
-      if (!problem.empty()) throw Error(where + " " + problem);
-      if (v.is_int() || v.is_float()) {
-        const double number = v.as_float();
-        if ((in.min && number < *in.min) || (in.max && number > *in.max))
-          throw Error(where + ": " + detail::number_text(number) + " is out of range [" +
-                      (in.min ? detail::number_text(*in.min) : "-inf") + ", " +
-                      (in.max ? detail::number_text(*in.max) : "inf") + "]");
-      }
-      if (v.is_string() && !in.choices.empty() &&
-          std::find(in.choices.begin(), in.choices.end(), v.as_string()) == in.choices.end())
-        throw Error(where + ": '" + v.as_string() + "' is not among the choices");
+    if (spec.input_is_list) {
+      if (!v.is_list()) throw Error(where + " takes a list (the node's input_is_list), got " + v.kind());
+      List items = v.as_list();
+      for (Value& item : items) check(in, item, where);
+      v = Value(std::move(items));
+    } else {
+      check(in, v, where);
     }
     values[i] = std::move(v);
   }
@@ -175,10 +188,17 @@ inline Outputs run_node(const NodeDef& def, const std::map<std::string, Value>& 
   if (outputs.size() != spec.outputs.size())
     throw Error("node " + spec.class_type + " returned " + std::to_string(outputs.size()) + " outputs, but declares " +
                 std::to_string(spec.outputs.size()));
-  for (std::size_t k = 0; k < outputs.size(); ++k)
-    if (std::string problem = output_problem(spec.outputs[k], outputs[k]); !problem.empty())
-      throw Error("node " + spec.class_type + ", output " + std::to_string(k) + " '" + spec.outputs[k].name + "' " +
-                  problem);
+  for (std::size_t k = 0; k < outputs.size(); ++k) {
+    const OutputSpec& out = spec.outputs[k];
+    const std::string where = "node " + spec.class_type + ", output " + std::to_string(k) + " '" + out.name + "' ";
+    if (!out.is_list) {
+      if (std::string problem = output_problem(out, outputs[k]); !problem.empty()) throw Error(where + problem);
+      continue;
+    }
+    if (!outputs[k].is_list()) throw Error(where + "is declared a list of " + out.type + " but is a value of type " + outputs[k].kind());
+    for (const Value& item : outputs[k].as_list())
+      if (std::string problem = output_problem(out, item); !problem.empty()) throw Error(where + problem);
+  }
   return outputs;
 }
 

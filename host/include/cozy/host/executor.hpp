@@ -10,6 +10,12 @@
 // throws is reported; the nodes that depend on it are skipped, and
 // independent branches still finish.
 //
+// What travels on an edge is a list of values, one long unless a node makes
+// more (OutputSpec::is_list); a node runs once per element of its longest
+// input list, or once on the whole lists (NodeSpec::input_is_list), as
+// ComfyUI maps nodes over lists. Its events are sent once, with the files
+// of every run.
+//
 // Every run emits exactly one terminal event, after every node that will run
 // has run: `execution_success`, `execution_error` (the first failure; the
 // report lists them all) or `execution_interrupted`; then `executing` with
@@ -150,7 +156,7 @@ class Executor {
   std::shared_ptr<const Registry> registry_;
   std::unique_ptr<Workers> workers_;
   mutable std::mutex run_mutex_;  // one run at a time; guards cache_
-  std::unordered_map<std::uint64_t, Outputs> cache_;
+  std::unordered_map<std::uint64_t, std::vector<std::vector<Value>>> cache_;  // per output, its list
 };
 
 /// `jobs` and `threads` as the executor resolves 0 (automatic) on this machine.

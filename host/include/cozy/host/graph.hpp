@@ -29,7 +29,8 @@ struct Link {
 };
 
 /// One input as written: a link, or a literal (a list literal is kept as
-/// the JSON array inside `{"__value__": [...]}`, with `is_list` set).
+/// the JSON array inside `{"__value__": [...]}`, with `is_list` set; an
+/// object literal, such as a BOUNDING_BOX, as the flat JSON object).
 struct InputValue {
   bool is_link = false;
   bool is_list = false;
