@@ -556,6 +556,46 @@ namespace {
 // primitive for a widget, a reroute, a bypassed blur, a muted preview, a
 // note) runs as it is and as the API form `cozy convert` writes, and writes
 // what ComfyUI would: red, scaled to 32 x 24, inverted, is cyan.
+// ComfyUI's BOUNDING_BOX widget (an object in widgets_values, or a link
+// from PrimitiveBoundingBox) and its lists: RebatchImages' list of 3 batches
+// runs ImageQuantize and SaveImage once per batch.
+TEST(Cli, AWorkflowWithBoundingBoxesAndListsRunsInEitherFormat) {
+  fs::path dir = scratch("comfy_lists");
+  const std::string workflow = std::string(COZY_SOURCE_DIR) + "/tests/data/comfy/workflows/lists_and_boxes.json";
+  Result converted = cozy("convert " + workflow + " " + (dir / "api.json").string());
+  ASSERT_EQ(converted.code, 0) << converted.err;
+  nlohmann::json api = nlohmann::json::parse(std::ifstream(dir / "api.json"));
+  EXPECT_EQ(api["2"]["inputs"]["crop_region"], nlohmann::json({{"x", 4}, {"y", 2}, {"width", 20}, {"height", 10}}));
+  EXPECT_EQ(api["7"]["inputs"]["crop_region"], nlohmann::json::array({"6", 0}));
+  EXPECT_EQ(api["3"]["inputs"]["batch_size"], 2);
+  for (const std::string& graph : {workflow, (dir / "api.json").string()}) {
+    const fs::path out = dir / (graph == workflow ? "from_ui" : "from_api");
+    Result run = cozy("run " + graph + " --output-dir " + out.string() + " --progress json --threads 1");
+    ASSERT_EQ(run.code, 0) << run.err;
+    int saves = 0;
+    std::istringstream lines(run.out + run.err);
+    for (std::string line; std::getline(lines, line);) {
+      nlohmann::json event = nlohmann::json::parse(line, nullptr, false);
+      if (event.is_object() && event.value("type", "") == "executed" && event["data"]["node"] == "5") {
+        ++saves;
+        EXPECT_EQ(event["data"]["output"]["images"].size(), 5u) << "five frames from three runs";
+      }
+    }
+    EXPECT_EQ(saves, 1) << "one executed event for the three runs";
+    for (const char* name : {"frames", "box"})
+      for (int i = 1; i <= 5; ++i) {
+        char file[32];
+        std::snprintf(file, sizeof file, "%s_%05d.png", name, i);
+        cv::Mat png = cv::imread((out / "lists" / file).string(), cv::IMREAD_UNCHANGED);
+        ASSERT_FALSE(png.empty()) << graph << ": " << file;
+        EXPECT_EQ(png.cols, name[0] == 'f' ? 20 : 3) << file;
+        EXPECT_EQ(png.rows, name[0] == 'f' ? 10 : 3) << file;
+        EXPECT_EQ(png.at<cv::Vec3b>(0, 0), cv::Vec3b(0, 255, 0)) << file;
+      }
+    EXPECT_FALSE(fs::exists(out / "lists" / "frames_00006.png"));
+  }
+}
+
 TEST(Cli, AComfyUIImageWorkflowRunsInEitherFormat) {
   fs::path dir = scratch("comfy_workflow");
   const std::string workflow = std::string(COZY_SOURCE_DIR) + "/tests/data/comfy/workflows/image_nodes.json";

@@ -27,31 +27,39 @@ nlohmann::json read_json(const fs::path& file) {
   return nlohmann::json::parse(in);
 }
 
-class ComfyNodes : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    plugin = new testing::Plugin(fs::path(COZY_PLUGIN_DIR) / "libcozy_comfy.so");
-    reference = new nlohmann::json(read_json(kData / "reference.json"));
-    std::ifstream in(kData / "reference.bin", std::ios::binary);
+// The reference sets: make_reference.py's (Debian's torch, PIL 9.4, scipy,
+// kornia) and make_quantize_reference.py's (Pillow 13.0's quantizer).
+struct ReferenceSet {
+  nlohmann::json doc;
+  std::string blob;
+
+  explicit ReferenceSet(const std::string& stem) : doc(read_json(kData / (stem + ".json"))) {
+    std::ifstream in(kData / (stem + ".bin"), std::ios::binary);
     std::ostringstream bytes;
     bytes << in.rdbuf();
-    blob = new std::string(bytes.str());
+    blob = bytes.str();
   }
-  static void TearDownTestSuite() {
-    delete plugin;
-    delete reference;
-    delete blob;
-  }
-
-  static at::Tensor tensor(const std::string& name) {
-    const auto& entry = (*reference)["tensors"].at(name);
+  at::Tensor tensor(const std::string& name) const {
+    const auto& entry = doc["tensors"].at(name);
     std::vector<int64_t> shape = entry["shape"].get<std::vector<int64_t>>();
     int64_t count = 1;
     for (int64_t s : shape) count *= s;
     const size_t offset = entry["offset"].get<size_t>();
     at::Tensor t = at::empty(shape, at::kFloat);
-    std::memcpy(t.data_ptr<float>(), blob->data() + offset, count * sizeof(float));
+    std::memcpy(t.data_ptr<float>(), blob.data() + offset, count * sizeof(float));
     return t;
+  }
+};
+
+class ComfyNodes : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    plugin = new testing::Plugin(fs::path(COZY_PLUGIN_DIR) / "libcozy_comfy.so");
+    sets = new std::vector<ReferenceSet>{ReferenceSet("reference"), ReferenceSet("quantize")};
+  }
+  static void TearDownTestSuite() {
+    delete plugin;
+    delete sets;
   }
 
   static Value widget(const nlohmann::json& v) {
@@ -62,12 +70,10 @@ class ComfyNodes : public ::testing::Test {
   }
 
   static testing::Plugin* plugin;
-  static nlohmann::json* reference;
-  static std::string* blob;
+  static std::vector<ReferenceSet>* sets;
 };
 testing::Plugin* ComfyNodes::plugin = nullptr;
-nlohmann::json* ComfyNodes::reference = nullptr;
-std::string* ComfyNodes::blob = nullptr;
+std::vector<ReferenceSet>* ComfyNodes::sets = nullptr;
 
 // Every case the script wrote: the node's outputs equal ComfyUI's to the
 // case's tolerance (float rounding of the same operations in another build
@@ -75,10 +81,11 @@ std::string* ComfyNodes::blob = nullptr;
 TEST_F(ComfyNodes, MatchComfyUIsResults) {
   at::set_num_threads(1);
   std::map<std::string, int> per_node;
-  for (const auto& c : (*reference)["cases"]) {
+  for (const ReferenceSet& set : *sets)
+  for (const auto& c : set.doc["cases"]) {
     const std::string node = c["node"];
     std::map<std::string, Value> inputs;
-    for (const auto& [name, tensor_name] : c["tensors"].items()) inputs[name] = tensor(tensor_name);
+    for (const auto& [name, tensor_name] : c["tensors"].items()) inputs[name] = set.tensor(tensor_name);
     for (const auto& [name, value] : c["widgets"].items()) inputs[name] = widget(value);
     const std::string what = node + " " + c["widgets"].dump();
     testing::FakeContext ctx;
@@ -92,7 +99,7 @@ TEST_F(ComfyNodes, MatchComfyUIsResults) {
     const auto& expected_names = c["outputs"];
     ASSERT_EQ(out.size(), expected_names.size()) << what;
     for (size_t k = 0; k < out.size(); ++k) {
-      at::Tensor expected = tensor(expected_names[k]);
+      at::Tensor expected = set.tensor(expected_names[k]);
       at::Tensor actual = out[k].as_tensor().to(at::kCPU);
       ASSERT_EQ(actual.sizes(), expected.sizes()) << what << " output " << k;
       if (expected.numel() == 0) continue;
@@ -109,8 +116,86 @@ TEST_F(ComfyNodes, MatchComfyUIsResults) {
                            "ImageStitch", "ImageBatch", "RepeatImageBatch", "ImageFromBatch", "ImageToMask",
                            "ImageColorToMask", "SolidMask", "InvertMask", "CropMask", "MaskComposite", "FeatherMask",
                            "GrowMask", "ThresholdMask", "ImageCompositeMasked", "PorterDuffImageComposite",
-                           "SplitImageWithAlpha", "JoinImageWithAlpha", "Morphology", "Canny"})
+                           "SplitImageWithAlpha", "JoinImageWithAlpha", "Morphology", "Canny", "ImageQuantize"})
     EXPECT_GT(per_node[node], 0) << node;
+}
+
+// ImageQuantize on an image of more colours than PIL's colour table holds
+// (69632 > 65536), where PIL drops a bit of every channel to count them:
+// the bytes equal Pillow's (a hash of them, made by the script).
+TEST_F(ComfyNodes, QuantizeManyColoursAsPIL) {
+  at::set_num_threads(1);
+  at::Tensor y = at::arange(256, at::kLong).view({256, 1}).expand({256, 272});
+  at::Tensor x = at::arange(272, at::kLong).view({1, 272}).expand({256, 272});
+  at::Tensor bytes = at::stack({x.remainder(256), y, (7 * x + 13 * y).remainder(256)}, 0).to(at::kByte);
+  at::Tensor image = (bytes.to(at::kFloat) / 255).unsqueeze(0);
+  const auto& cases = (*sets)[1].doc["many_colours"];
+  ASSERT_EQ(cases.size(), 3u);
+  for (const auto& c : cases) {
+    testing::FakeContext ctx;
+    Outputs out = testing::run_node(plugin->node("ImageQuantize"),
+                                    {{"image", image}, {"colors", widget(c["colors"])}, {"dither", widget(c["dither"])}}, ctx);
+    at::Tensor hwc = (out[0].as_tensor() * 255).round().to(at::kByte).squeeze(0).permute({1, 2, 0}).contiguous();
+    uint64_t h = 1469598103934665603ull;
+    const uint8_t* p = hwc.data_ptr<uint8_t>();
+    for (int64_t i = 0; i < hwc.numel(); ++i) h = (h ^ p[i]) * 1099511628211ull;
+    char text[17];
+    std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
+    EXPECT_EQ(std::string(text), c["fnv1a"].get<std::string>()) << c.dump();
+    fs::remove_all(ctx.root());
+  }
+}
+
+// RebatchImages takes the list of batches and gives a list: frames in
+// order, batch_size at a time, a batch ending where the frame size changes;
+// with an overlap, consecutive batches share frames, merged by the mode.
+TEST_F(ComfyNodes, RebatchImagesRegroupsTheFramesOfAList) {
+  auto frames = [](std::initializer_list<float> values, int64_t size = 2) {
+    std::vector<at::Tensor> list;
+    for (float v : values) list.push_back(at::full({1, 3, size, size}, v));
+    return at::cat(list, 0);
+  };
+  auto values = [](const Value& batch) {
+    std::vector<float> out;
+    const at::Tensor& t = batch.as_tensor();
+    for (int64_t i = 0; i < t.size(0); ++i) out.push_back(t[i][0][0][0].item<float>());
+    return out;
+  };
+  auto rebatch = [&](List images, int64_t size, int64_t overlap, const std::string& mode) {
+    testing::FakeContext ctx;
+    Outputs out = testing::run_node(plugin->node("RebatchImages"),
+                                    {{"images", Value(std::move(images))}, {"batch_size", Value(List{Value(size)})},
+                                     {"overlap", Value(List{Value(overlap)})},
+                                     {"merge_overlap_mode", Value(List{Value(mode)})}},
+                                    ctx);
+    std::vector<std::vector<float>> batches;
+    for (const Value& b : out[0].as_list()) batches.push_back(values(b));
+    return batches;
+  };
+  using Batches = std::vector<std::vector<float>>;
+  const List three_two = {frames({1, 2, 3}), frames({4, 5})};
+  EXPECT_EQ(rebatch(three_two, 2, 0, "truncate start"), (Batches{{1, 2}, {3, 4}, {5}}));
+  EXPECT_EQ(rebatch(three_two, 4, 0, "truncate start"), (Batches{{1, 2, 3, 4}, {5}}));
+  // A size change starts a new batch.
+  EXPECT_EQ(rebatch({frames({1, 2}), frames({3}, 4), frames({4})}, 3, 0, "truncate start"),
+            (Batches{{1, 2}, {3}, {4}}));
+  // Overlap 1: where two inputs join, their shared frame (3 and 4) is the
+  // first's, the second's, or a blend (one frame's weight is 0: the first's);
+  // an input longer than a batch gives batches that repeat a frame.
+  EXPECT_EQ(rebatch(three_two, 4, 1, "truncate start"), (Batches{{1, 2, 3, 5}}));
+  EXPECT_EQ(rebatch(three_two, 4, 1, "truncate end"), (Batches{{1, 2, 4, 5}}));
+  EXPECT_EQ(rebatch(three_two, 4, 1, "fade linear"), (Batches{{1, 2, 3, 5}}));
+  EXPECT_EQ(rebatch({frames({1, 2, 3, 4, 5})}, 3, 1, "truncate start"), (Batches{{1, 2, 3}, {3, 4, 5}}));
+  EXPECT_EQ(rebatch({frames({1, 2}), frames({4, 6})}, 4, 2, "fade linear"), (Batches{{1, 6}}));  // weights 0, 1
+  // Three shared frames fade by 0, 1/2, 1 (smooth, 3w^2 - 2w^3: the same here).
+  EXPECT_EQ(rebatch({frames({0, 0, 0}), frames({9, 9, 9})}, 4, 3, "fade smooth"), (Batches{{0, 4.5, 9}}));
+  EXPECT_TRUE(rebatch({}, 2, 0, "truncate start").empty());
+  testing::FakeContext ctx;
+  EXPECT_THROW(testing::run_node(plugin->node("RebatchImages"),
+                                 {{"images", Value(three_two)}, {"batch_size", Value(List{Value(2)})},
+                                  {"overlap", Value(List{Value(2)})}, {"merge_overlap_mode", Value(List{Value("truncate start")})}},
+                                 ctx),
+               Error);
 }
 
 }  // namespace
@@ -147,6 +232,9 @@ TEST(ComfyDeclarations, MatchComfyUIsObjectInfo) {
     const nlohmann::json got = host::object_info(node->def.spec);
     for (const char* key : {"display_name", "category", "output_node", "output", "output_name"})
       EXPECT_EQ(got[key], want[key]) << name << " " << key;
+    for (const char* key : {"output_is_list", "is_input_list", "deprecated"})
+      if (want.contains(key)) EXPECT_EQ(got[key], want[key]) << name << " " << key;
+    EXPECT_EQ(got.value("deprecated", false), want.value("deprecated", false)) << name << " deprecated";
     for (const char* group : {"required", "optional"}) {
       const nlohmann::json none = nlohmann::json::array();
       const auto& want_order = want["input_order"].contains(group) ? want["input_order"][group] : none;
@@ -177,7 +265,7 @@ TEST(ComfyDeclarations, MatchComfyUIsObjectInfo) {
       }
     }
   }
-  EXPECT_GE(nodes, 48);
+  EXPECT_GE(nodes, 52);
 }
 
 }  // namespace

@@ -83,17 +83,33 @@ NodeDef mask_preview() {
   return d;
 }
 
+// ComfyUI's PrimitiveBoundingBox: four INTs as one BOUNDING_BOX.
+NodeDef primitive_bounding_box() {
+  NodeDef d = NodeDef::named("PrimitiveBoundingBox", "Bounding Box", "utilities/primitive", "");
+  d.spec.inputs = {InputSpec::Int("x", 0).range(0, kMaxResolution), InputSpec::Int("y", 0).range(0, kMaxResolution),
+                   InputSpec::Int("width", 512).range(1, kMaxResolution),
+                   InputSpec::Int("height", 512).range(1, kMaxResolution)};
+  d.spec.outputs = {{"BOUNDING_BOX", types::BOUNDING_BOX}};
+  d.run = [](const Inputs& in, Context&) -> Outputs {
+    return {Value(List{in.at(0), in.at(1), in.at(2), in.at(3)})};
+  };
+  return d;
+}
+
 void register_nodes(Registrar& r) {
   r.add(primitive("PrimitiveString", "String", InputSpec::String("value")));
   r.add(primitive("PrimitiveStringMultiline", "String (Multiline)", InputSpec::String("value").multiline_text()));
-  r.add(primitive("PrimitiveInt", "Int", InputSpec::Int("value", 0).range(-kMaxSize, kMaxSize)));
+  r.add(primitive("PrimitiveInt", "Int",
+                  InputSpec::Int("value", 0).range(-kMaxSize, kMaxSize).with_ui(R"({"control_after_generate": true})")));
   r.add(primitive("PrimitiveFloat", "Float", InputSpec::Float("value", 0).range(-kMaxSize, kMaxSize)));
   r.add(primitive("PrimitiveBoolean", "Boolean", InputSpec::Boolean("value", false)));
+  r.add(primitive_bounding_box());
   r.add(load_image_mask());
   r.add(load_image_output());
   r.add(mask_preview());
   register_image_nodes(r);
   register_mask_nodes(r);
+  register_quantize_node(r);
 }
 
 }  // namespace

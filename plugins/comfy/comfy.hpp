@@ -74,6 +74,6 @@ void preview(const at::Tensor& images, Context& ctx);
 
 void register_image_nodes(Registrar& r);
 void register_mask_nodes(Registrar& r);
-void register_io_nodes(Registrar& r);
+void register_quantize_node(Registrar& r);
 
 }  // namespace cozy::comfy

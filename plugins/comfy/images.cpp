@@ -220,7 +220,10 @@ NodeDef image_add_noise() {
                              "image + strength x normal noise, clamped to [0, 1]; the noise is torch's randn from "
                              "this seed on the CPU, drawn in ComfyUI's [B, H, W, C] order: ComfyUI's numbers.");
   d.spec.inputs = {image_input(),
-                   InputSpec::Int("seed", 0).range(0, 18446744073709551615.0).help("The random seed used for creating the noise."),
+                   InputSpec::Int("seed", 0)
+                       .range(0, 18446744073709551615.0)
+                       .help("The random seed used for creating the noise.")
+                       .with_ui(R"({"control_after_generate": true})"),
                    InputSpec::Float("strength", 0.5).range(0.0, 1.0).with_step(0.01)};
   d.spec.outputs = {{"IMAGE", IMAGE}};
   d.run = [](const Inputs& in, Context&) -> Outputs {
@@ -241,10 +244,122 @@ NodeDef image_crop() {
   d.spec.inputs = {image_input(), pixels_input("width", 512, 1), pixels_input("height", 512, 1), pixels_input("x", 0, 0),
                    pixels_input("y", 0, 0)};
   d.spec.outputs = {{"IMAGE", IMAGE}};
+  d.spec.ui = R"({"deprecated": true})";
   d.run = [](const Inputs& in, Context&) -> Outputs {
     const at::Tensor& image = in.image_or_rgba("image");
     const int64_t x = std::min(in.integer("x"), image.size(3) - 1), y = std::min(in.integer("y"), image.size(2) - 1);
     return {py_slice(py_slice(image, 2, y, in.integer("height")), 3, x, in.integer("width")).contiguous()};
+  };
+  return d;
+}
+
+// ComfyUI's ImageCropV2: ImageCrop with its region as one BOUNDING_BOX,
+// and a preview of the crop.
+NodeDef image_crop_v2() {
+  NodeDef d = NodeDef::named("ImageCropV2", "Crop Image", "image/transform", "Crop an image to the specified dimensions.");
+  d.spec.inputs = {image_input(), InputSpec::Link("crop_region", types::BOUNDING_BOX)
+                                      .with_ui(R"({"default": {"x": 0, "y": 0, "width": 512, "height": 512},)"
+                                               R"( "socketless": true, "component": "ImageCrop"})")};
+  d.spec.outputs = {{"IMAGE", IMAGE}};
+  d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+    const at::Tensor& image = in.image_or_rgba("image");
+    const List& box = in["crop_region"].as_list();
+    const int64_t x = std::min(box.at(0).as_int(), image.size(3) - 1), y = std::min(box.at(1).as_int(), image.size(2) - 1);
+    at::Tensor crop = py_slice(py_slice(image, 2, y, box.at(3).as_int()), 3, x, box.at(2).as_int()).contiguous();
+    preview(crop, ctx);
+    return {crop};
+  };
+  return d;
+}
+
+// RebatchImages: every image of every batch in the incoming list, in order,
+// regrouped into batches of batch_size; consecutive batches may share
+// `overlap` frames, merged as merge_overlap_mode says.
+const std::vector<std::string> kMergeModes = {"truncate start", "truncate end", "fade smooth", "fade linear"};
+
+at::Tensor merge_batches(const std::vector<at::Tensor>& batches, int64_t overlap, const std::string& mode) {
+  if (batches.size() == 1) return batches.front();
+  int64_t total = 0;
+  for (const auto& t : batches) total += t.size(0);
+  total -= overlap * static_cast<int64_t>(batches.size() - 1);
+  std::vector<int64_t> shape = batches.front().sizes().vec();
+  shape[0] = total;
+  at::Tensor merged = at::empty(shape, batches.front().options());
+  int64_t end = batches.front().size(0);
+  merged.narrow(0, 0, end).copy_(batches.front());
+  at::Tensor weight;
+  if (overlap > 0 && (mode == "fade smooth" || mode == "fade linear")) {
+    weight = at::linspace(0, 1, overlap, merged.options());
+    if (mode == "fade smooth") weight = weight * weight * (3 - 2 * weight);
+    weight = weight.reshape({overlap, 1, 1, 1});
+  }
+  for (std::size_t i = 1; i < batches.size(); ++i) {
+    const at::Tensor& t = batches[i];
+    if (overlap > 0) {
+      at::Tensor shared = merged.narrow(0, end - overlap, overlap);
+      at::Tensor incoming = t.narrow(0, 0, overlap);
+      if (mode == "truncate end") shared.copy_(incoming);
+      else if (weight.defined()) shared.copy_(shared * (1 - weight) + incoming * weight);
+    }
+    const int64_t added = t.size(0) - overlap;
+    merged.narrow(0, end, added).copy_(t.narrow(0, overlap, added));
+    end += added;
+  }
+  return merged;
+}
+
+NodeDef rebatch_images() {
+  NodeDef d = NodeDef::named("RebatchImages", "Rebatch Images", "image/batch",
+                             "The images of every incoming batch, in order, in batches of batch_size (the last may be "
+                             "smaller); a batch starts a new one where the image size changes.");
+  d.spec.inputs = {image_input("images"),
+                   InputSpec::Int("batch_size", 1).range(1, 4096).help("Number of images or frames in each output batch."),
+                   InputSpec::Int("overlap", 0)
+                       .range(0, 4096)
+                       .help("Frames duplicated between output splits and reconciled between input batches.")
+                       .with_ui(R"({"advanced": true})"),
+                   InputSpec::Choice("merge_overlap_mode", kMergeModes)
+                       .help("How overlapping frames from consecutive input batches are merged.")
+                       .with_ui(R"({"advanced": true})")};
+  d.spec.outputs = {{"IMAGE", IMAGE, /*is_list=*/true}};
+  d.spec.input_is_list = true;
+  d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+    // Every input arrives as a list; the settings are their first elements.
+    const int64_t batch_size = in["batch_size"].as_list().at(0).as_int();
+    const int64_t overlap = in.has("overlap") ? in["overlap"].as_list().at(0).as_int() : 0;
+    const std::string mode = in.has("merge_overlap_mode") ? in["merge_overlap_mode"].as_list().at(0).as_string() : kMergeModes[0];
+    std::vector<at::Tensor> pending;
+    for (const Value& v : in["images"].as_list()) {
+      const at::Tensor& t = v.as_tensor();
+      if (!t.defined() || t.dim() != 4) throw Error("input 'images' holds something that is not an IMAGE: " + Inputs::describe(t));
+      pending.push_back(t);
+    }
+    List out;
+    if (pending.empty()) return {Value(std::move(out))};
+    if (overlap >= batch_size) throw Error("Rebatch overlap must be smaller than the batch size");
+    auto compatible = [](const at::Tensor& a, const at::Tensor& b) {
+      return a.size(1) == b.size(1) && a.size(2) == b.size(2) && a.size(3) == b.size(3);
+    };
+    while (!pending.empty()) {
+      ctx.check_cancelled();
+      std::size_t count = 1;
+      int64_t length = pending.front().size(0);
+      while (length < batch_size && count < pending.size()) {
+        const at::Tensor& next = pending[count];
+        if (!compatible(pending.front(), next)) break;
+        if (overlap > std::min(length, next.size(0))) throw Error("Rebatch overlap cannot exceed an input batch");
+        length += next.size(0) - overlap;
+        ++count;
+      }
+      at::Tensor merged =
+          merge_batches(std::vector<at::Tensor>(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(count)),
+                        overlap, mode);
+      pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(count));
+      out.push_back(merged.narrow(0, 0, std::min(batch_size, merged.size(0))).contiguous());
+      if (length > batch_size)
+        pending.insert(pending.begin(), merged.narrow(0, batch_size - overlap, merged.size(0) - (batch_size - overlap)));
+    }
+    return {Value(std::move(out))};
   };
   return d;
 }
@@ -392,6 +507,7 @@ NodeDef image_batch() {
                              "grey batch is repeated to three channels when the other is colour.");
   d.spec.inputs = {image_input("image1"), image_input("image2")};
   d.spec.outputs = {{"IMAGE", IMAGE}};
+  d.spec.ui = R"({"deprecated": true})";
   d.run = [](const Inputs& in, Context&) -> Outputs {
     at::Tensor a = in.image_or_rgba("image1"), b = in.image_or_rgba("image2").to(a.device());
     std::tie(a, b) = match_grey(a, b);
@@ -538,6 +654,8 @@ void register_image_nodes(Registrar& r) {
   r.add(image_blend());
   r.add(image_add_noise());
   r.add(image_crop());
+  r.add(image_crop_v2());
+  r.add(rebatch_images());
   r.add(image_pad_for_outpaint());
   r.add(image_flip());
   r.add(image_rotate());

@@ -32,7 +32,7 @@ NodeDef image_to_mask() {
 NodeDef image_color_to_mask() {
   NodeDef d = NodeDef::named("ImageColorToMask", "ImageColorToMask", "mask",
                              "1 where the pixel, in 8 bits (rounded), is exactly `color` (0xRRGGBB), else 0.");
-  d.spec.inputs = {InputSpec::Link("image", IMAGE), InputSpec::Int("color", 0).range(0, 0xFFFFFF).with_step(1)};
+  d.spec.inputs = {InputSpec::Link("image", IMAGE), InputSpec::Int("color", 0).range(0, 0xFFFFFF).with_step(1).with_ui(R"({"display": "number"})")};
   d.spec.outputs = {{"MASK", MASK}};
   d.run = [](const Inputs& in, Context&) -> Outputs {
     at::Tensor image = as_rgb(in.image_or_rgba("image"));
