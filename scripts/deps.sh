@@ -9,10 +9,13 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libtbb-dev libsqlite3-dev
   clang libclang-rt-14-dev
   dataset-fashion-mnist python3-torch python3-pip
+  libtiff-dev libgeotiff-dev
 )
 # The browser tests (tests/browser) drive Debian's chromium: only for the
 # tests (`deps.sh --tests`), the main job does not need it.
-[ "${1:-}" = "--tests" ] && packages+=(chromium)
+# The agriculture pack's tests compare with numpy and GDAL (python3-gdal,
+# gdal-bin): also only for the tests.
+[ "${1:-}" = "--tests" ] && packages+=(chromium python3-gdal gdal-bin)
 # The npm clients' tests (tests/clients) need node and npm; a machine that
 # has them from elsewhere (NodeSource) keeps its own.
 command -v node >/dev/null || packages+=(nodejs)
@@ -31,3 +34,6 @@ fi
 
 # ComfyUI's web frontend for `cozy serve` (pinned, from PyPI).
 "$(dirname "$0")/frontend.sh"
+# The domain packs' real scenes (Debian packages, unpacked, checked): for the tests.
+[ "${1:-}" = "--tests" ] && "$(dirname "$0")/data.sh"
+exit 0
