@@ -235,7 +235,7 @@ TEST_F(Agriculture, TheGraphsRun) {
   const std::string cozy = AGRICULTURE_COZY;
   if (cozy.empty() || !fs::exists(cozy)) GTEST_SKIP() << "no cozy program was found to run the graphs with";
   const fs::path graphs = fs::path(AGRICULTURE_SOURCE_DIR) / "graphs";
-  // The GAN trains 40 steps here, not the graph's 2,000: that it runs is the point.
+  // The GAN trains 40 steps here, not the graph's 1,500: that it runs is the point.
   for (auto [graph, extra] : std::vector<std::pair<std::string, std::string>>{{"ndvi_cover.json", ""},
                                                                               {"patches_gan.json", " --set 3.steps=40"}}) {
     const fs::path out = ctx.output_dir() / graph;
