@@ -22,6 +22,7 @@ fetch() {
   done
   ((missing)) || return 0
   mkdir -p "input/$pack" "$work/$package"
+  rm -rf "$work/$package/root"
   if ! ls "$work/$package"/*.deb >/dev/null 2>&1; then
     (cd "$work/$package" && apt-get download "$package" >/dev/null 2>&1) || {
       echo "cozy data: could not download $package (apt-get update first?); its tests will skip" >&2
@@ -58,4 +59,19 @@ fetch r-cran-satellite agriculture \
   7c36936df3c0677970a86cba7d26d4180c8be7c7e336abbb1c1ff6bd63a5b0f8:${sat}_B6.TIF \
   033bc71cb6e992f26ec2217b180d0b8b5da61ee8266148b5880b8caab97b71b6:${sat}_B7.TIF \
   ef1ff52558515ebdd3b6caf8b09e5439cc85bbe4f410d61e8de7bde2019127e9:${sat}_MTL.txt
+
+# fetch_listed PACKAGE PACK FOLDER_IN_PACKAGE MANIFEST: every file the
+# manifest (sha256sum's format) names, from that folder of the package.
+fetch_listed() {
+  local package=$1 pack=$2 folder=$3 manifest=$4
+  local entries=()
+  while read -r sum name; do entries+=("$sum:$folder/$name"); done <"$manifest"
+  fetch "$package" "$pack" "${entries[@]}"
+}
+
+# DICOM in every transfer syntax: pydicom's test files (68 .dcm files).
+fetch_listed python3-pydicom medical/pydicom usr/lib/python3/dist-packages/pydicom/data/test_files \
+  scripts/data/pydicom-test-files.sha256
+# A CT ankle with rescale and window values, a 10-frame RLE palette ultrasound.
+fetch_listed octave-dicom medical/octave usr/share/octave/packages/dicom-0.5.1/imdata scripts/data/octave-dicom.sha256
 exit 0

@@ -9,13 +9,13 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libtbb-dev libsqlite3-dev
   clang libclang-rt-14-dev
   dataset-fashion-mnist python3-torch python3-pip
-  libtiff-dev libgeotiff-dev
+  libtiff-dev libgeotiff-dev libgdcm-dev
 )
 # The browser tests (tests/browser) drive Debian's chromium: only for the
 # tests (`deps.sh --tests`), the main job does not need it.
-# The agriculture pack's tests compare with numpy and GDAL (python3-gdal,
-# gdal-bin): also only for the tests.
-[ "${1:-}" = "--tests" ] && packages+=(chromium python3-gdal gdal-bin)
+# The packs' tests compare with numpy, GDAL (python3-gdal, gdal-bin) and
+# pydicom: also only for the tests.
+[ "${1:-}" = "--tests" ] && packages+=(chromium python3-gdal gdal-bin python3-pydicom)
 # The npm clients' tests (tests/clients) need node and npm; a machine that
 # has them from elsewhere (NodeSource) keeps its own.
 command -v node >/dev/null || packages+=(nodejs)

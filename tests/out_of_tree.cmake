@@ -1,6 +1,6 @@
 # Installs Cozy to a scratch prefix, builds examples/hello-plugin against the
 # installed SDK (find_package(Cozy)), and runs a graph that uses its node;
-# then the scaffold, and the agriculture pack with its own tests.
+# then the scaffold, and the agriculture and medical packs with their own tests.
 file(REMOVE_RECURSE "${WORK_DIR}")
 function(run_step)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
@@ -56,4 +56,14 @@ if(AGRICULTURE)
   message(STATUS "agriculture pack built against the installed SDK and tested:\n${step_output}")
 else()
   message(STATUS "the agriculture pack is not built here (no libgeotiff): not built out of tree either")
+endif()
+
+# The medical pack, the same way (GDCM from Debian's libgdcm-dev).
+if(MEDICAL)
+  run_step(${CMAKE_COMMAND} -S "${SOURCE_DIR}/plugins/medical" -B "${WORK_DIR}/medical" -G "${GENERATOR}"
+           -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_BUILD_TYPE=Release
+           -DMEDICAL_DATA_DIR=${SOURCE_DIR}/input/medical)
+  run_step(${CMAKE_COMMAND} --build "${WORK_DIR}/medical")
+  run_step(${CTEST} --test-dir "${WORK_DIR}/medical" --output-on-failure)
+  message(STATUS "medical pack built against the installed SDK and tested:\n${step_output}")
 endif()
