@@ -2,8 +2,8 @@
 # The tests: install what is missing, build, and run
 #   1. the whole suite (ctest),
 #   2. the whole suite again under AddressSanitizer + UBSan (preset asan),
-#   3. the graph parser/validator fuzzer and the upload (multipart) parser's,
-#      each for a bounded time (FUZZ_SECONDS, 60).
+#   3. the graph parser/validator fuzzer, the upload (multipart) parser's and
+#      the DICOM reader's, each for a bounded time (FUZZ_SECONDS, 60).
 # `scripts/test.sh --quick` runs step 1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +33,7 @@ fuzz() {
   shift 3
   echo "== fuzzing $what for ${FUZZ_SECONDS:-60} s =="
   mkdir -p "$corpus"
-  "build-fuzz/fuzz_$target" -max_total_time="${FUZZ_SECONDS:-60}" -max_len=4096 -print_final_stats=1 \
+  "build-fuzz/fuzz_$target" -max_total_time="${FUZZ_SECONDS:-60}" -max_len="${MAX_LEN:-4096}" -print_final_stats=1 ${FUZZ_EXTRA:-} \
     -artifact_prefix="build-fuzz/artifacts/${target}_" "$corpus" "$@" 2>"build-fuzz/fuzz_$target.log" || {
     tail -40 "build-fuzz/fuzz_$target.log"
     echo "the fuzzer found a crash: see build-fuzz/artifacts/ and add it to fuzz/regressions/ (as ${target}_NAME)"
@@ -45,6 +45,14 @@ fuzz() {
 fuzz graph "graph parsing and validation" corpus graphs tests/data fuzz/regressions fuzz/workflow_seeds \
   examples/hello-plugin
 fuzz multipart "the upload parser" corpus_multipart fuzz/multipart_seeds
+# The DICOM reader, seeded with the files scripts/data.sh fetched (where it could).
+if [ -x build-fuzz/fuzz_dicom ] && [ -d input/medical/pydicom ]; then
+  # Each input is decoded in a child process (a fork: slow under ASan). A
+  # huge allocation a damaged header asks for fails (ASan returns null, the
+  # reader says why) instead of stopping the child as libFuzzer would.
+  ASAN_OPTIONS=allocator_may_return_null=1 FUZZ_EXTRA="-malloc_limit_mb=16384 -report_slow_units=120" MAX_LEN=65536 \
+    fuzz dicom "the DICOM reader" corpus_dicom input/medical/pydicom input/medical/octave
+fi
 
 # The closing line CI reads: the sanitizer suite's ctest summary above, and:
 echo "all: passed"
