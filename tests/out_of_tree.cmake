@@ -44,26 +44,20 @@ if(NOT EXISTS "${WORK_DIR}/scaffolded/out/scaffolded_00001.png")
 endif()
 message(STATUS "scaffolded plugin built, tested and run")
 
-# The agriculture pack, as its README builds it: against the installed SDK,
-# its tests run on the scenes scripts/data.sh fetched (they skip, saying so,
-# where a scene is missing), its graphs by the installed cozy.
+# The domain packs, as their READMEs build them: against the installed SDK,
+# their tests run on the files scripts/data.sh fetched (they skip, saying so,
+# where one is missing), their graphs by the installed cozy.
+function(build_pack name data)
+  run_step(${CMAKE_COMMAND} -S "${SOURCE_DIR}/plugins/${name}" -B "${WORK_DIR}/${name}" -G "${GENERATOR}"
+           -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_BUILD_TYPE=Release
+           -D${data}=${SOURCE_DIR}/input/${name})
+  run_step(${CMAKE_COMMAND} --build "${WORK_DIR}/${name}")
+  run_step(${CTEST} --test-dir "${WORK_DIR}/${name}" --output-on-failure)
+  message(STATUS "${name} pack built against the installed SDK and tested:\n${step_output}")
+endfunction()
 if(AGRICULTURE)
-  run_step(${CMAKE_COMMAND} -S "${SOURCE_DIR}/plugins/agriculture" -B "${WORK_DIR}/agriculture" -G "${GENERATOR}"
-           -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_BUILD_TYPE=Release
-           -DAGRICULTURE_DATA_DIR=${SOURCE_DIR}/input/agriculture)
-  run_step(${CMAKE_COMMAND} --build "${WORK_DIR}/agriculture")
-  run_step(${CTEST} --test-dir "${WORK_DIR}/agriculture" --output-on-failure)
-  message(STATUS "agriculture pack built against the installed SDK and tested:\n${step_output}")
-else()
-  message(STATUS "the agriculture pack is not built here (no libgeotiff): not built out of tree either")
+  build_pack(agriculture AGRICULTURE_DATA_DIR)
 endif()
-
-# The medical pack, the same way (GDCM from Debian's libgdcm-dev).
 if(MEDICAL)
-  run_step(${CMAKE_COMMAND} -S "${SOURCE_DIR}/plugins/medical" -B "${WORK_DIR}/medical" -G "${GENERATOR}"
-           -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_BUILD_TYPE=Release
-           -DMEDICAL_DATA_DIR=${SOURCE_DIR}/input/medical)
-  run_step(${CMAKE_COMMAND} --build "${WORK_DIR}/medical")
-  run_step(${CTEST} --test-dir "${WORK_DIR}/medical" --output-on-failure)
-  message(STATUS "medical pack built against the installed SDK and tested:\n${step_output}")
+  build_pack(medical MEDICAL_DATA_DIR)
 endif()

@@ -87,6 +87,20 @@ NodeDef windowing() {
   return d;
 }
 
+// (x - a_min) / (a_max - a_min) x (b_max - b_min) + b_min, clipped to
+// [b_min, b_max] if asked; equal a's shift instead of dividing by zero (as
+// MONAI does): a new VOLUME, in no unit.
+Value scaled(const Volume& volume, double a_min, double a_max, double b_min, double b_max, bool clip) {
+  at::Tensor x = volume.voxels.to(at::kDouble);
+  x = a_max == a_min ? x - a_min + b_min : (x - a_min) / (a_max - a_min) * (b_max - b_min) + b_min;
+  if (clip) x = x.clamp(std::min(b_min, b_max), std::max(b_min, b_max));
+  auto out = std::make_shared<Volume>(volume);
+  out->voxels = x.to(at::kFloat);
+  out->units = "";
+  out->windows.clear();
+  return as_value(std::move(out));
+}
+
 NodeDef scale_intensity_range() {
   NodeDef d = NodeDef::named("ScaleIntensityRange", "Scale Intensity Range", kCategory,
                              "MONAI's ScaleIntensityRange: (x - a_min) / (a_max - a_min) x (b_max - b_min) + b_min, "
@@ -98,13 +112,7 @@ NodeDef scale_intensity_range() {
     VolumePtr volume = volume_input(in);
     const double a_min = in.number("a_min"), a_max = in.number("a_max"), b_min = in.number("b_min"), b_max = in.number("b_max");
     if (a_max == a_min) throw Error("a_min and a_max are equal: no range to scale");
-    at::Tensor x = (volume->voxels.to(at::kDouble) - a_min) / (a_max - a_min) * (b_max - b_min) + b_min;
-    if (in.boolean("clip")) x = x.clamp(std::min(b_min, b_max), std::max(b_min, b_max));
-    auto out = std::make_shared<Volume>(*volume);
-    out->voxels = x.to(at::kFloat);
-    out->units = "";
-    out->windows.clear();
-    return {as_value(std::move(out))};
+    return {scaled(*volume, a_min, a_max, b_min, b_max, in.boolean("clip"))};
   };
   return d;
 }
@@ -129,14 +137,7 @@ NodeDef scale_intensity_percentiles() {
       b_min = span * (lower / 100.0) + in.number("b_min");
       b_max = span * (upper / 100.0) + in.number("b_min");
     }
-    at::Tensor x = volume->voxels.to(at::kDouble);
-    x = a_max - a_min == 0 ? x - a_min + b_min : (x - a_min) / (a_max - a_min) * (b_max - b_min) + b_min;
-    if (in.boolean("clip")) x = x.clamp(std::min(b_min, b_max), std::max(b_min, b_max));
-    auto out = std::make_shared<Volume>(*volume);
-    out->voxels = x.to(at::kFloat);
-    out->units = "";
-    out->windows.clear();
-    return {as_value(std::move(out))};
+    return {scaled(*volume, a_min, a_max, b_min, b_max, in.boolean("clip"))};
   };
   return d;
 }
