@@ -74,4 +74,12 @@ fetch_listed python3-pydicom medical/pydicom usr/lib/python3/dist-packages/pydic
   scripts/data/pydicom-test-files.sha256
 # A CT ankle with rescale and window values, a 10-frame RLE palette ultrasound.
 fetch_listed octave-dicom medical/octave usr/share/octave/packages/dicom-0.5.1/imdata scripts/data/octave-dicom.sha256
+# MR brains in NIfTI (mricron-data): Colin27 ("ch2") at 1 mm, brain-extracted
+# at 1 mm, and at 0.5 mm; a macaque T1 template in float32 (INIA19).
+mricron=usr/share/mricron/templates
+fetch mricron-data medical/nifti \
+  a009051127f64dc3dd554d5f5b589870ea72106d9642c21b4e7093e478cfc309:$mricron/ch2.nii.gz \
+  592a2d20abdf36eefcb540ca8958428040edffc1bc1a18ba1dcfbabac77c5dd1:$mricron/ch2bet.nii.gz \
+  a094f3ccf383c495c9569625bd0c06993fd4b02d2a8d9966da5fea7d7e530e8d:$mricron/ch2better.nii.gz \
+  3f0707f4999a0c6b56d6c9a0145310cba17753e2b4612f577d8dbfe65a89e231:$mricron/inia19-t1-brain.nii.gz
 exit 0

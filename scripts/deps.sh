@@ -13,9 +13,9 @@ packages=(
 )
 # The browser tests (tests/browser) drive Debian's chromium: only for the
 # tests (`deps.sh --tests`), the main job does not need it.
-# The packs' tests compare with numpy, GDAL (python3-gdal, gdal-bin) and
-# pydicom: also only for the tests.
-[ "${1:-}" = "--tests" ] && packages+=(chromium python3-gdal gdal-bin python3-pydicom)
+# The packs' tests compare with numpy, GDAL (python3-gdal, gdal-bin),
+# pydicom, nibabel and scipy: also only for the tests.
+[ "${1:-}" = "--tests" ] && packages+=(chromium python3-gdal gdal-bin python3-pydicom python3-nibabel python3-scipy)
 # The npm clients' tests (tests/clients) need node and npm; a machine that
 # has them from elsewhere (NodeSource) keeps its own.
 command -v node >/dev/null || packages+=(nodejs)

@@ -53,6 +53,12 @@ if [ -x build-fuzz/fuzz_dicom ] && [ -d input/medical/pydicom ]; then
   ASAN_OPTIONS=allocator_may_return_null=1 FUZZ_EXTRA="-malloc_limit_mb=16384 -report_slow_units=120" MAX_LEN=65536 \
     fuzz dicom "the DICOM reader" corpus_dicom input/medical/pydicom input/medical/octave
 fi
+# The NIfTI reader (in the host's process), seeded with the pack's small
+# files and the MR brains (their first 64 KiB: broken gzip streams too).
+if [ -x build-fuzz/fuzz_nifti ]; then
+  MAX_LEN=65536 fuzz nifti "the NIfTI reader" corpus_nifti plugins/medical/tests/data/nifti \
+    $( [ -d input/medical/nifti ] && echo input/medical/nifti )
+fi
 
 # The closing line CI reads: the sanitizer suite's ctest summary above, and:
 echo "all: passed"

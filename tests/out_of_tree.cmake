@@ -46,18 +46,19 @@ message(STATUS "scaffolded plugin built, tested and run")
 
 # The domain packs, as their READMEs build them: against the installed SDK,
 # their tests run on the files scripts/data.sh fetched (they skip, saying so,
-# where one is missing), their graphs by the installed cozy.
-function(build_pack name data)
+# where one is missing), their graphs by the installed cozy. `skip`: tests the
+# in-tree run has run already and that take long (a training graph).
+function(build_pack name data skip)
   run_step(${CMAKE_COMMAND} -S "${SOURCE_DIR}/plugins/${name}" -B "${WORK_DIR}/${name}" -G "${GENERATOR}"
            -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_BUILD_TYPE=Release
            -D${data}=${SOURCE_DIR}/input/${name})
   run_step(${CMAKE_COMMAND} --build "${WORK_DIR}/${name}")
-  run_step(${CTEST} --test-dir "${WORK_DIR}/${name}" --output-on-failure)
+  run_step(${CTEST} --test-dir "${WORK_DIR}/${name}" --output-on-failure -E "${skip}")
   message(STATUS "${name} pack built against the installed SDK and tested:\n${step_output}")
 endfunction()
 if(AGRICULTURE)
-  build_pack(agriculture AGRICULTURE_DATA_DIR)
+  build_pack(agriculture AGRICULTURE_DATA_DIR "^$")
 endif()
 if(MEDICAL)
-  build_pack(medical MEDICAL_DATA_DIR)
+  build_pack(medical MEDICAL_DATA_DIR "TheAnomalyGraphFindsTheLesions")
 endif()

@@ -230,25 +230,6 @@ NodeDef vegetation_mask() {
   return d;
 }
 
-// Patches of a scene as a DATASET, for TrainGAN and TrainVAE.
-class Patches final : public Dataset {
- public:
-  Patches(at::Tensor images, std::string about) : images_(std::move(images)), about_(std::move(about)) {}
-  int64_t size() const override { return images_.size(0); }
-  std::vector<int64_t> image_shape() const override { return {images_.size(1), images_.size(2), images_.size(3)}; }
-  const std::vector<std::string>& class_names() const override { return names_; }
-  std::pair<at::Tensor, at::Tensor> batch(const at::Tensor& indices) const override {
-    return {images_.index_select(0, indices.to(at::kLong)), at::zeros({indices.numel()}, at::kLong)};
-  }
-  at::Tensor labels() const override { return at::zeros({size()}, at::kLong); }
-  std::string describe() const override { return about_; }
-
- private:
-  at::Tensor images_;
-  std::string about_;
-  std::vector<std::string> names_ = {"patch"};
-};
-
 NodeDef tile_patches() {
   NodeDef d = NodeDef::named("TilePatches", "Tile Patches", kCategory,
                              "A scene cut into size x size patches every `stride` pixels, of the named bands, each "
@@ -282,7 +263,8 @@ NodeDef tile_patches() {
     at::Tensor images = at::stack(patches, 0).contiguous();
     ctx.log(LogLevel::info, std::to_string(images.size(0)) + " patches of " + std::to_string(size) + " x " + std::to_string(size));
     const int64_t count = images.size(0);
-    return {Value(std::make_shared<Patches>(std::move(images), std::to_string(count) + " patches of " + in.string("bands"))),
+    return {Value(std::make_shared<ImageDataset>(std::move(images), std::to_string(count) + " patches of " + in.string("bands"),
+                                                std::vector<std::string>{"patch"})),
             count};
   };
   return d;

@@ -33,6 +33,11 @@ struct Decoded {
 /// or an abort of the decoder included).
 Decoded decode_isolated(const std::filesystem::path& path, int seconds);
 
+/// Reads frame `frame` of a NIfTI-1 or NIfTI-2 file (.nii or .nii.gz) in
+/// this process (see nifti.cpp); throws cozy::Error naming the file and the
+/// reason.
+Decoded decode_nifti(const std::filesystem::path& path, int64_t frame);
+
 /// GDCM's warnings and errors off (they go to stderr otherwise).
 void quiet_gdcm();
 

@@ -21,22 +21,7 @@ namespace cozy::medical {
 
 namespace fs = std::filesystem;
 
-std::shared_ptr<Volume> read_dicom(const fs::path& path) {
-  Decoded d = decode_isolated(path, 300);
-  auto v = std::make_shared<Volume>();
-  v->voxels = at::empty({d.slices, d.channels, d.rows, d.cols}, at::kFloat);
-  if (!d.voxels.empty()) std::memcpy(v->voxels.data_ptr<float>(), d.voxels.data(), d.voxels.size() * sizeof(float));
-  v->modality = d.modality;
-  v->units = d.modality == "CT" ? "HU" : "";
-  v->monochrome1 = d.monochrome1;
-  v->spacing = d.spacing;
-  v->origin = d.origin;
-  v->orientation = d.orientation;
-  v->windows = d.windows;
-  v->tags = d.tags;
-  v->files = d.files;
-  return v;
-}
+std::shared_ptr<Volume> read_dicom(const fs::path& path) { return volume_from(decode_isolated(path, 300)); }
 
 std::string new_uid() {
   static std::mutex mutex;  // GDCM's generator keeps state

@@ -1,5 +1,8 @@
 // The medical pack's nodes. See plugins/medical/README.md.
+#include "anomaly.hpp"
 #include "volume.hpp"
+
+#include <cozy/dataset.hpp>
 
 #include <cozy/files.hpp>
 
@@ -224,6 +227,97 @@ NodeDef save_dicom() {
   return d;
 }
 
+NodeDef load_nifti() {
+  NodeDef d = NodeDef::named("LoadNIfTI", "Load NIfTI", kCategory,
+                             "A NIfTI-1 or NIfTI-2 file (.nii or .nii.gz) as a VOLUME: voxels in the file's units "
+                             "(scl_slope and scl_inter applied), in the order the file stores them, their place from "
+                             "the sform (else the qform) in patient space (DICOM's LPS, mm). One frame of a 4-D file.");
+  d.spec.inputs = {InputSpec::String("path").files_in("input", {".nii", ".nii.gz"})
+                       .help("a .nii or .nii.gz file; relative to the input folder"),
+                   InputSpec::Int("frame", 0).range(0, 1 << 20).help("of a 4-D file (a time series)"),
+                   InputSpec::Choice("modality", {"MR", "CT", "PT", "OT"}).help("NIfTI does not say; CT means HU")};
+  d.spec.outputs = {{"VOLUME", VOLUME}, {"slices", types::INT}};
+  d.spec.pure = false;  // the file can change
+  d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+    std::filesystem::path path(in.string("path"));
+    if (path.is_relative()) path = ctx.input_dir() / path;
+    auto volume = read_nifti(path, in.integer("frame"));
+    volume->modality = in.string("modality");
+    volume->units = volume->modality == "CT" ? "HU" : "";
+    ctx.log(LogLevel::info, path.filename().string() + ": " + std::to_string(volume->voxels.size(3)) + " x " +
+                                std::to_string(volume->voxels.size(2)) + " x " + std::to_string(volume->slices()) +
+                                " voxels of " + std::to_string(volume->spacing[0]) + " x " +
+                                std::to_string(volume->spacing[1]) + " x " + std::to_string(volume->spacing[2]) + " mm");
+    const int64_t slices = volume->slices();
+    return {as_value(std::move(volume)), slices};
+  };
+  return d;
+}
+
+NodeDef resample() {
+  NodeDef d = NodeDef::named("Resample", "Resample to Spacing", kCategory,
+                             "A VOLUME resampled to the given spacing in mm (0 keeps an axis): the first voxel stays, "
+                             "new voxels every `spacing` mm up to the last old one, trilinear or nearest (for "
+                             "labels). No smoothing before a coarser grid (as MONAI's Spacing).");
+  d.spec.inputs = {InputSpec::Link("volume", VOLUME), InputSpec::Float("x", 1.0).range(0, 1000).with_step(0.1).help("mm between columns; 0 keeps it"),
+                   InputSpec::Float("y", 1.0).range(0, 1000).with_step(0.1).help("mm between rows; 0 keeps it"),
+                   InputSpec::Float("z", 1.0).range(0, 1000).with_step(0.1).help("mm between slices; 0 keeps it"),
+                   InputSpec::Choice("mode", {"linear", "nearest"})};
+  d.spec.outputs = {{"VOLUME", VOLUME}};
+  d.run = [](const Inputs& in, Context&) -> Outputs {
+    VolumePtr volume = volume_input(in);
+    return {as_value(resampled(*volume, {in.number("x"), in.number("y"), in.number("z")}, in.string("mode")))};
+  };
+  return d;
+}
+
+NodeDef volume_slices() {
+  NodeDef d = NodeDef::named(
+      "VolumeSlices", "Volume Slices", kCategory,
+      "A VOLUME of values in [0, 1] (scale it first) turned to the patient's axes, cut into 2-D slices along an axis: "
+      "axial (counted from the feet up), coronal (from the front) or sagittal (from the patient's right), slices "
+      "first to last (-1: the end) every `step`; a slice with less than min_fraction of its pixels above threshold "
+      "is left out (empty). With size, each is padded to a square (0) and resized (antialiased) to size x size. A "
+      "DATASET for TrainVAE and TrainGAN, the same slices as an IMAGE batch, and their count.");
+  d.spec.inputs = {InputSpec::Link("volume", VOLUME), InputSpec::Choice("axis", {"axial", "coronal", "sagittal"}),
+                   InputSpec::Int("first", 0).range(0, 1 << 20), InputSpec::Int("last", -1).range(-1, 1 << 20),
+                   InputSpec::Int("step", 1).range(1, 1 << 20),
+                   InputSpec::Float("threshold", 0.05).range(0, 1).with_step(0.01),
+                   InputSpec::Float("min_fraction", 0.0).range(0, 1).with_step(0.01),
+                   InputSpec::Int("size", 0).range(0, 4096).help("0 keeps each slice's size")};
+  d.spec.outputs = {{"DATASET", types::DATASET}, {"IMAGE", types::IMAGE}, {"count", types::INT}};
+  d.run = [](const Inputs& in, Context& ctx) -> Outputs {
+    VolumePtr volume = volume_input(in);
+    const double lo = volume->voxels.min().item<double>(), hi = volume->voxels.max().item<double>();
+    if (lo < -1e-6 || hi > 1 + 1e-6)
+      throw Error("the volume's values run from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                  ": scale them to [0, 1] first (ScaleIntensityRange)");
+    const std::string& axis = in.string("axis");
+    const at::Tensor all = slices_along(reoriented(*volume)->voxels, axis).clamp(0, 1);
+    const int64_t n = all.size(0), first = in.integer("first");
+    const int64_t last = in.integer("last") < 0 ? n - 1 : std::min(in.integer("last"), n - 1);
+    if (first > last) throw Error("no slices: first " + std::to_string(first) + ", last " + std::to_string(last) + " of " + std::to_string(n));
+    const at::Tensor picked = all.narrow(0, first, last - first + 1).slice(0, 0, c10::nullopt, in.integer("step"));
+    const at::Tensor full = (picked.mean(1) > in.number("threshold")).to(at::kDouble).mean({1, 2});
+    const at::Tensor keep = (full >= in.number("min_fraction")).nonzero().flatten();
+    if (keep.numel() == 0) throw Error("every slice is empty (below min_fraction above threshold)");
+    at::Tensor images = picked.index_select(0, keep).contiguous();
+    if (const int64_t size = in.integer("size"); size > 0) {
+      const int64_t h = images.size(2), w = images.size(3), side = std::max(h, w);
+      images = at::constant_pad_nd(images, {(side - w) / 2, side - w - (side - w) / 2, (side - h) / 2, side - h - (side - h) / 2}, 0);
+      if (side != size) images = at::_upsample_bilinear2d_aa(images, {size, size}, /*align_corners=*/false).clamp(0, 1);
+      images = images.contiguous();
+    }
+    const int64_t count = images.size(0);
+    ctx.log(LogLevel::info, std::to_string(count) + " " + axis + " slices of " + std::to_string(images.size(2)) + " x " +
+                                std::to_string(images.size(3)) + " (" + std::to_string(picked.size(0) - count) + " empty left out)");
+    auto data = std::make_shared<ImageDataset>(images, std::to_string(count) + " " + axis + " slices",
+                                               std::vector<std::string>{"slice"});
+    return {Value(std::static_pointer_cast<Object>(data)), images.to(ctx.device()), count};
+  };
+  return d;
+}
+
 }  // namespace
 
 void register_nodes(Registrar& r) {
@@ -233,6 +327,10 @@ void register_nodes(Registrar& r) {
   r.add(scale_intensity_percentiles());
   r.add(shepp_logan());
   r.add(save_dicom());
+  r.add(load_nifti());
+  r.add(resample());
+  r.add(volume_slices());
+  register_anomaly_nodes(r);
 }
 
 }  // namespace cozy::medical

@@ -51,6 +51,33 @@ using VolumePtr = std::shared_ptr<const Volume>;
 /// cozy::Error naming the file and the reason.
 std::shared_ptr<Volume> read_dicom(const std::filesystem::path& path);
 
+struct Decoded;
+/// The decoder's plain volume as a VOLUME (its voxels copied into a tensor).
+std::shared_ptr<Volume> volume_from(Decoded decoded);
+
+/// Frame `frame` of a NIfTI-1 or NIfTI-2 file (.nii, .nii.gz): voxels in
+/// the file's units (scl_slope and scl_inter applied), the sform (else the
+/// qform) turned into DICOM's patient space (LPS, mm). Throws cozy::Error
+/// naming the file and the reason.
+std::shared_ptr<Volume> read_nifti(const std::filesystem::path& path, int64_t frame);
+
+/// The volume with its axes permuted and flipped so that columns run
+/// towards the patient's left, rows towards the back and slices upwards
+/// (the nearest of each, as DICOM shows an axial series); its origin,
+/// spacing and directions follow. An oblique volume whose axes do not pick
+/// three different directions comes back as it is.
+std::shared_ptr<Volume> reoriented(const Volume& volume);
+
+/// The volume resampled to `spacing` (mm: columns, rows, slices; 0 keeps an
+/// axis): the first voxel stays where it is, the new voxels every `spacing`
+/// mm up to the last old one; "linear" (trilinear, separable) or "nearest".
+std::shared_ptr<Volume> resampled(const Volume& volume, const std::array<double, 3>& spacing, const std::string& mode);
+
+/// Every slice along "axial" (the slice axis), "coronal" (rows) or
+/// "sagittal" (columns) as images [N, C, h, w], superior up for the last two
+/// (the volume as reoriented() leaves it).
+at::Tensor slices_along(const at::Tensor& voxels, const std::string& axis);
+
 /// What SaveDICOM writes. `compression`: "none", "rle", "jpeg-lossless",
 /// "jpeg-ls", "jpeg2000" (lossless each). `anonymize`: patient name, id,
 /// birth date and sex, and the institution, replaced or removed.

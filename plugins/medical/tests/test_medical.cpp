@@ -3,7 +3,10 @@
 // or says why, with the values pydicom reads; DICOM's VOI functions at their
 // defining points; files written then read back by GDCM and by pydicom; a
 // series folder sorted along the slice normal; MONAI's intensity scaling.
+#include "anomaly.hpp"
 #include "volume.hpp"
+
+#include <cozy/dataset.hpp>
 
 #include <cozy/testing.hpp>
 
@@ -22,7 +25,9 @@ namespace fs = std::filesystem;
 const fs::path kData = MEDICAL_DATA_DIR;
 const fs::path kPydicom = kData / "pydicom";
 const fs::path kOctave = kData / "octave";
+const fs::path kNifti = kData / "nifti";
 const std::string kChecker = std::string(MEDICAL_SOURCE_DIR) + "/tests/check_with_pydicom.py";
+const std::string kNibabel = "/usr/bin/python3 " + std::string(MEDICAL_SOURCE_DIR) + "/tests/check_with_nibabel.py";
 
 #define SKIP_WITHOUT(file)                                                                                 \
   if (!fs::exists(file)) GTEST_SKIP() << (file).string() << " is missing: scripts/data.sh fetches it from " \
@@ -37,6 +42,9 @@ std::pair<std::string, int> shell(const std::string& command) {
   return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
 }
 bool have_pydicom() { return shell("/usr/bin/python3 -c 'import pydicom, numpy'").second == 0; }
+bool have_nibabel() { return shell("/usr/bin/python3 -c 'import nibabel, scipy.ndimage'").second == 0; }
+#define SKIP_WITHOUT_NIBABEL() \
+  if (!have_nibabel()) GTEST_SKIP() << "needs /usr/bin/python3 with nibabel and scipy (python3-nibabel, python3-scipy)"
 
 class Medical : public ::testing::Test {
  protected:
@@ -56,6 +64,31 @@ class Medical : public ::testing::Test {
     std::ostringstream shape;
     for (int64_t d = 0; d < v.dim(); ++d) shape << (d ? "," : "") << v.size(d);
     std::ofstream(stem.string() + ".json") << "{\"shape\": [" << shape.str() << "], \"file\": \"" << file.string() << "\"}";
+  }
+  // As dump, with the frame and the geometry, for check_with_nibabel.py.
+  static void dump_geometry(const Volume& volume, const fs::path& stem, const fs::path& file, int64_t frame = 0) {
+    dump(volume, stem, file);
+    std::ifstream in(stem.string() + ".json");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ostringstream more;
+    more.precision(17);
+    const auto list = [&](const auto& values) {
+      more << "[";
+      for (std::size_t i = 0; i < values.size(); ++i) more << (i ? ", " : "") << values[i];
+      more << "]";
+    };
+    more << ", \"frame\": " << frame << ", \"spacing\": ";
+    list(volume.spacing);
+    more << ", \"origin\": ";
+    list(volume.origin);
+    more << ", \"orientation\": ";
+    list(volume.orientation);
+    text.insert(text.size() - 1, more.str());
+    std::ofstream(stem.string() + ".json") << text;
+  }
+  static Value held(const VolumePtr& volume) { return Value(std::const_pointer_cast<Volume>(volume)); }
+  VolumePtr load_nifti(const fs::path& path, int64_t frame = 0) {
+    return volume_of(run("LoadNIfTI", {{"path", path.string()}, {"frame", frame}})[0]);
   }
 
   static testing::Plugin* plugin;
@@ -269,6 +302,216 @@ TEST_F(Medical, TheGraphRuns) {
   VolumePtr copy = load(ctx.output_dir() / "medical" / "ankle_00001.dcm");  // JPEG-LS, anonymized: still the HU
   VolumePtr source = load(kOctave / "CT-MONO2-16-ankle.dcm");
   EXPECT_TRUE(at::equal(copy->voxels, source->voxels));
+}
+
+#define SKIP_WITHOUT_NIFTI(file)                                                                          \
+  if (!fs::exists(file)) GTEST_SKIP() << (file).string() << " is missing: scripts/data.sh fetches it from " \
+                                      << "Debian's mricron-data"
+
+// Colin27 (1 and 0.5 mm), its brain alone, a macaque template in float32,
+// and files nibabel writes from a crop of Colin27 (gzip'd or not, big-endian
+// with a scaling, NIfTI-2, a rotated left-handed qform, four frames): the
+// voxels and their place in space as nibabel reads them.
+TEST_F(Medical, NiftiFilesLoadAsNibabelReadsThem) {
+  SKIP_WITHOUT_NIFTI(kNifti / "ch2.nii.gz");
+  VolumePtr colin = load_nifti(kNifti / "ch2.nii.gz");
+  EXPECT_EQ(colin->voxels.sizes(), (std::vector<int64_t>{181, 1, 217, 181}));
+  EXPECT_EQ(colin->spacing, (std::array<double, 3>{1, 1, 1}));
+  EXPECT_EQ(colin->modality, "MR");
+  EXPECT_EQ(colin->orientation, (std::array<double, 6>{-1, 0, 0, 0, -1, 0}));  // RAS+ stored: LPS negates x and y
+  EXPECT_EQ(colin->origin, (std::array<double, 3>{90, 125, -71}));
+  SKIP_WITHOUT_NIBABEL();
+  const fs::path dumps = ctx.root() / "dumps", made = ctx.root() / "made";
+  fs::create_directories(dumps), fs::create_directories(made);
+  auto [written, status] = shell(kNibabel + " variants " + (kNifti / "ch2.nii.gz").string() + " " + made.string());
+  ASSERT_EQ(status, 0) << written;
+  std::vector<std::pair<fs::path, int64_t>> files = {{kNifti / "ch2.nii.gz", 0}, {kNifti / "ch2bet.nii.gz", 0},
+                                                     {kNifti / "ch2better.nii.gz", 0},
+                                                     {kNifti / "inia19-t1-brain.nii.gz", 0}};
+  for (const char* name : {"plain.nii", "gzip.nii.gz", "big_endian_scaled.nii", "nifti2.nii.gz", "qform_left_handed.nii.gz"})
+    files.emplace_back(made / name, 0);
+  files.emplace_back(made / "frames.nii.gz", 2);
+  for (const auto& [file, frame] : files) {
+    if (!fs::exists(file)) {
+      ADD_FAILURE() << file << " is missing";
+      continue;
+    }
+    const std::string stem = (dumps / file.filename()).string();
+    dump_geometry(*load_nifti(file, frame), stem, file, frame);
+    auto [report, code] = shell(kNibabel + " compare " + stem);
+    std::printf("%s: %s", file.filename().c_str(), report.c_str());
+    EXPECT_EQ(code, 0) << file << ": " << report;
+  }
+  // RGB24 (the pack's own small file): three channels, interleaved in the file.
+  VolumePtr rgb = load_nifti(fs::path(MEDICAL_SOURCE_DIR) / "tests/data/nifti/rgb24.nii");
+  ASSERT_EQ(rgb->voxels.sizes(), (std::vector<int64_t>{2, 3, 2, 3}));
+  EXPECT_EQ(rgb->voxels[1][0][1][2].item<float>(), 2 * 4 + 1 * 2 + 1);  // R at (i, j, k) = (2, 1, 1): 4 i + 2 j + k
+  EXPECT_EQ(rgb->voxels[1][1][1][2].item<float>(), 100);
+  EXPECT_EQ(rgb->voxels[1][2][1][2].item<float>(), 2 * 11);
+  // The left-handed file's slices come reversed (the volume's slices run
+  // along row x column), its origin at what was the last one.
+  VolumePtr left = load_nifti(made / "qform_left_handed.nii.gz");
+  EXPECT_NEAR(left->spacing[2], 2.5, 1e-5);
+  try {
+    load_nifti(made / "frames.nii.gz", 3);
+    ADD_FAILURE() << "a fourth frame of three loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("it has 3 frame(s); frame 3 was asked for"), std::string::npos) << e.what();
+  }
+  std::ofstream(ctx.input_dir() / "short.nii") << "too short";
+  try {
+    load_nifti("short.nii");
+    ADD_FAILURE() << "nine bytes loaded";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "cannot read " + (ctx.input_dir() / "short.nii").string() + ": too short for a NIfTI header (9 bytes)");
+  }
+}
+
+// Resampled to a coarser grid that falls on the old voxels, the voxels come
+// through bit for bit; elsewhere the values are scipy's trilinear ones.
+TEST_F(Medical, ResamplingKeepsTheGridAndInterpolatesAsScipy) {
+  SKIP_WITHOUT_NIFTI(kNifti / "ch2better.nii.gz");
+  VolumePtr fine = load_nifti(kNifti / "ch2better.nii.gz");  // 0.5 mm
+  for (const char* mode : {"linear", "nearest"}) {
+    VolumePtr coarse = volume_of(run("Resample", {{"volume", held(fine)}, {"x", 1.0}, {"y", 1.0}, {"z", 1.0}, {"mode", mode}})[0]);
+    const at::Tensor every_other = fine->voxels.slice(0, 0, c10::nullopt, 2).slice(2, 0, c10::nullopt, 2).slice(3, 0, c10::nullopt, 2);
+    EXPECT_TRUE(at::equal(coarse->voxels, every_other)) << mode;
+    EXPECT_EQ(coarse->spacing, (std::array<double, 3>{1, 1, 1}));
+    EXPECT_EQ(coarse->origin, fine->origin);
+  }
+  SKIP_WITHOUT_NIBABEL();
+  VolumePtr colin = load_nifti(kNifti / "ch2.nii.gz");
+  VolumePtr odd = volume_of(run("Resample", {{"volume", held(colin)}, {"x", 1.5}, {"y", 0.8}, {"z", 2.3}})[0]);
+  EXPECT_EQ(odd->voxels.sizes(), (std::vector<int64_t>{79, 1, 271, 121}));  // floor((n - 1) x old / new) + 1
+  const std::string stem = (ctx.root() / "resampled").string();
+  dump(*odd, stem, kNifti / "ch2.nii.gz");
+  auto [report, code] = shell(kNibabel + " resample " + stem + " 1.5 0.8 2.3");
+  std::printf("%s", report.c_str());
+  EXPECT_EQ(code, 0) << report;
+}
+
+// Colin27 is stored from the patient's right and front: turned to the
+// patient's axes, columns run to the left and rows to the back, as a viewer
+// shows an axial slice; VolumeSlices cuts it along each axis, leaving empty
+// slices out.
+TEST_F(Medical, SlicesComeOutAsAViewerShowsThem) {
+  SKIP_WITHOUT_NIFTI(kNifti / "ch2bet.nii.gz");
+  VolumePtr brain = load_nifti(kNifti / "ch2bet.nii.gz");
+  auto turned = reoriented(*brain);
+  EXPECT_EQ(turned->orientation, (std::array<double, 6>{1, 0, 0, 0, 1, 0}));
+  EXPECT_EQ(turned->origin, (std::array<double, 3>{-90, -91, -71}));  // was voxel (180, 216, 0)
+  EXPECT_TRUE(at::equal(turned->voxels, brain->voxels.flip({2, 3})));
+  EXPECT_EQ(reoriented(*turned)->voxels.data_ptr(), turned->voxels.data_ptr()) << "already turned: nothing to do";
+  Outputs scaled = run("ScaleIntensityRange", {{"volume", held(brain)}, {"a_min", 0.0}, {"a_max", 133.0}});
+  const std::map<std::string, std::vector<int64_t>> shapes = {
+      {"axial", {1, 217, 181}}, {"coronal", {1, 181, 181}}, {"sagittal", {1, 181, 217}}};
+  for (const auto& [axis, shape] : shapes) {
+    Outputs all = run("VolumeSlices", {{"volume", scaled[0]}, {"axis", axis}, {"threshold", 0.0}, {"min_fraction", 0.0}});
+    Outputs brainy = run("VolumeSlices", {{"volume", scaled[0]}, {"axis", axis}, {"threshold", 0.05}, {"min_fraction", 0.1}});
+    const at::Tensor& images = all[1].as_tensor();
+    EXPECT_EQ(images.sizes().slice(1), shape) << axis;
+    EXPECT_EQ(all[2].as_int(), axis == "axial" ? 181 : axis == "coronal" ? 217 : 181) << axis;
+    EXPECT_LT(brainy[2].as_int(), all[2].as_int()) << axis << ": the empty slices are left out";
+    auto dataset = std::dynamic_pointer_cast<const Dataset>(brainy[0].as_object());
+    ASSERT_TRUE(dataset) << axis;
+    EXPECT_EQ(dataset->size(), brainy[2].as_int());
+    EXPECT_EQ(dataset->image_shape(), shape);
+  }
+  // Superior up in a coronal slice: the top row is the highest slice.
+  Outputs coronal = run("VolumeSlices", {{"volume", scaled[0]}, {"axis", "coronal"}, {"first", 100}, {"last", 100}});
+  const at::Tensor top = coronal[1].as_tensor()[0][0][0];
+  EXPECT_TRUE(at::equal(top, turned->voxels[180][0][100] / 133.0f)) << "row 0 is the last axial slice";
+  Outputs small = run("VolumeSlices", {{"volume", scaled[0]}, {"first", 90}, {"last", 95}, {"step", 2}, {"size", 64}});
+  EXPECT_EQ(small[1].as_tensor().sizes(), (std::vector<int64_t>{3, 1, 64, 64}));
+  try {
+    run("VolumeSlices", {{"volume", held(brain)}});
+    ADD_FAILURE() << "values up to 133 were cut into images";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("scale them to [0, 1] first"), std::string::npos) << e.what();
+  }
+}
+
+// The metrics on cases worked by hand.
+TEST(AnomalyMetrics, AurocDiceAndMasksOnHandWorkedCases) {
+  const auto d = [](std::vector<double> v) { return at::tensor(v, at::kDouble); };
+  const auto b = [](std::vector<int64_t> v) { return at::tensor(v, at::kLong) > 0; };
+  // scikit-learn's example: 0.75.
+  EXPECT_DOUBLE_EQ(auroc(d({0.1, 0.4, 0.35, 0.8}), b({0, 0, 1, 1})), 0.75);
+  EXPECT_DOUBLE_EQ(auroc(d({0.5, 0.5, 0.5, 0.5}), b({0, 1, 0, 1})), 0.5);  // ties count half
+  EXPECT_DOUBLE_EQ(auroc(d({0.9, 0.2, 0.1}), b({1, 0, 0})), 1.0);
+  EXPECT_THROW(auroc(d({0.1, 0.2}), b({0, 0})), Error);
+  // Predicting {0.9, 0.8}: 2 x 1 / (2 + 2) = 0.5; {0.9}: 2 / 3; {0.9, 0.8, 0.7}: 2 x 2 / 5 = 0.8.
+  auto [dice, threshold] = best_dice(d({0.9, 0.8, 0.7, 0.1}), b({1, 0, 1, 0}));
+  EXPECT_DOUBLE_EQ(dice, 0.8);
+  EXPECT_DOUBLE_EQ(threshold, 0.7);
+  // A ring with a hole: filled; the outside stays 0.
+  at::Tensor ring = at::zeros({1, 1, 9, 9});
+  ring.slice(2, 2, 7).slice(3, 2, 7).fill_(1);
+  ring.slice(2, 4, 5).slice(3, 4, 5).fill_(0);
+  const at::Tensor filled = fill_holes(ring);
+  EXPECT_EQ(filled.sum().item<float>(), 25.0f);
+  EXPECT_EQ(filled[0][0][0][0].item<float>(), 0.0f);
+  // A blur keeps a constant image and the sum of a point away from the edges.
+  EXPECT_TRUE(at::allclose(gaussian_blur(at::full({1, 1, 16, 16}, 0.25f), 1.5), at::full({1, 1, 16, 16}, 0.25f)));
+  at::Tensor point = at::zeros({1, 1, 31, 31});
+  point[0][0][15][15] = 1;
+  EXPECT_NEAR(gaussian_blur(point, 2.0).sum().item<float>(), 1.0f, 1e-5);
+}
+
+// Lesions lie wholly inside the body, where the truth says, with the
+// contrast added.
+TEST_F(Medical, SyntheticLesionsLieInsideTheBody) {
+  at::Tensor images = at::zeros({2, 1, 48, 48});
+  images.slice(2, 8, 40).slice(3, 8, 40).fill_(0.5);  // a square "body"
+  Outputs out = run("SyntheticLesions", {{"images", images}, {"count", 2}, {"radius", 3.0}, {"contrast", 0.3}, {"seed", 7}});
+  const at::Tensor lesioned = out[0].as_tensor(), truth = out[1].as_tensor();
+  EXPECT_EQ(truth.sizes(), (std::vector<int64_t>{2, 1, 48, 48}));
+  for (int64_t i = 0; i < 2; ++i) {
+    // Two discs of radius 3: 29 pixels each.
+    EXPECT_EQ(truth[i].sum().item<float>(), 58.0f) << i;
+    const at::Tensor inside = truth[i][0] > 0.5;
+    EXPECT_TRUE(at::allclose(lesioned[i][0].masked_select(inside), at::full({58}, 0.8f))) << i;
+    EXPECT_TRUE(at::equal(lesioned[i][0].masked_select(~inside), images[i][0].masked_select(~inside))) << i;
+    EXPECT_EQ((images[i][0].masked_select(inside) == 0).sum().item<int64_t>(), 0) << "a lesion outside the body";
+  }
+  Outputs again = run("SyntheticLesions", {{"images", images}, {"count", 2}, {"radius", 3.0}, {"contrast", 0.3}, {"seed", 7}});
+  EXPECT_TRUE(at::equal(again[1].as_tensor(), truth)) << "the same seed, the same places";
+  try {
+    run("SyntheticLesions", {{"images", images}, {"radius", 30.0}});
+    ADD_FAILURE() << "a lesion of radius 30 fitted in a body of 32";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("has no room for lesion 1 of radius 30"), std::string::npos) << e.what();
+  }
+}
+
+// The pack's anomaly graph on Colin27's brain: a VAE trained on every other
+// axial slice, dark lesions in the slices between, found by the residual far
+// better than by their darkness alone.
+TEST_F(Medical, TheAnomalyGraphFindsTheLesions) {
+  SKIP_WITHOUT_NIFTI(kNifti / "ch2bet.nii.gz");
+  const std::string cozy = MEDICAL_COZY;
+  if (cozy.empty() || !fs::exists(cozy)) GTEST_SKIP() << "no cozy program was found to run the graph with";
+  auto [log, code] = shell(cozy + " run " + std::string(MEDICAL_SOURCE_DIR) + "/graphs/brain_anomaly.json --plugins " +
+                           MEDICAL_PLUGIN_DIR + " --input-dir " + kData.parent_path().string() + " --output-dir " +
+                           ctx.output_dir().string() + " --progress none --threads 1");
+  ASSERT_EQ(code, 0) << log;
+  std::ifstream in(ctx.output_dir() / "medical" / "brain_anomaly_00001.json");
+  ASSERT_TRUE(in) << log;
+  const std::string metrics((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::printf("%s\n", metrics.c_str());
+  // The number under "key" in the report SaveMetrics filed under `report`.
+  const auto value = [&](const std::string& report, const std::string& key) {
+    const std::size_t from = metrics.find("\"" + report + "\": {");
+    const std::string quoted = "\"" + key + "\": ";
+    const std::size_t at = from == std::string::npos ? from : metrics.find(quoted, from + report.size() + 4);
+    return at == std::string::npos ? -1.0 : std::stod(metrics.substr(at + quoted.size()));
+  };
+  // Dark discs of radius 3 px (10 mm), contrast -0.2: the target is 0.9.
+  EXPECT_GE(value("auroc", "auroc"), 0.9);
+  EXPECT_GT(value("auroc", "auroc"), value("darkness_auroc", "auroc") + 0.1) << "no better than darkness alone";
+  EXPECT_GT(value("dice", "dice"), 0.5);
+  EXPECT_TRUE(fs::exists(ctx.output_dir() / "medical" / "brain_anomaly_heatmap_00001.png"));
 }
 
 }  // namespace
