@@ -12,6 +12,9 @@
 #include <cozy/host/workflow.hpp>
 #include <cozy/server/server.hpp>
 #include "new_plugin.hpp"
+#include "ranks.hpp"
+#include <cozy/distributed.hpp>
+#include <cozy/host/distributed.hpp>
 #include <csignal>
 #include <pthread.h>
 #include <fstream>
@@ -257,6 +260,14 @@ int main(int argc, char** argv) {
   bool list_files = false, verbose = false;
   run->add_flag("--list-files", list_files, "print the path of every file written (default: a summary past 10)");
   run->add_flag("--verbose", verbose, "with a failure, print LibTorch's C++ backtrace too");
+  int nproc = 0, max_restarts = 0, dist_timeout = 300;
+  run->add_option("--nproc", nproc, "train over N ranks on this machine (docs/distributed.md)")->check(CLI::Range(1, 256));
+  run->add_option("--max-restarts", max_restarts, "with --nproc: start every rank again after one fails, K times")
+      ->check(CLI::Range(0, 1000));
+  run->add_option("--dist-timeout", dist_timeout,
+                  "seconds the ranks wait for each other (to meet, and in each collective)")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
   bool small_pages = false;
   run->add_flag(
       "--no-large-pages", small_pages,
@@ -508,6 +519,37 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
 
+  // `--nproc N`: this process starts and watches N ranks, each this command
+  // line again with the environment torchrun would give it.
+  if (nproc > 0 && !std::getenv("WORLD_SIZE"))
+    return cozy::cli::run_ranks(cozy::cli::rank_arguments(argc, argv), nproc, max_restarts, dist_timeout + 30);
+  std::shared_ptr<cozy::Collective> collective;
+  try {
+    collective = join_from_environment(std::chrono::seconds(dist_timeout));
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << '\n';
+    return kExitNodeFailed;
+  }
+  // Every rank runs the graph; rank 0 alone writes where the user sees: the
+  // others write into a scratch folder, removed at the end, and print only
+  // their errors.
+  std::filesystem::path scratch;
+  const std::string who = collective ? "rank " + std::to_string(collective->rank()) + ": " : "";
+  if (collective && collective->rank() > 0) {
+    scratch = std::filesystem::temp_directory_path() /
+              ("cozy-rank" + std::to_string(collective->rank()) + "-" + std::to_string(getpid()));
+    output_dir = (scratch / "output").string();
+    std::filesystem::create_directories(output_dir);
+  }
+  struct RemoveScratch {
+    std::filesystem::path dir;
+    ~RemoveScratch() {
+      std::error_code ec;
+      if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+    }
+  } remove_scratch{scratch};
+  options.collective = collective;
+
   std::optional<c10::Device> device = parse_device(device_text);
   if (!device) return kExitInvalid;
   options.device = *device;
@@ -515,12 +557,13 @@ int main(int argc, char** argv) {
   options.output_dir = output_dir;
   options.model_dir = model_dir.empty() ? std::filesystem::path("models") : std::filesystem::path(model_dir);
   options.model_save_dir = model_dir;  // models a graph makes go to the user's folder: --models-dir, else output
+  if (!scratch.empty()) options.model_save_dir = scratch / "models";  // models are read as rank 0 reads them
   if (progress == "auto") progress = isatty(STDERR_FILENO) ? "bar" : "none";
   std::unique_ptr<EventSink> sink;
   if (progress == "bar") sink = std::make_unique<ProgressBarSink>(std::cerr);
   if (progress == "json") sink = std::make_unique<JsonLinesSink>(std::cout);
   if (progress == "none") sink = std::make_unique<LogLinesSink>(std::cerr);  // nodes' warnings still reach the user
-  options.events = sink.get();
+  options.events = scratch.empty() ? sink.get() : nullptr;
   options.cancel = g_cancel;
 
   Executor executor(registry);
@@ -529,18 +572,18 @@ int main(int argc, char** argv) {
   try {
     report = executor.run(*graph, options);
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << '\n';
+    std::cerr << who << "error: " << e.what() << '\n';
     return kExitNodeFailed;
   }
   std::signal(SIGINT, SIG_DFL);
 
   for (const auto& f : report.failures) {
-    std::cerr << "error: node " << f.node_id << " (" << f.class_type << "): " << f.message << '\n';
+    std::cerr << who << "error: node " << f.node_id << " (" << f.class_type << "): " << f.message << '\n';
     if (verbose && !f.detail.empty()) std::cerr << f.detail << '\n';
   }
   if (!report.skipped.empty())
     std::cerr << report.skipped.size() << " node(s) skipped" << (report.interrupted ? " (interrupted)" : "") << '\n';
-  if (progress != "json") print_files(report, list_files);
+  if (progress != "json" && scratch.empty()) print_files(report, list_files);
   if (report.interrupted) return kExitNodeFailed;
   return report.success ? kExitOk : kExitNodeFailed;
 }

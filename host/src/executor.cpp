@@ -414,6 +414,7 @@ class Executor::Run::NodeContext final : public Context {
     return run_.options.model_save_dir.empty() ? run_.options.output_dir : run_.options.model_save_dir;
   }
   const std::filesystem::path& temp_dir() const override { return run_.temp_dir; }
+  Collective* collective() const override { return run_.options.collective.get(); }
   void add_file(const std::filesystem::path& file, std::string_view kind) override {
     files.push_back(run_.file_ref(file, kind));
   }

@@ -5,6 +5,7 @@
 #include "dcgan.hpp"
 
 #include "checkpoint.hpp"
+#include "data_parallel.hpp"
 #include "training.hpp"
 
 #include <cozy/sdk.hpp>
@@ -261,7 +262,10 @@ NodeDef train_gan() {
       "(weights, optimiser state, random state, data order: the same result as an uninterrupted run). init_from "
       "starts from a trained GAN (transfer learning) and freeze_d freezes its first K discriminator convolutions "
       "(FreezeD). adversarial perturbs the real images the discriminator sees by FGSM or PGD within epsilon "
-      "(Rob-GAN). Cancelling stops after the current step with a last checkpoint. Deterministic for a seed on the CPU.";
+      "(Rob-GAN). Cancelling stops after the current step with a last checkpoint. Deterministic for a seed on the CPU. "
+      "Over several ranks (cozy run --nproc, torchrun: docs/distributed.md) each rank takes `batch` images of "
+      "every global batch, gradients are averaged over the ranks, rank 0 alone writes files, and a restarted run "
+      "resumes from its last checkpoint.";
   d.spec.inputs = {InputSpec::Link("dataset", types::DATASET),
                    InputSpec::Int("steps", 500).range(1, 10000000),
                    InputSpec::Int("epochs", 0).range(0, 100000).help("> 0: train this many epochs instead of steps"),
@@ -291,7 +295,11 @@ NodeDef train_gan() {
     if (shape[1] != shape[2]) throw Error("DCGAN needs square images");
     const int64_t batch = std::min(in.integer("batch"), dataset->size());
     const int64_t seed = in.integer("seed"), every = in.integer("checkpoint_every");
-    const int64_t steps = in.integer("epochs") > 0 ? in.integer("epochs") * (dataset->size() / batch) : in.integer("steps");
+    training::DataParallel dp(ctx);
+    if (dp.steps(dataset->size(), batch) == 0)
+      throw Error("the data set has " + std::to_string(dataset->size()) + " images, fewer than a batch of " +
+                  std::to_string(batch) + " on each of " + std::to_string(dp.world()) + " ranks");
+    const int64_t steps = in.integer("epochs") > 0 ? in.integer("epochs") * dp.steps(dataset->size(), batch) : in.integer("steps");
     const float real_target = 1.0f - static_cast<float>(in.number("label_smoothing"));
     const std::string name = in.string("name"), resume = in.string("resume"), init = in.string("init_from");
     const std::string attack = in.string("adversarial");
@@ -301,6 +309,17 @@ NodeDef train_gan() {
     const fs::path out_dir = path_inside(ctx.output_dir(), name, "name").parent_path();
     const std::string stem = fs::path(name).filename().string();
     if (!resume.empty() && !init.empty()) throw Error("give resume or init_from, not both");
+    // The checkpoint to start from: the one named, or after a restart the last
+    // one written; rank 0 finds it and the other ranks get a copy.
+    fs::path source;
+    if (dp.writes()) {
+      if (!resume.empty() || !init.empty()) source = checkpoint::resume_path(ctx, resume.empty() ? init : resume);
+      else if (dp.restarts() > 0 && every > 0) source = training::latest_checkpoint(out_dir, stem + "_step");
+    }
+    source = dp.share_file(source, ctx.temp_dir() / ("rank" + std::to_string(dp.rank())));
+    const bool resuming = !source.empty() && init.empty();
+    if (resuming && resume.empty())
+      ctx.log(LogLevel::info, "restart " + std::to_string(dp.restarts()) + ": resuming from " + source.string());
     if (freeze > 0 && init.empty() && resume.empty()) throw Error("freeze_d needs init_from (a trained discriminator)");
 
     DcganOptions o;
@@ -313,10 +332,8 @@ NodeDef train_gan() {
     GeneratorNet g{nullptr};
     DiscriminatorNet dnet{nullptr};
     std::optional<Loaded> start;
-    if (!resume.empty() || !init.empty()) {
-      start = load_gan(checkpoint::open(checkpoint::resume_path(ctx, resume.empty() ? init : resume), device, "gan",
-                                        "a GAN generator"),
-                       device);
+    if (!source.empty()) {
+      start = load_gan(checkpoint::open(source, device, "gan", "a GAN generator"), device);
       o = start->g->options;  // the architecture is the checkpoint's
       if (o.channels != shape[0] || o.image_size != shape[1])
         throw Error("the checkpoint makes " + std::to_string(o.channels) + "x" + std::to_string(o.image_size) + "x" +
@@ -326,7 +343,7 @@ NodeDef train_gan() {
                     std::to_string(dataset->class_names().size()));
       g = start->g;
       dnet = start->d;
-      if (!resume.empty() && !dnet) throw Error("cannot resume: the checkpoint has no discriminator");
+      if (resuming && !dnet) throw Error("cannot resume: the checkpoint has no discriminator");
       if (freeze > 0 && !dnet) throw Error("freeze_d needs a checkpoint with a discriminator");
     }
     if (!g) {
@@ -339,6 +356,7 @@ NodeDef train_gan() {
     }
     g->to(device);
     dnet->to(device);
+    if (!start) dp.broadcast(*g), dp.broadcast(*dnet);  // every rank starts from rank 0's weights
     std::vector<at::Tensor> d_params = freeze > 0 ? freeze_first(dnet, freeze) : dnet->parameters();
     const auto betas = std::make_tuple(in.number("beta1"), in.number("beta2"));
     torch::optim::Adam opt_g(g->parameters(), torch::optim::AdamOptions(in.number("lr_g")).betas(betas));
@@ -355,7 +373,7 @@ NodeDef train_gan() {
     at::Tensor order = at::randperm(dataset->size(), gen, at::kLong);
     int64_t cursor = 0, first = 1, epoch = 0;
     std::vector<at::Tensor> loss_rows;
-    if (!resume.empty()) {
+    if (resuming) {
       checkpoint::Reader& r = start->reader;
       torch::serialize::InputArchive state, og, od;
       if (!r.read_archive("training_state", state) || !r.read_archive("optimizer_g", og) ||
@@ -378,6 +396,7 @@ NodeDef train_gan() {
       metadata["seed"] = r.metadata.value("seed", seed);
     }
     auto checkpoint_at = [&](int64_t step) {
+      if (!dp.writes()) return;
       metadata["steps"] = step;
       fs::path file = write_numbered_file(out_dir, stem + "_step" + std::to_string(step), ".pt", [&](const fs::path& t) {
         checkpoint::save(t, metadata, [&](torch::serialize::OutputArchive& a) {
@@ -401,6 +420,7 @@ NodeDef train_gan() {
     at::Tensor grid_z = at::randn({64, o.latent}, seeded_generator(seed + 1), at::kFloat).to(device);
     at::Tensor grid_labels = o.classes ? batch_labels(64, o.classes, -1).to(device) : at::Tensor();
     auto sample_grid = [&](const std::string& suffix) {
+      if (!dp.writes()) return;
       torch::NoGradGuard no_grad;
       g->eval();
       at::Tensor images = (g->forward(grid_z, grid_labels) + 1) / 2;
@@ -422,20 +442,23 @@ NodeDef train_gan() {
         if (step > first) checkpoint_at(step - 1);
         break;
       }
-      if (cursor + batch > dataset->size()) {  // a new epoch, a new order
+      const int64_t global = batch * dp.world();  // images a step takes over every rank
+      if (cursor + global > dataset->size()) {  // a new epoch, a new order (the same on every rank)
         ++epoch;
         sample_grid("_epoch" + std::to_string(epoch));
         order = at::randperm(dataset->size(), gen, at::kLong);
         cursor = 0;
       }
-      auto [images, labels] = dataset->batch(order.narrow(0, cursor, batch));
-      cursor += batch;
+      auto [images, labels] = dataset->batch(order.narrow(0, cursor + dp.rank() * batch, batch));
+      cursor += global;
       at::Tensor real = images.to(device).mul(2).sub(1);
       at::Tensor real_labels = o.classes ? labels.to(device) : at::Tensor();
-      at::Tensor z = at::randn({batch, o.latent}, gen, at::kFloat).to(device);
+      // Alone, latents come from `gen` as they always did; each rank draws its own.
+      at::Generator noise = dp.active() ? dp.noise(seed, step) : gen;
+      at::Tensor z = at::randn({batch, o.latent}, noise, at::kFloat).to(device);
       at::Tensor fake_labels;
       if (o.classes) {
-        at::Tensor pick = at::randint(dataset->size(), {batch}, gen, at::TensorOptions(at::kLong));
+        at::Tensor pick = at::randint(dataset->size(), {batch}, noise, at::TensorOptions(at::kLong));
         fake_labels = all_labels.index_select(0, pick).to(device);
       }
       if (attack != "none") real = adversarial(dnet, real, real_labels, real_target, attack, eps, in.integer("pgd_steps"));
@@ -448,15 +471,20 @@ NodeDef train_gan() {
       at::Tensor loss_fake = torch::binary_cross_entropy_with_logits(d_fake, at::zeros_like(d_fake));
       at::Tensor loss_d = loss_real + loss_fake;
       loss_d.backward();
+      dp.average_gradients(*dnet);
       opt_d.step();
 
       opt_g.zero_grad();
       at::Tensor d_on_fake = dnet->forward(fake, fake_labels);
       at::Tensor loss_g = torch::binary_cross_entropy_with_logits(d_on_fake, at::ones_like(d_on_fake));
       loss_g.backward();
+      dp.average_gradients(*g);
       opt_g.step();
+      // BatchNorm normalises by each rank's own batch; its running statistics
+      // (used when generating) are rank 0's everywhere.
+      dp.broadcast_buffers(*g), dp.broadcast_buffers(*dnet);
 
-      loss_rows.push_back(at::stack({loss_d.detach(), loss_g.detach()}).cpu());
+      loss_rows.push_back(dp.average(at::stack({loss_d.detach(), loss_g.detach()}).cpu().to(at::kFloat)));
       done = step;
       std::ostringstream text;
       text.precision(3);
@@ -471,8 +499,11 @@ NodeDef train_gan() {
     training::LossLog log("step", {"loss_d", "loss_g"});
     for (std::size_t i = 0; i < loss_rows.size(); ++i)
       log.add(static_cast<int64_t>(i + 1), {loss_rows[i][0].item<double>(), loss_rows[i][1].item<double>()});
-    log.write(ctx, out_dir, stem + "_losses");
+    if (dp.writes()) log.write(ctx, out_dir, stem + "_losses");
     sample_grid("_final");
+    if (dp.active())
+      ctx.log(LogLevel::info, "rank " + std::to_string(dp.rank()) + " of " + std::to_string(dp.world()) + ": " +
+                                  std::to_string(dp.seconds()) + " s in collectives");
     if (cancelled) throw Cancelled();
     for (auto& p : dnet->parameters()) p.set_requires_grad(true);
     g->eval();

@@ -4,6 +4,7 @@
 // classifier's features, precision and recall, and a memorisation check.
 #include "classifier.hpp"
 #include "measures.hpp"
+#include "data_parallel.hpp"
 #include "training.hpp"
 
 #include <cozy/sdk.hpp>
@@ -56,7 +57,9 @@ NodeDef train_classifier() {
   NodeDef d = node("TrainClassifier", "Train Classifier",
                    "Trains the project's CNN classifier (two conv blocks, a 128-feature layer, dropout; Adam, "
                    "cross-entropy) on a data set. With a test set, reports its accuracy after every epoch. Writes "
-                   "<name>_log.csv and .png under the output folder. Deterministic for a seed on the CPU.");
+                   "<name>_log.csv and .png under the output folder. Deterministic for a seed on the CPU. "
+      "Over several ranks (cozy run --nproc, torchrun: docs/distributed.md) each rank takes `batch` images of "
+      "every global batch, gradients are averaged over the ranks and rank 0 alone writes files.");
   d.spec.inputs = {InputSpec::Link("dataset", types::DATASET),
                    InputSpec::Link("test_dataset", types::DATASET).optional(),
                    InputSpec::Int("epochs", 5).range(1, 1000),
@@ -87,6 +90,9 @@ NodeDef train_classifier() {
     torch::manual_seed(static_cast<uint64_t>(in.integer("seed")));  // weight init and dropout
     ClassifierNet net(o);
     net->to(device);
+    training::DataParallel dp(ctx);
+    dp.broadcast(*net);  // every rank starts from rank 0's weights
+    if (dp.active()) torch::manual_seed(static_cast<uint64_t>(in.integer("seed")) * 1000003 + static_cast<uint64_t>(dp.rank()));  // dropout: each rank its own
     torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(in.number("lr")));
     std::shared_ptr<CnnClassifier> result;
     auto snapshot = [&] { return std::make_shared<CnnClassifier>(net, data->class_names(), classifier_metadata(o, data->class_names())); };
@@ -94,7 +100,10 @@ NodeDef train_classifier() {
     if (test) test_set = first_examples(*test, 0);
 
     training::LossLog log("epoch", {"train_loss", "test_accuracy"});
-    const int64_t per_epoch = data->size() / batch, total = epochs * per_epoch;
+    const int64_t per_epoch = dp.steps(data->size(), batch), total = epochs * per_epoch;
+    if (per_epoch == 0)
+      throw Error("the data set has " + std::to_string(data->size()) + " images, fewer than a batch of " +
+                  std::to_string(batch) + " on each of " + std::to_string(dp.world()) + " ranks");
     training::Clock clock;
     double accuracy = std::nan("");
     for (int64_t epoch = 1; epoch <= epochs; ++epoch) {
@@ -103,11 +112,13 @@ NodeDef train_classifier() {
       double loss_sum = 0;
       for (int64_t s = 0; s < per_epoch; ++s) {
         ctx.check_cancelled();
-        auto [images, labels] = data->batch(order.narrow(0, s * batch, batch));
+        auto [images, labels] = data->batch(dp.shard(order, s, batch));
         opt.zero_grad();
         at::Tensor loss = torch::cross_entropy_loss(net->forward(images.to(device)), labels.to(device));
         loss.backward();
+        dp.average_gradients(*net);
         opt.step();
+        dp.broadcast_buffers(*net);  // BatchNorm normalises by each rank's batch; its running statistics are rank 0's
         loss_sum += loss.item<double>();
         const int64_t step = (epoch - 1) * per_epoch + s + 1;
         std::ostringstream text;
@@ -116,6 +127,7 @@ NodeDef train_classifier() {
              << clock.rate(step * batch, total * batch);
         ctx.progress(step, total, text.str());
       }
+      loss_sum = dp.sum(loss_sum) / dp.world();
       net->eval();
       result = snapshot();
       if (test) accuracy = (predictions(*result, test_set.first) == test_set.second).to(at::kDouble).mean().item<double>();
@@ -123,7 +135,7 @@ NodeDef train_classifier() {
       ctx.log(LogLevel::info, "epoch " + std::to_string(epoch) + ": train loss " + std::to_string(loss_sum / double(per_epoch)) +
                                   (test ? ", test accuracy " + std::to_string(accuracy) : std::string()));
     }
-    log.write(ctx, out_dir, fs::path(name).filename().string() + "_log");
+    if (dp.writes()) log.write(ctx, out_dir, fs::path(name).filename().string() + "_log");
     nlohmann::json meta = classifier_metadata(o, data->class_names());
     meta.update({{"dataset", data->describe()}, {"epochs", epochs}, {"seed", in.integer("seed")},
                  {"seconds", round4(clock.seconds())}});

@@ -7,6 +7,7 @@
 //            ConvT(w, C, 4, 2, 1) -> logits; sigmoid -> image in [0, 1]
 // Loss per image: binary cross-entropy summed over pixels + beta * KL.
 #include "checkpoint.hpp"
+#include "data_parallel.hpp"
 #include "layers.hpp"
 #include "training.hpp"
 
@@ -122,7 +123,10 @@ NodeDef train_vae() {
                    "image (with test_dataset) and writes a grid of samples from the prior; writes <name>_log.csv and "
                    ".png, and with checkpoint_every K a checkpoint <name>_epoch<k>.pt every K epochs (weights, "
                    "optimiser, random state: resume continues it exactly). Cancelling stops after the current step, "
-                   "keeping the checkpoints written. Deterministic for a seed on the CPU.");
+                   "keeping the checkpoints written. Deterministic for a seed on the CPU. "
+      "Over several ranks (cozy run --nproc, torchrun: docs/distributed.md) each rank takes `batch` images of "
+      "every global batch, gradients are averaged over the ranks, rank 0 alone writes files, and a restarted run "
+      "resumes from its last checkpoint.");
   d.spec.inputs = {InputSpec::Link("dataset", types::DATASET),
                    InputSpec::Link("test_dataset", types::DATASET).optional(),
                    InputSpec::Int("epochs", 10).range(1, 10000),
@@ -151,10 +155,21 @@ NodeDef train_vae() {
 
     at::Generator gen = seeded_generator(seed);
     torch::manual_seed(static_cast<uint64_t>(seed));  // weight initialisation
+    training::DataParallel dp(ctx);
     const std::string resume = in.string("resume");
+    const int64_t every = in.integer("checkpoint_every");
+    // What to continue: the checkpoint named, or after a restart the last one
+    // written; rank 0 finds it and the other ranks get a copy.
+    fs::path resume_file;
+    if (dp.writes()) {
+      if (!resume.empty()) resume_file = checkpoint::resume_path(ctx, resume);
+      else if (dp.restarts() > 0 && every > 0) resume_file = training::latest_checkpoint(out_dir, stem + "_epoch");
+    }
+    resume_file = dp.share_file(resume_file, ctx.temp_dir() / ("rank" + std::to_string(dp.rank())));
     std::optional<checkpoint::Reader> start;
-    if (!resume.empty()) {
-      const fs::path file = checkpoint::resume_path(ctx, resume);
+    if (!resume_file.empty()) {
+      const fs::path file = resume_file;
+      if (resume.empty()) ctx.log(LogLevel::info, "restart " + std::to_string(dp.restarts()) + ": resuming from " + file.string());
       start = checkpoint::open(file, device, "vae", "a VAE");
       try {
         o = {start->metadata.at("channels"), start->metadata.at("image_size"), start->metadata.at("latent"),
@@ -166,6 +181,7 @@ NodeDef train_vae() {
     }
     VaeNet net(o);
     net->to(device);
+    if (!start) dp.broadcast(*net);  // every rank starts from rank 0's weights (a checkpoint is the same on each)
     torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(in.number("lr")));
     at::Tensor prior = at::randn({64, o.latent}, gen, at::kFloat);  // the same samples every epoch
     int64_t first = 1;
@@ -186,11 +202,13 @@ NodeDef train_vae() {
       for (int64_t i = 0; i < rows.size(0); ++i)
         log.add(i + 1, {rows[i][0].item<double>(), rows[i][1].item<double>(), rows[i][2].item<double>()});
     }
-    const int64_t every = in.integer("checkpoint_every");
     std::pair<at::Tensor, at::Tensor> test_set;
     if (test) test_set = test->batch(at::arange(test->size(), at::kLong));
 
-    const int64_t per_epoch = data->size() / batch, total = epochs * per_epoch;
+    const int64_t per_epoch = dp.steps(data->size(), batch), total = epochs * per_epoch;
+    if (per_epoch == 0)
+      throw Error("the data set has " + std::to_string(data->size()) + " images, fewer than a batch of " +
+                  std::to_string(batch) + " on each of " + std::to_string(dp.world()) + " ranks");
     training::Clock clock;
     std::vector<at::Tensor> log_rows;  // every epoch's row, for checkpoints
     if (start) {
@@ -202,15 +220,18 @@ NodeDef train_vae() {
     }
     for (int64_t epoch = first; epoch <= epochs; ++epoch) {
       net->train();
-      at::Tensor order = at::randperm(data->size(), gen, at::kLong);
+      at::Tensor order = at::randperm(data->size(), gen, at::kLong);  // the same on every rank
+      // Alone, the noise comes from `gen` as it always did; each rank draws its own.
+      at::Generator noise = dp.active() ? dp.noise(seed, epoch) : gen;
       double sum = 0;
       for (int64_t s = 0; s < per_epoch; ++s) {
         ctx.check_cancelled();
-        at::Tensor x = data->batch(order.narrow(0, s * batch, batch)).first.to(device);
+        at::Tensor x = data->batch(dp.shard(order, s, batch)).first.to(device);
         opt.zero_grad();
-        auto [recon, kl] = vae_losses(net, x, &gen);
+        auto [recon, kl] = vae_losses(net, x, &noise);
         at::Tensor loss = recon + beta * kl;
         loss.backward();
+        dp.average_gradients(*net);
         opt.step();
         sum += loss.item<double>();
         const int64_t step = (epoch - 1) * per_epoch + s + 1;
@@ -220,6 +241,7 @@ NodeDef train_vae() {
              << clock.rate(step * batch, total * batch);
         ctx.progress(step, total, text.str());
       }
+      sum = dp.sum(sum) / dp.world();  // the mean over every rank's batches
       net->eval();
       double test_recon = std::nan(""), test_kl = std::nan("");
       if (test) {
@@ -235,7 +257,7 @@ NodeDef train_vae() {
       }
       log.add(epoch, {sum / double(per_epoch), test_recon, test_kl});
       log_rows.push_back(at::tensor({sum / double(per_epoch), test_recon, test_kl}, at::kDouble));
-      if (every > 0 && epoch % every == 0) {
+      if (every > 0 && epoch % every == 0 && dp.writes()) {
         nlohmann::json meta = vae_metadata(o);
         meta.update({{"dataset", data->describe()}, {"epochs", epoch}, {"beta", beta}, {"seed", seed}});
         ctx.add_file(write_numbered_file(out_dir, stem + "_epoch" + std::to_string(epoch), ".pt", [&](const fs::path& t) {
@@ -256,7 +278,7 @@ NodeDef train_vae() {
       line << "epoch " << epoch << ": train loss " << sum / double(per_epoch);
       if (test) line << ", test reconstruction " << test_recon << " + KL " << test_kl << " per image";
       ctx.log(LogLevel::info, line.str());
-      {
+      if (dp.writes()) {
         torch::NoGradGuard no_grad;
         at::Tensor samples = torch::sigmoid(net->decode_logits(prior.to(device)));
         ctx.add_file(write_numbered_file(out_dir, stem + "_epoch" + std::to_string(epoch), ".png",
@@ -264,7 +286,10 @@ NodeDef train_vae() {
                      "output");
       }
     }
-    log.write(ctx, out_dir, stem + "_log");
+    if (dp.writes()) log.write(ctx, out_dir, stem + "_log");
+    if (dp.active())
+      ctx.log(LogLevel::info, "rank " + std::to_string(dp.rank()) + " of " + std::to_string(dp.world()) + ": " +
+                                  std::to_string(dp.seconds()) + " s in collectives");
     nlohmann::json meta = vae_metadata(o);
     meta.update({{"dataset", data->describe()}, {"epochs", epochs}, {"beta", beta}, {"seed", seed},
                  {"seconds", std::round(clock.seconds())}});

@@ -12,6 +12,8 @@
 
 namespace cozy {
 
+class Collective;  // cozy/distributed.hpp
+
 enum class LogLevel { debug, info, warning, error };
 
 /// Handed to a node for the duration of one call. Implemented by the host;
@@ -60,6 +62,10 @@ class COZY_INTERFACE Context {
   /// generator): the user's folder, never the shipped models. `--models-dir`
   /// when the user gave one, else the output folder. Since SDK 2.2.
   virtual const std::filesystem::path& model_save_dir() const { return output_dir(); }
+
+  /// The ranks this process trains with (cozy/distributed.hpp), or null when
+  /// it runs alone. Since SDK 3.1.
+  virtual Collective* collective() const { return nullptr; }
 };
 
 }  // namespace cozy

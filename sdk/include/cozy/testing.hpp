@@ -67,6 +67,7 @@ class FakeContext : public Context {
   }
   const std::string& node_id() const override { return id; }
   void show_text(std::string_view text) override { texts.emplace_back(text); }
+  Collective* collective() const override { return collective_; }
 
   const std::filesystem::path& root() const { return root_; }
 
@@ -75,6 +76,7 @@ class FakeContext : public Context {
   bool cancel_requested = false;  ///< set it to test a node's cancellation
   std::string id = "1";
   std::filesystem::path model_save_dir_;  ///< what model_save_dir() returns; empty: the output folder
+  Collective* collective_ = nullptr;       ///< what collective() returns: set it to run a node as one rank
   std::vector<Progress> progress_reports;
   std::vector<std::pair<LogLevel, std::string>> logs;
   std::vector<std::pair<std::filesystem::path, std::string>> files;  ///< (path, "output" or "temp")

@@ -4,7 +4,7 @@
 /// The SDK's binary interface. A host refuses a plugin whose major differs
 /// from its own or whose minor is newer (it may use things the host lacks).
 #define COZY_SDK_ABI_MAJOR 3
-#define COZY_SDK_ABI_MINOR 0
+#define COZY_SDK_ABI_MINOR 1
 
 /// Marks a class that objects cross plugins as: its type_info and vtable are
 /// exported, so a dynamic_cast between two plugins built apart (each with

@@ -78,6 +78,8 @@ struct RunOptions {
   std::string prompt_id;
   /// This run's cancellation; null: the run cannot be cancelled.
   std::shared_ptr<CancelToken> cancel;
+  /// The ranks this process trains with (cozy/distributed.hpp); null: alone.
+  std::shared_ptr<Collective> collective;
 };
 
 struct NodeFailure {
