@@ -2,8 +2,11 @@
 # The tests: install what is missing, build, and run
 #   1. the whole suite (ctest),
 #   2. the whole suite again under AddressSanitizer + UBSan (preset asan),
-#   3. the graph parser/validator fuzzer, the upload (multipart) parser's and
-#      the DICOM reader's, each for a bounded time (FUZZ_SECONDS, 60).
+#      less three tests that train for a minute and test no code the others
+#      leave untested there (CMakePresets.json names them),
+#   3. the graph parser/validator fuzzer, the upload (multipart) parser's,
+#      the DICOM reader's and the NIfTI reader's, each for a bounded time
+#      (FUZZ_SECONDS, 60).
 # `scripts/test.sh --quick` runs step 1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."

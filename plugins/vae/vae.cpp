@@ -120,7 +120,7 @@ NodeDef train_vae() {
   NodeDef d = node("TrainVAE", "Train VAE",
                    "Trains a convolutional VAE on a data set (Adam; loss per image = binary cross-entropy summed over "
                    "pixels + beta x KL). After every epoch it reports the test set's reconstruction and KL loss per "
-                   "image (with test_dataset) and writes a grid of samples from the prior; writes <name>_log.csv and "
+                   "image (with test_dataset) and writes a grid of samples from the prior (every samples_every epochs); writes <name>_log.csv and "
                    ".png, and with checkpoint_every K a checkpoint <name>_epoch<k>.pt every K epochs (weights, "
                    "optimiser, random state: resume continues it exactly). Cancelling stops after the current step, "
                    "keeping the checkpoints written. Deterministic for a seed on the CPU. "
@@ -138,7 +138,8 @@ NodeDef train_vae() {
                    InputSpec::Int("seed", 0).range(0, 2147483647),
                    InputSpec::String("name", "vae").help("prefix of the files written"),
                    InputSpec::Int("checkpoint_every", 0).range(0, 100000).help("epochs; 0: no checkpoints"),
-                   InputSpec::String("resume", "").help("an epoch checkpoint of TrainVAE to continue")};
+                   InputSpec::String("resume", "").help("an epoch checkpoint of TrainVAE to continue"),
+                   InputSpec::Int("samples_every", 1).range(1, 100000).help("epochs between grids of samples (and the last)")};
   d.spec.outputs = {{"VAE", types::VAE}, {"summary", types::STRING}};
   d.run = [](const Inputs& in, Context& ctx) -> Outputs {
     auto data = in.object<Dataset>("dataset");
@@ -278,7 +279,7 @@ NodeDef train_vae() {
       line << "epoch " << epoch << ": train loss " << sum / double(per_epoch);
       if (test) line << ", test reconstruction " << test_recon << " + KL " << test_kl << " per image";
       ctx.log(LogLevel::info, line.str());
-      if (dp.writes()) {
+      if (dp.writes() && (epoch % in.integer("samples_every") == 0 || epoch == epochs)) {
         torch::NoGradGuard no_grad;
         at::Tensor samples = torch::sigmoid(net->decode_logits(prior.to(device)));
         ctx.add_file(write_numbered_file(out_dir, stem + "_epoch" + std::to_string(epoch), ".png",
