@@ -14,15 +14,15 @@ a=cozy_a_$$ b=cozy_b_$$ va=cva$$ vb=cvb$$
 cleanup() { ip netns del "$a" 2>/dev/null; ip netns del "$b" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 ip netns add "$a" 2>/dev/null && ip netns add "$b" 2>/dev/null || { echo "cannot make network namespaces: skipped"; exit 77; }
+{
+  ip link add "$va" type veth peer name "$vb" &&
+    ip link set "$va" netns "$a" && ip link set "$vb" netns "$b" &&
+    ip -n "$a" addr add 10.231.0.1/24 dev "$va" && ip -n "$b" addr add 10.231.0.2/24 dev "$vb" &&
+    ip -n "$a" link set lo up && ip -n "$b" link set lo up &&
+    ip -n "$a" link set "$va" up && ip -n "$b" link set "$vb" up
+} 2>"$work.ip" || { echo "cannot join the namespaces by veth ($(cat "$work.ip")): skipped"; rm -f "$work.ip"; exit 77; }
+rm -f "$work.ip"
 set -e
-ip link add "$va" type veth peer name "$vb"
-ip link set "$va" netns "$a"
-ip link set "$vb" netns "$b"
-ip -n "$a" addr add 10.231.0.1/24 dev "$va"
-ip -n "$b" addr add 10.231.0.2/24 dev "$vb"
-for ns in "$a" "$b"; do ip -n "$ns" link set lo up; done
-ip -n "$a" link set "$va" up
-ip -n "$b" link set "$vb" up
 mkdir -p "$work"
 cat >"$work/vae.json" <<'JSON'
 {
