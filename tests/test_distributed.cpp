@@ -130,6 +130,9 @@ TEST(DataParallel, ShardsAndNoiseStreams) {
   fs::remove_all(a.root()), fs::remove_all(b.root());
 }
 
+// Debian's dataset-fashion-mnist, which scripts/deps.sh installs.
+bool have_fashion_mnist() { return fs::exists("/usr/share/datasets/fashion-mnist"); }
+
 // Random images, deterministic for a seed: a DATASET of N x 1 x 28 x 28.
 Value images(int64_t n, int64_t classes) {
   at::Generator gen = seeded_generator(3);
@@ -177,12 +180,35 @@ TEST(DataParallel, EveryTrainerEndsWithTheSameModelOnEveryRank) {
   for (auto& c : ctx) fs::remove_all(c->root());
 }
 
+// A data set smaller than one global batch is refused on every rank, saying why.
+TEST(DataParallel, ADataSetSmallerThanAGlobalBatchIsNamed) {
+  testing::Plugin vae(fs::path(COZY_PLUGIN_DIR) / "libcozy_vae.so");
+  auto group = host::local_group(2, 30s);
+  std::vector<std::string> messages(2);
+  std::vector<std::unique_ptr<testing::FakeContext>> ctx;
+  for (int r = 0; r < 2; ++r) {
+    ctx.push_back(std::make_unique<testing::FakeContext>());
+    ctx.back()->collective_ = group[static_cast<std::size_t>(r)].get();
+  }
+  on_ranks(group, [&](int r) {
+    try {
+      testing::run_node(vae.node("TrainVAE"), {{"dataset", images(12, 1)}, {"batch", 8}, {"name", "vae"}},
+                        *ctx[static_cast<std::size_t>(r)]);
+    } catch (const Error& e) {
+      messages[static_cast<std::size_t>(r)] = e.what();
+    }
+  });
+  for (const auto& m : messages)
+    EXPECT_EQ(m, "the data set has 12 images, fewer than a batch of 8 on each of 2 ranks");
+  for (auto& c : ctx) fs::remove_all(c->root());
+}
+
 // The DCGAN over 2 ranks of 32 against one process on batch 64: BatchNorm
 // sees each rank's 32, so the runs differ, but the loss curves agree (the
 // means of 20-step windows within 0.25, G's relative to its size; bench/distributed/run.sh measures
 // longer runs).
 TEST(DataParallel, TheDcganLossCurveOverTwoRanksTracksOneProcess) {
-  if (!fs::exists("/usr/share/datasets/fashion-mnist")) GTEST_SKIP() << "needs Debian's dataset-fashion-mnist";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "needs Debian's dataset-fashion-mnist";
   testing::Plugin data(fs::path(COZY_PLUGIN_DIR) / "libcozy_data.so");
   testing::Plugin gan(fs::path(COZY_PLUGIN_DIR) / "libcozy_gan.so");
   testing::FakeContext alone;
@@ -318,7 +344,6 @@ class NprocTest : public ::testing::Test {
   fs::path root_;
 };
 
-bool have_fashion_mnist() { return fs::exists("/usr/share/datasets/fashion-mnist"); }
 
 TEST_F(NprocTest, AKilledRankFailsTheOtherNamingIt) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "needs Debian's dataset-fashion-mnist";

@@ -68,6 +68,7 @@ class Header {
 };
 
 struct Fields {
+  bool swap = false;  // the file's byte order is not this machine's
   int version = 1;
   std::array<int64_t, 8> dim{};
   std::array<double, 8> pixdim{};
@@ -90,6 +91,7 @@ Fields parse_header(const fs::path& path, const std::string& bytes) {
   const int32_t header_size = swap ? swapped : size;
   Header h(bytes, swap);
   Fields f;
+  f.swap = swap;
   if (header_size == 348) {
     const std::string magic = bytes.substr(344, 4);
     if (magic == std::string("ni1\0", 4)) fail(path, "a NIfTI pair (.hdr with .img) is not read: convert it to .nii");
@@ -200,11 +202,7 @@ Decoded decode_nifti(const fs::path& path, int64_t frame) {
   if (!fs::is_regular_file(path)) fail(path, "no such file");
   const std::string bytes = slurp(path);
   const Fields f = parse_header(path, bytes);
-  const bool swap = [&] {
-    int32_t size;
-    std::memcpy(&size, bytes.data(), 4);
-    return size != 348 && size != 540;
-  }();
+  const bool swap = f.swap;
   const int64_t rank = f.dim[0];
   if (rank < 1 || rank > 7) fail(path, "its dimension count is " + std::to_string(rank));
   std::array<int64_t, 8> n{};

@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -358,6 +359,20 @@ TEST_F(Medical, NiftiFilesLoadAsNibabelReadsThem) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("it has 3 frame(s); frame 3 was asked for"), std::string::npos) << e.what();
   }
+  {  // A NIfTI pair's header alone.
+    std::string header(348, '\0');
+    const int32_t size = 348;
+    std::memcpy(header.data(), &size, 4);
+    header.replace(344, 4, std::string("ni1\0", 4));
+    std::ofstream(ctx.input_dir() / "pair.hdr", std::ios::binary) << header;
+    try {
+      load_nifti("pair.hdr");
+      ADD_FAILURE() << "a .hdr loaded";
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()), "cannot read " + (ctx.input_dir() / "pair.hdr").string() +
+                                           ": a NIfTI pair (.hdr with .img) is not read: convert it to .nii");
+    }
+  }
   std::ofstream(ctx.input_dir() / "short.nii") << "too short";
   try {
     load_nifti("short.nii");
@@ -422,6 +437,12 @@ TEST_F(Medical, SlicesComeOutAsAViewerShowsThem) {
   Outputs coronal = run("VolumeSlices", {{"volume", scaled[0]}, {"axis", "coronal"}, {"first", 100}, {"last", 100}});
   const at::Tensor top = coronal[1].as_tensor()[0][0][0];
   EXPECT_TRUE(at::equal(top, turned->voxels[180][0][100] / 133.0f)) << "row 0 is the last axial slice";
+  try {
+    run("VolumeSlices", {{"volume", scaled[0]}, {"first", 0}, {"last", 5}, {"threshold", 0.05}, {"min_fraction", 0.5}});
+    ADD_FAILURE() << "the feet's empty slices were kept";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "every slice is empty (below min_fraction above threshold)");
+  }
   Outputs small = run("VolumeSlices", {{"volume", scaled[0]}, {"first", 90}, {"last", 95}, {"step", 2}, {"size", 64}});
   EXPECT_EQ(small[1].as_tensor().sizes(), (std::vector<int64_t>{3, 1, 64, 64}));
   try {
