@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config
-  libtorch-dev libopenblas0-openmp libgloo-dev
+  libtorch-dev libopenblas0-openmp libgloo-dev libnats-dev
   libopencv-dev libboost-dev libboost-graph-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev libtbb-dev libsqlite3-dev
   clang libclang-rt-14-dev
@@ -14,8 +14,10 @@ packages=(
 # The browser tests (tests/browser) drive Debian's chromium: only for the
 # tests (`deps.sh --tests`), the main job does not need it.
 # The packs' tests compare with numpy, GDAL (python3-gdal, gdal-bin),
-# pydicom, nibabel and scipy: also only for the tests.
-[ "${1:-}" = "--tests" ] && packages+=(chromium python3-gdal gdal-bin python3-pydicom python3-nibabel python3-scipy)
+# pydicom, nibabel and scipy: also only for the tests. The queue's tests
+# start their own NATS server (nats-server).
+[ "${1:-}" = "--tests" ] && packages+=(chromium python3-gdal gdal-bin python3-pydicom python3-nibabel python3-scipy
+  nats-server)
 # The npm clients' tests (tests/clients) need node and npm; a machine that
 # has them from elsewhere (NodeSource) keeps its own.
 command -v node >/dev/null || packages+=(nodejs)

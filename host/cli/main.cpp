@@ -11,11 +11,15 @@
 #include <cozy/host/validate.hpp>
 #include <cozy/host/workflow.hpp>
 #include <cozy/server/server.hpp>
+#include <cozy/server/worker.hpp>
 #include "new_plugin.hpp"
 #include "ranks.hpp"
 #include <cozy/distributed.hpp>
 #include <cozy/host/distributed.hpp>
+#include <atomic>
+#include <chrono>
 #include <csignal>
+#include <thread>
 #include <pthread.h>
 #include <fstream>
 #include <iomanip>
@@ -322,7 +326,36 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--device", serve_device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   serve_cmd->add_option("--jobs", serve.run.jobs, "nodes run in parallel")->check(CLI::NonNegativeNumber);
   serve_cmd->add_option("--threads", serve.run.threads, "LibTorch intra-op threads")->check(CLI::NonNegativeNumber);
+  double ack_wait_s = 30;
+  serve_cmd->add_option("--queue", serve.queue_url,
+                        "nats://HOST:PORT: prompts go to `cozy worker`s through NATS JetStream instead of this "
+                        "process (docs/distributed.md)");
+  serve_cmd->add_option("--ack-wait", ack_wait_s, "with --queue: seconds a silent worker keeps its prompt")
+      ->check(CLI::Range(0.5, 86400.0))
+      ->capture_default_str();
+  serve_cmd->add_option("--max-deliveries", serve.queue_max_deliveries,
+                        "with --queue: a prompt that no worker finished this many times fails")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
   add_plugin_option(serve_cmd);
+
+  // worker
+  cozy::server::WorkerOptions work;
+  std::string worker_device = "auto", worker_models_dir = "models", worker_temp_dir;
+  auto* worker_cmd =
+      app.add_subcommand("worker", "run the prompts of `cozy serve --queue` from NATS JetStream (docs/distributed.md)");
+  worker_cmd->add_option("--queue", work.queue_url, "nats://HOST:PORT, as given to cozy serve")->required();
+  worker_cmd->add_option("--name", work.name, "this worker's name in the server's log (default: HOST:PID)");
+  worker_cmd->add_option("--input-dir", input_dir, "folder of inputs (the server's, or a copy)")->capture_default_str();
+  worker_cmd->add_option("--output-dir", output_dir, "folder output nodes write to; what a prompt writes is also sent "
+                                                     "to the server's")
+      ->capture_default_str();
+  worker_cmd->add_option("--temp-dir", worker_temp_dir, "folder of previews (default: temp beside the output folder)");
+  worker_cmd->add_option("--models-dir", worker_models_dir, "folder models are read from")->capture_default_str();
+  worker_cmd->add_option("--device", worker_device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  worker_cmd->add_option("--jobs", work.run.jobs, "nodes run in parallel")->check(CLI::NonNegativeNumber);
+  worker_cmd->add_option("--threads", work.run.threads, "LibTorch intra-op threads")->check(CLI::NonNegativeNumber);
+  add_plugin_option(worker_cmd);
 
   // convert
   std::string convert_in, convert_out;
@@ -356,11 +389,20 @@ int main(int argc, char** argv) {
 
   if (*new_cmd) return cozy::cli::new_plugin(new_name, new_dir);
 
+  // A server and a worker take SIGINT and SIGTERM by sigwait on one thread:
+  // blocked here, before any thread starts (plugins and LibTorch start some
+  // as they load), so no thread runs the default action and ends the process.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  if (*serve_cmd || *worker_cmd) pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
   // Only a run keeps freed memory for its next node; listing and checking
   // leave the process's allocators as they are.
   if (*run) set_memory_policy(MemoryPolicy::batch(/*large_pages=*/!small_pages));
   // A server lives on: memory goes back to the system between prompts.
-  if (*serve_cmd) set_memory_policy(MemoryPolicy::service());
+  if (*serve_cmd || *worker_cmd) set_memory_policy(MemoryPolicy::service());
   std::shared_ptr<Registry> registry = load_registry(plugin_dirs);
 
   if (*convert_cmd) {
@@ -407,6 +449,7 @@ int main(int argc, char** argv) {
       serve.front_end_root = COZY_FRONTEND_DIR;
     serve.web_extensions["cozy"] = std::filesystem::path(COZY_WEB_DIR) / "cozy";
     serve.max_upload_bytes = max_upload_mb << 20;
+    serve.queue_ack_wait = std::chrono::milliseconds(static_cast<long long>(ack_wait_s * 1000));
     if (serve.token.empty())
       if (const char* token = std::getenv("COZY_TOKEN")) serve.token = token;
     const bool loopback = serve.listen == "127.0.0.1" || serve.listen == "::1" || serve.listen.rfind("127.", 0) == 0;
@@ -414,13 +457,6 @@ int main(int argc, char** argv) {
       std::cerr << "warning: listening on " << serve.listen
                 << " without a token: anyone who reaches this address can run graphs and read outputs "
                    "(--token or COZY_TOKEN)\n";
-    // SIGINT and SIGTERM are taken by this thread alone (sigwait), so the
-    // server's threads, started below, never run a handler.
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     serve.log = &std::cerr;
     cozy::server::Server server(registry, serve);
     try {
@@ -430,6 +466,8 @@ int main(int argc, char** argv) {
       return kExitInvalid;
     }
     std::cout << "cozy serve: listening on " << server.url() << std::endl;
+    if (!serve.queue_url.empty())
+      std::cerr << "cozy serve: prompts go to the workers of " << serve.queue_url << '\n';
     if (serve.front_end_root.empty())
       std::cerr << "cozy serve: no web editor (ComfyUI's frontend is not installed: scripts/frontend.sh installs "
                    "it); the API is served\n";
@@ -442,6 +480,44 @@ int main(int argc, char** argv) {
               << ": stopping (the running prompt is interrupted and stays queued)\n";
     server.stop();
     return kExitOk;
+  }
+
+  if (*worker_cmd) {
+    warn_failed_plugins(*registry);
+    std::optional<c10::Device> device = parse_device(worker_device);
+    if (!device) return kExitInvalid;
+    work.run.device = *device;
+    work.input_dir = input_dir;
+    work.output_dir = output_dir;
+    work.models_dir = worker_models_dir;
+    if (!worker_temp_dir.empty()) work.temp_dir = worker_temp_dir;
+    work.log = &std::cerr;
+    cozy::server::Worker worker(registry, work);
+    // sigwait on the main thread: the kernel gives a signal sent to the
+    // process to its main thread first when that thread waits for it (the
+    // threads OpenBLAS starts before main() do not block it).
+    std::atomic<bool> finished{false};
+    int status = kExitOk;
+    const pthread_t main_thread = pthread_self();
+    std::thread runner([&] {
+      try {
+        worker.run();
+      } catch (const std::exception& e) {
+        std::cerr << "error: " << e.what() << '\n';
+        status = kExitInvalid;
+      }
+      finished = true;
+      pthread_kill(main_thread, SIGTERM);  // ends the sigwait below
+    });
+    int received = 0;
+    sigwait(&stop_signals, &received);
+    if (!finished) {
+      std::cerr << "cozy worker: " << (received == SIGINT ? "SIGINT" : "SIGTERM")
+                << ": stopping (the running prompt goes back to the queue)\n";
+      worker.stop();
+    }
+    runner.join();
+    return status;
   }
 
   if (*plugins_cmd) {

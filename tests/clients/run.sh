@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ../../scripts/npm-ci.sh .
-exec node --test clients.test.mjs crash.test.mjs
+exec node --test clients.test.mjs crash.test.mjs queue.test.mjs

@@ -1,6 +1,7 @@
 // Starts `cozy serve` on a free loopback port for a test or a benchmark,
 // and stops it: SIGTERM (a clean stop) or SIGKILL (a crash).
 import { spawn } from "node:child_process";
+import { createServer } from "node:net";
 import { readFileSync } from "node:fs";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -47,3 +48,58 @@ export function residentBytes(pid) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// A free loopback port (for a program that cannot pick its own and tell it).
+export function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+// Waits until `pattern` appears in what `child` writes to stderr (or stdout).
+function waitFor(child, pattern, what, timeoutMs = 60000) {
+  return new Promise((resolveWait, reject) => {
+    let seen = "";
+    const timer = setTimeout(() => reject(new Error(`${what} did not start: ${seen}`)), timeoutMs);
+    const look = (chunk) => {
+      seen += chunk;
+      if (pattern.test(seen)) {
+        clearTimeout(timer);
+        resolveWait();
+      }
+    };
+    child.stdout?.on("data", look);
+    child.stderr?.on("data", look);
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited (${code ?? signal}): ${seen}`));
+    });
+  });
+}
+
+// Debian's nats-server with JetStream, its store in `dir`, on `port`
+// (the same port and store again after a restart). {child, url, port}.
+export async function startNats(dir, port) {
+  port ??= await freePort();
+  const child = spawn("nats-server", ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", dir],
+    { stdio: ["ignore", "pipe", "pipe"] });
+  await waitFor(child, /Server is ready/, "nats-server");
+  return { child, port, url: `nats://127.0.0.1:${port}` };
+}
+
+// `cozy worker` on the queue at `url`, writing into work/<outputs>; `log`
+// collects what it says. {child, name, log()}.
+export async function startWorker(work, url, name, { outputs = "output", extra = [] } = {}) {
+  const child = spawn(cozy, ["worker", "--queue", url, "--name", name, "--threads", "1", "--jobs", "1",
+    "--input-dir", join(work, "input"), "--output-dir", join(work, outputs), "--models-dir", join(root, "models"),
+    ...extra], { stdio: ["ignore", "pipe", "pipe"] });
+  let log = "";
+  child.stderr.on("data", (chunk) => { log += chunk; });
+  await waitFor(child, /taking prompts from/, `cozy worker ${name}`);
+  return { child, name, log: () => log };
+}

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <atomic>
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 
@@ -42,6 +43,15 @@ void register_nodes(cozy::Registrar& r) {
     return {a.mm(b)};  // the shapes cannot be multiplied
   };
   r.add(torch_error);
+  // Kills its own process, as the kernel's OOM killer would: a prompt that
+  // no worker survives.
+  cozy::NodeDef crash = cozy::NodeDef::named("TestCrash", "Test Crash", "test", "kills the process that runs it");
+  crash.spec.output_node = true;
+  crash.run = [](const cozy::Inputs&, cozy::Context&) -> cozy::Outputs {
+    std::raise(SIGKILL);
+    return {};
+  };
+  r.add(crash);
 #elif defined(COZY_TEST_MISTAKES)
   // One mistake in a declaration, chosen by COZY_TEST_MISTAKE when the host
   // loads the plugin: each test loads it with one.

@@ -3,6 +3,8 @@
 
 #include "comfy.hpp"
 #include "http.hpp"
+#include "prompt_run.hpp"
+#include "queue.hpp"
 #include "store.hpp"
 #include "userdata.hpp"
 
@@ -17,6 +19,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include <algorithm>
 #include <array>
 #include <condition_variable>
 #include <deque>
@@ -39,11 +42,6 @@ using tcp = net::ip::tcp;
 namespace fs = std::filesystem;
 
 namespace {
-
-double now_ms() {
-  return static_cast<double>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
 
 // "a,b,c" -> {"a", "b", "c"}, without empty items.
 std::vector<std::string> split_list(const std::string& text) {
@@ -95,6 +93,7 @@ struct Server::Impl {
   host::Executor executor;
   std::unique_ptr<Store> store;
   std::unique_ptr<UserData> user_data;
+  std::unique_ptr<queue::ServerQueue> queue;  // with --queue: workers run the prompts
   Routes routes;
 
   net::io_context ioc{1};
@@ -150,10 +149,14 @@ struct Server::Impl {
     *options.log << line << std::endl;
   }
 
+  // A run's events and node logs, from the executor's threads.
+  EventForward forward_event = [this](const std::string& client, const std::string& type, nlohmann::json data) {
+    post_event(client, type, std::move(data));
+  };
+  LogLine node_log = [this](const std::string& line) { log_line(line); };
+
   // Checks every request: the token, then the origin (ComfyUI's rule).
   std::optional<Reply> refuse(const Request& request) const;
-  // A graph's file inputs must name files inside their folders.
-  std::vector<host::Issue> confine_files(const host::Graph& graph) const;
 };
 
 // ------------------------------------------------------------ WebSocket
@@ -407,72 +410,7 @@ std::optional<Reply> Server::Impl::refuse(const Request& request) const {
   return std::nullopt;
 }
 
-std::vector<host::Issue> Server::Impl::confine_files(const host::Graph& graph) const {
-  std::vector<host::Issue> issues;
-  for (const auto& node : graph.nodes) {
-    const NodeSpec* spec = registry->find_spec(node.class_type);
-    if (!spec) continue;
-    for (const auto& in : spec->inputs) {
-      if (in.file_folder.empty()) continue;
-      const host::InputValue* value = node.input(in.name);
-      if (!value || value->is_link || !value->literal.is_string()) continue;
-      auto folder = folders.find(in.file_folder);
-      if (folder == folders.end()) continue;
-      const std::string name = host::strip_folder_annotation(value->literal.get<std::string>(), in.file_folder);
-      if (std::string problem = confined_path_problem(folder->second, name); !problem.empty()) {
-        host::Issue issue{node.id, node.class_type, in.name,
-                          "'" + name + "' " + problem + " (the server reads only files inside the " + in.file_folder +
-                              " folder)"};
-        issue.type = "value_not_in_list";
-        issue.extra_info = {{"input_name", in.name}, {"received_value", name}};
-        issues.push_back(std::move(issue));
-      }
-    }
-  }
-  return issues;
-}
-
 // ------------------------------------------------------------ the executor thread
-
-namespace {
-
-// Receives a run's events on the executor's threads: forwards what
-// ComfyUI's clients expect to the I/O thread and keeps what the history
-// records. Never blocks on a socket.
-class PromptSink : public host::EventSink {
- public:
-  PromptSink(Server::Impl& server, std::string client) : server_(server), client_(std::move(client)) {}
-  void emit(const host::Event& event) override {
-    if (event.type == "log") {  // node logs go to the server's own log, not to clients
-      if (server_.options.log && event.data.value("level", "") != "debug")
-        server_.log_line(event.data.value("level", "") + ": prompt " + event.data.value("prompt_id", "") + " node " +
-                         event.data.value("node", "") + ": " + event.data.value("message", ""));
-      return;
-    }
-    if (event.type == "executing" && event.data["node"].is_null()) return;  // sent after the history is written
-    if (event.type == "executed" && event.data["output"].is_null()) return;  // ComfyUI sends it only with output
-    nlohmann::json data = event.data;
-    if (event.type == "execution_start" || event.type == "execution_cached" || event.type == "execution_success" ||
-        event.type == "execution_error" || event.type == "execution_interrupted") {
-      std::lock_guard<std::mutex> lock(mutex_);
-      messages_.push_back({event.type, data});
-    }
-    if (event.type == "executed") data.erase("values"), data.erase("seconds");
-    server_.post_event(client_, event.type, std::move(data));
-  }
-  std::vector<nlohmann::json> messages() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return messages_;
-  }
-
- private:
-  Server::Impl& server_;
-  std::string client_;
-  std::mutex mutex_;
-  std::vector<nlohmann::json> messages_;
-};
-
-}  // namespace
 
 void Server::Impl::execute_loop() {
   for (;;) {
@@ -508,73 +446,24 @@ void Server::Impl::execute_loop() {
         send_status();
       });
 
-      PromptSink sink(*this, client);
-      host::RunReport report;
-      std::optional<host::Graph> graph;
-      const double started = now_ms();
-      bool success = false;
-      host::ParseResult parsed = host::parse_graph_json(prompt->prompt);
-      std::vector<host::Issue> issues = parsed.errors;
-      if (parsed.graph) {
-        host::drop_unknown_inputs(*parsed.graph, *registry);  // warned of when it was queued
-        issues = host::validate(*parsed.graph, *registry, &folders);
-        std::vector<host::Issue> outside = confine_files(*parsed.graph);
-        issues.insert(issues.end(), outside.begin(), outside.end());
-      }
-      if (issues.empty()) {
-        graph = std::move(parsed.graph);
-        host::RunOptions run = options.run;
-        run.input_dir = options.input_dir;
-        run.output_dir = options.output_dir;
-        run.model_dir = options.models_dir;
-        run.model_save_dir = options.model_save_dir;
-        run.temp_dir = options.temp_dir;
-        run.events = &sink;
-        run.use_cache = true;
-        run.prompt_id = prompt->prompt_id;
-        run.cancel = cancel;
-        try {
-          report = executor.run(*graph, run);
-          success = report.success;
-        } catch (const std::exception& e) {
-          report.failures.push_back({"", "", e.what(), "std::exception", nlohmann::json::object(), ""});
-          sink.emit({"execution_error",
-                     {{"prompt_id", prompt->prompt_id}, {"node_id", nullptr}, {"node_type", nullptr},
-                      {"exception_message", e.what()}, {"exception_type", "std::exception"},
-                      {"traceback", nlohmann::json::array()}, {"executed", nlohmann::json::array()},
-                      {"current_inputs", nlohmann::json::object()}, {"current_outputs", nlohmann::json::object()}}});
-        }
-      } else {
-        // It validated when it was queued; a plugin or a file is gone since.
-        std::string message;
-        for (const auto& issue : issues) message += (message.empty() ? "" : "; ") + issue.to_string();
-        sink.emit({"execution_start", {{"prompt_id", prompt->prompt_id}, {"timestamp", now_ms()}}});
-        sink.emit({"execution_error",
-                   {{"prompt_id", prompt->prompt_id}, {"node_id", issues.front().node_id},
-                    {"node_type", issues.front().class_type}, {"exception_message", message},
-                    {"exception_type", "prompt_outputs_failed_validation"}, {"traceback", nlohmann::json::array()},
-                    {"executed", nlohmann::json::array()}, {"current_inputs", nlohmann::json::object()},
-                    {"current_outputs", nlohmann::json::object()}}});
-      }
+      host::RunOptions run = options.run;
+      run.input_dir = options.input_dir;
+      run.output_dir = options.output_dir;
+      run.model_dir = options.models_dir;
+      run.model_save_dir = options.model_save_dir;
+      run.temp_dir = options.temp_dir;
+      PromptOutcome outcome =
+          run_prompt(*prompt, executor, *registry, folders, run, cancel, forward_event, node_log);
       {
         std::lock_guard<std::mutex> lock(work_mutex);
         current_cancel.reset();
         current_prompt.clear();
         // Stopped by the server's own shutdown: the prompt stays queued and
         // runs again at the next start.
-        if (stopping && report.interrupted) return;
+        if (stopping && outcome.interrupted) return;
       }
-      store->finish(prompt->prompt_id, comfy::history_item(*prompt, graph ? &*graph : nullptr, report, sink.messages(),
-                                                           success, started, now_ms()));
-      if (success) {
-        log_line("prompt " + prompt->prompt_id + ": done in " + std::to_string(report.seconds) + " s");
-      } else if (report.interrupted) {
-        log_line("prompt " + prompt->prompt_id + ": interrupted");
-      } else {
-        for (const auto& f : report.failures)
-          log_line("prompt " + prompt->prompt_id + ": error: node " + f.node_id + " (" + f.class_type + "): " + f.message);
-        for (const auto& issue : issues) log_line("prompt " + prompt->prompt_id + ": invalid: " + issue.to_string());
-      }
+      store->finish(prompt->prompt_id, outcome.history_item);
+      for (const auto& line : outcome.log) log_line(line);
       const std::string id = prompt->prompt_id;
       net::post(ioc, [this, client, id] {
         running_client.clear();
@@ -611,7 +500,7 @@ void Server::Impl::add_routes() {
       // Inputs ComfyUI ignores are ignored here too, with a line in the log.
       for (const auto& w : host::drop_unknown_inputs(*parsed.graph, *registry)) log_line("warning: " + w.to_string());
       issues = host::validate(*parsed.graph, *registry, &folders);
-      std::vector<host::Issue> outside = confine_files(*parsed.graph);
+      std::vector<host::Issue> outside = confine_files(*parsed.graph, *registry, folders);
       issues.insert(issues.end(), outside.begin(), outside.end());
       for (const auto& node : parsed.graph->nodes)
         if (const NodeSpec* spec = registry->find_spec(node.class_type); spec && spec->output_node)
@@ -646,7 +535,8 @@ void Server::Impl::add_routes() {
       return json({{"error", comfy::error("duplicate_prompt_id", e.what())}, {"node_errors", nlohmann::json::object()}},
                   http::status::bad_request);
     }
-    wake_executor();
+    if (queue) queue->submitted();
+    else wake_executor();
     send_status();
     return json({{"prompt_id", prompt.prompt_id}, {"number", prompt.number}, {"node_errors", nlohmann::json::object()}});
   });
@@ -664,13 +554,22 @@ void Server::Impl::add_routes() {
   routes.add(http::verb::post, "/queue", [=](const Request& r, const PathParams&) {
     nlohmann::json body = parse_body(r);
     if (body.is_discarded() || !body.is_object()) return bad_json("POST /queue takes {\"clear\": true} or {\"delete\": [ids]}");
-    if (body.value("clear", false)) store->clear_pending();
+    std::vector<std::string> removed;
+    if (body.value("clear", false)) {
+      if (queue)
+        for (const auto& p : store->pending()) removed.push_back(p.prompt_id);
+      store->clear_pending();
+    }
     if (body.contains("delete") && body["delete"].is_array()) {
       std::vector<std::string> ids;
       for (const auto& id : body["delete"])
         if (id.is_string()) ids.push_back(id);
+      if (queue)
+        for (const auto& p : store->pending())
+          if (std::find(ids.begin(), ids.end(), p.prompt_id) != ids.end()) removed.push_back(p.prompt_id);
       store->remove_pending(ids);
     }
+    if (queue) queue->withdrawn(removed);
     send_status();
     return json(nlohmann::json::object());
   });
@@ -680,6 +579,10 @@ void Server::Impl::add_routes() {
     std::string only;
     if (!body.is_discarded() && body.is_object() && body.contains("prompt_id") && body["prompt_id"].is_string())
       only = body["prompt_id"];
+    if (queue) {
+      queue->interrupt(only);
+      return json(nlohmann::json::object());
+    }
     std::lock_guard<std::mutex> lock(work_mutex);
     if (current_cancel && (only.empty() || only == current_prompt)) current_cancel->cancel();
     return json(nlohmann::json::object());
@@ -882,6 +785,20 @@ unsigned short Server::start() {
   // The next number follows the queue left by an earlier process.
   for (const auto& p : s.store->pending()) s.next_number = std::max(s.next_number, p.number + 1);
   s.add_routes();
+  if (!s.options.queue_url.empty()) {
+    queue::Settings settings{s.options.queue_url, s.options.queue_ack_wait, s.options.queue_max_deliveries};
+    queue::ServerQueue::Host host{
+        *s.store,
+        [&s](const std::string& client, const std::string& type, nlohmann::json data) {
+          s.post_event(client, type, std::move(data));
+        },
+        [&s] { s.post_status(); },
+        [&s](const std::string& line) { s.log_line(line); },
+        {{"output", s.options.output_dir},
+         {"temp", s.options.temp_dir},
+         {"models", s.options.model_save_dir.empty() ? s.options.output_dir : s.options.model_save_dir}}};
+    s.queue = std::make_unique<queue::ServerQueue>(settings, std::move(host));
+  }
 
   beast::error_code ec;
   const auto address = net::ip::make_address(s.options.listen, ec);
@@ -896,8 +813,10 @@ unsigned short Server::start() {
   s.accept();
   s.started = true;
   s.io_thread = std::thread([&s] { s.ioc.run(); });
-  s.exec_thread = std::thread([&s] { s.execute_loop(); });
-  s.wake_executor();  // prompts left by an earlier process run now
+  if (!s.queue) {
+    s.exec_thread = std::thread([&s] { s.execute_loop(); });
+    s.wake_executor();  // prompts left by an earlier process run now
+  }
   return s.port;
 }
 
@@ -912,6 +831,7 @@ void Server::stop() {
   }
   s.work_cv.notify_all();
   if (s.exec_thread.joinable()) s.exec_thread.join();
+  s.queue.reset();
   net::post(s.ioc, [&s] {
     beast::error_code ignored;
     s.acceptor.close(ignored);

@@ -1,5 +1,7 @@
 #include "store.hpp"
 
+#include "prompt_run.hpp"
+
 #include <cozy/error.hpp>
 
 #include <sqlite3.h>
@@ -77,18 +79,7 @@ Store::Store(const std::filesystem::path& file, std::size_t history_limit, int m
     if (crashed.attempts < max_attempts) continue;
     const std::string message = "the server stopped " + std::to_string(crashed.attempts) +
                                 " times while running this prompt; it is not run again";
-    nlohmann::json error = {{"prompt_id", crashed.prompt_id}, {"node_id", nullptr}, {"node_type", nullptr},
-                            {"exception_message", message}, {"exception_type", "cozy::server::Crashed"},
-                            {"traceback", nlohmann::json::array()}, {"executed", nlohmann::json::array()},
-                            {"current_inputs", nlohmann::json::object()}, {"current_outputs", nlohmann::json::object()}};
-    nlohmann::json item = {{"prompt", crashed.as_comfy()},
-                           {"outputs", nlohmann::json::object()},
-                           {"status", {{"status_str", "error"}, {"completed", false},
-                                       {"messages", nlohmann::json::array({nlohmann::json::array({"execution_error", error})})}}},
-                           {"meta", nlohmann::json::object()},
-                           {"cozy", {{"attempts", crashed.attempts}, {"interrupted", false}, {"cached", nlohmann::json::array()},
-                                     {"failures", nlohmann::json::array({nlohmann::json{{"node_id", nullptr}, {"exception_message", message}}})}}}};
-    finish(crashed.prompt_id, item);
+    finish(crashed.prompt_id, given_up_item(crashed, message, "cozy::server::Crashed", crashed.attempts));
     given_up_.push_back(crashed.prompt_id);
   }
   exec("UPDATE queue SET running = 0");
@@ -152,6 +143,13 @@ std::optional<QueuedPrompt> Store::start_next() {
   mark.bind(1, next.front().prompt_id).step();
   ++next.front().attempts;
   return std::move(next.front());
+}
+
+bool Store::mark_running(const std::string& prompt_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Statement mark(db_, "UPDATE queue SET running = 1 WHERE prompt_id = ? AND running = 0");
+  mark.bind(1, prompt_id).step();
+  return sqlite3_changes(db_) > 0;
 }
 
 void Store::finish(const std::string& prompt_id, const nlohmann::json& history_item) {

@@ -48,6 +48,9 @@ class Store {
   /// The pending prompt with the lowest number (then the earliest), marked
   /// running; nullopt when none is pending.
   std::optional<QueuedPrompt> start_next();
+  /// Marks a pending prompt running (a queue worker started it), without
+  /// counting an attempt; false when it is not pending.
+  bool mark_running(const std::string& prompt_id);
   /// Moves a running prompt to the history, in one transaction.
   void finish(const std::string& prompt_id, const nlohmann::json& history_item);
 

@@ -48,6 +48,12 @@ struct ServerOptions {
   std::size_t history_size = 10000;                  ///< prompts kept in the history
   std::size_t websocket_queue_limit = 4096;          ///< messages waiting for a slow client, then it is dropped
   host::RunOptions run;                              ///< device, jobs, threads
+  /// Non-empty (nats://HOST:PORT): accepted prompts go to NATS JetStream for
+  /// `cozy worker`s to run (cozy/server/worker.hpp) instead of this
+  /// process's executor; clients notice no difference.
+  std::string queue_url;
+  std::chrono::milliseconds queue_ack_wait{30000};  ///< a worker silent this long loses its prompt
+  int queue_max_deliveries = 3;                      ///< a prompt delivered this often without finishing fails
   /// Where the server writes what nodes log (info and above) and what
   /// happened to prompts, one line each; null: nowhere.
   std::ostream* log = nullptr;
