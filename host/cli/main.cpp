@@ -337,6 +337,10 @@ int main(int argc, char** argv) {
                         "with --queue: a prompt that no worker finished this many times fails")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
+  serve_cmd->add_option("--queue-replicas", serve.queue_replicas,
+                        "with --queue: copies of the queue's streams on a NATS cluster (3 on a 3-node one)")
+      ->check(CLI::Range(1, 5))
+      ->capture_default_str();
   add_plugin_option(serve_cmd);
 
   // worker

@@ -19,6 +19,7 @@ LF="-Wl,--no-as-needed -Wl,-rpath-link,$R/.gpu/lib"
 cmake -S . -B /tmp/b -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOZY_BUILD_TESTS=OFF -DCOZY_BUILD_BENCH=ON \
   -DCMAKE_FIND_PACKAGE_PREFER_CONFIG=ON -DCMAKE_PREFIX_PATH="$TP;$R/.gpu/cmake" -DBoost_DIR=$R/.gpu/cmake \
   -DOpenCV_DIR=$R/.gpu/cmake -Dnlohmann_json_DIR=$R/.gpu/cmake -DCLI11_DIR=$R/.gpu/cmake -DZLIB_ROOT=$R/.gpu \
+  -DNATS_INCLUDE_DIR=$R/.gpu/include -DCOZY_NATS_LIBRARY=$R/.gpu/lib/libnats.so \
   -DCMAKE_DISABLE_FIND_PACKAGE_TBB=ON -DCMAKE_EXE_LINKER_FLAGS="$LF" -DCMAKE_SHARED_LINKER_FLAGS="$LF" \
   -DCMAKE_MODULE_LINKER_FLAGS="$LF" > $OUT/configure.log 2>&1 || { tail -40 $OUT/configure.log; exit 1; }
 grep -i openmp $OUT/configure.log

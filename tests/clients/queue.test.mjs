@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, existsSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import WebSocket from "ws";
-import { cozy, startServer, stopServer, startNats, startWorker, sleep } from "./serve.mjs";
+import { cozy, startServer, stopServer, startNats, startNatsCluster, startWorker, sleep } from "./serve.mjs";
 
 // scripts/deps.sh --tests installs Debian's nats-server; without it there is nothing to test against.
 const noNats = spawnSync("nats-server", ["--version"]).error
@@ -106,6 +106,14 @@ test("2 workers, 10 prompts: each in the history once, run by both, its files in
   assert.equal(mine[0], "execution_start", mine.join(", "));
   for (const expected of ["executing 4", "executed 4", "execution_success"]) assert.ok(mine.includes(expected), mine.join(", "));
   assert.equal(mine.at(-1), "executing null", mine.join(", "));
+
+  // SIGTERM: each stops cleanly (under the sanitizers: with nothing to report).
+  for (const w of workers) {
+    await stopServer(w.child);
+    assert.equal(w.child.exitCode, 0, w.log());
+  }
+  await stopServer(server.child);
+  assert.equal(server.child.exitCode, 0);
 });
 
 test("kill -9 of the worker running a prompt: the other worker completes it, once", { skip: noNats }, async (t) => {
@@ -204,6 +212,33 @@ test("a prompt deleted from the queue is not run; /interrupt reaches the worker 
   assert.equal(history[id].status.status_str, "error");
   assert.ok(history[id].status.messages.some((m) => m[0] === "execution_interrupted"), JSON.stringify(history[id].status));
   assert.equal(history[id].cozy.interrupted, true);
+});
+
+test("a 3-node NATS cluster, --queue-replicas 3: one node killed mid-run, nothing lost", { skip: noNats }, async (t) => {
+  const work = mkdtempSync(join(tmpdir(), "cozy-queue-"));
+  const processes = [];
+  t.after(async () => {
+    for (const p of processes.reverse()) await stopServer(p.child, "SIGKILL");
+    rmSync(work, { recursive: true, force: true });
+  });
+  const nodes = await startNatsCluster(join(work, "jetstream"));
+  processes.push(...nodes);
+  const urls = nodes.map((n) => n.url).join(",");
+  const server = await startServer(work, ["--queue", urls, "--queue-replicas", "3", "--ack-wait", ackWait]);
+  processes.push(server);
+  for (const name of ["w1", "w2"]) processes.push(await startWorker(work, urls, name, { outputs: `output-${name}` }));
+  const ids = [];
+  for (let i = 0; i < 10; i++) ids.push((await json(`${server.url}/prompt`, { prompt: prompt(i) })).prompt_id);
+  for (let waited = 0; waited < 120000; waited += 100) {
+    if (Object.keys(await json(`${server.url}/history`)).length >= 2) break;
+    await sleep(100);
+  }
+  // The node that leads the metadata is the hardest to lose.
+  const leader = nodes.find((n) => /Self is new JetStream cluster metadata leader/.test(n.log())) ?? nodes[0];
+  await stopServer(leader.child, "SIGKILL");
+  const history = await waitForHistory(server, 10);
+  assert.deepEqual(Object.keys(history).sort(), [...ids].sort(), "each prompt in the history exactly once");
+  for (const id of ids) assert.equal(history[id].status.status_str, "success", JSON.stringify(history[id].status));
 });
 
 test("a queue that cannot be reached is named, by the server and by a worker", () => {

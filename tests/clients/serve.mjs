@@ -84,12 +84,29 @@ function waitFor(child, pattern, what, timeoutMs = 60000) {
 
 // Debian's nats-server with JetStream, its store in `dir`, on `port`
 // (the same port and store again after a restart). {child, url, port}.
-export async function startNats(dir, port) {
+export async function startNats(dir, port, cluster = []) {
   port ??= await freePort();
-  const child = spawn("nats-server", ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", dir],
+  const child = spawn("nats-server", ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", dir, ...cluster],
     { stdio: ["ignore", "pipe", "pipe"] });
+  let log = "";
+  child.stderr.on("data", (chunk) => { log += chunk; });
   await waitFor(child, /Server is ready/, "nats-server");
-  return { child, port, url: `nats://127.0.0.1:${port}` };
+  return { child, port, url: `nats://127.0.0.1:${port}`, log: () => log };
+}
+
+// Three nats-servers in one JetStream cluster on loopback, their stores
+// under `dir`; resolves once they have elected a leader. [{child, url, port}].
+export async function startNatsCluster(dir) {
+  const ports = [await freePort(), await freePort(), await freePort()];
+  const routes = [await freePort(), await freePort(), await freePort()];
+  const nodes = await Promise.all(ports.map((port, i) => startNats(join(dir, `n${i}`), port, [
+    "-n", `cozy-n${i}`, "--cluster_name", "cozy", "--cluster", `nats://127.0.0.1:${routes[i]}`,
+    "--routes", routes.filter((_, j) => j !== i).map((r) => `nats://127.0.0.1:${r}`).join(",")])));
+  for (let waited = 0; !nodes.some((n) => /JetStream cluster new metadata leader/.test(n.log())); waited += 50) {
+    if (waited > 60000) throw new Error(`no JetStream leader: ${nodes.map((n) => n.log()).join("\n")}`);
+    await sleep(50);
+  }
+  return nodes;
 }
 
 // `cozy worker` on the queue at `url`, writing into work/<outputs>; `log`

@@ -102,7 +102,17 @@ Connection::Connection(const std::string& url, const std::string& name, std::fun
   natsOptions* options = nullptr;
   check(natsOptions_Create(&options), "NATS options");
   std::unique_ptr<natsOptions, void (*)(natsOptions*)> owned(options, natsOptions_Destroy);
-  check(natsOptions_SetURL(options, url.c_str()), "the queue's address " + url);
+  // Several servers (a cluster): comma-separated; the client tries each.
+  std::vector<std::string> servers;
+  for (std::size_t start = 0; start <= url.size();) {
+    std::size_t end = std::min(url.find(',', start), url.size());
+    if (end > start) servers.push_back(url.substr(start, end - start));
+    start = end + 1;
+  }
+  std::vector<const char*> pointers;
+  for (const auto& server : servers) pointers.push_back(server.c_str());
+  check(natsOptions_SetServers(options, pointers.data(), static_cast<int>(pointers.size())),
+        "the queue's address " + url);
   natsOptions_SetName(options, name.c_str());
   natsOptions_SetMaxReconnect(options, -1);  // for ever
   natsOptions_SetReconnectWait(options, 250);
@@ -161,6 +171,7 @@ void Connection::ensure_stream(const StreamConfig& config) {
   stream.MaxAge = nanoseconds(config.max_age);
   stream.Duplicates = nanoseconds(config.duplicate_window);
   stream.AllowDirect = true;
+  stream.Replicas = config.replicas;
   status = js_AddStream(&info, jetstream_, &stream, nullptr, &code);
   if (status == NATS_OK) jsStreamInfo_Destroy(info);
   else if (code != JSStreamNameExistErr) check(status, "cannot make the queue's stream " + config.name);

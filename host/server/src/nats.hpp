@@ -58,6 +58,7 @@ struct StreamConfig {
   bool work_queue = false;                   ///< a message goes once acknowledged; else kept for max_age
   std::chrono::seconds max_age{0};           ///< 0: forever
   std::chrono::seconds duplicate_window{120};  ///< publishes with the same id inside it are dropped
+  int replicas = 1;                          ///< copies on that many servers of a NATS cluster
 };
 
 struct ConsumerConfig {

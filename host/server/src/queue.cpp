@@ -37,12 +37,14 @@ void ensure_queue(nats::Connection& connection, const Settings& settings) {
   prompts.subjects = {prompts_subject};
   prompts.work_queue = true;
   prompts.duplicate_window = std::chrono::hours(1);
+  prompts.replicas = settings.replicas;
   connection.ensure_stream(prompts);
   nats::StreamConfig results;
   results.name = results_stream;
   results.subjects = {results_prefix + "*", files_prefix + "*"};
   results.max_age = std::chrono::hours(24 * 7);
   results.duplicate_window = std::chrono::hours(1);
+  results.replicas = settings.replicas;
   connection.ensure_stream(results);
 
   nats::ConsumerConfig workers;

@@ -47,6 +47,7 @@ struct Settings {
   std::string url;                              ///< nats://HOST:PORT
   std::chrono::milliseconds ack_wait{30000};    ///< a worker silent this long loses its prompt
   int max_deliveries = 3;                       ///< then a prompt is reported failed, not run again
+  int replicas = 1;                             ///< of the streams, on a NATS cluster (3 on a 3-node one)
 };
 
 /// A queued prompt as it travels (ComfyUI's queue entry, by name).

@@ -786,7 +786,8 @@ unsigned short Server::start() {
   for (const auto& p : s.store->pending()) s.next_number = std::max(s.next_number, p.number + 1);
   s.add_routes();
   if (!s.options.queue_url.empty()) {
-    queue::Settings settings{s.options.queue_url, s.options.queue_ack_wait, s.options.queue_max_deliveries};
+    queue::Settings settings{s.options.queue_url, s.options.queue_ack_wait, s.options.queue_max_deliveries,
+                             s.options.queue_replicas};
     queue::ServerQueue::Host host{
         *s.store,
         [&s](const std::string& client, const std::string& type, nlohmann::json data) {

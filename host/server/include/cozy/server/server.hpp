@@ -54,6 +54,7 @@ struct ServerOptions {
   std::string queue_url;
   std::chrono::milliseconds queue_ack_wait{30000};  ///< a worker silent this long loses its prompt
   int queue_max_deliveries = 3;                      ///< a prompt delivered this often without finishing fails
+  int queue_replicas = 1;  ///< copies of the queue's streams on a NATS cluster (when it makes them)
   /// Where the server writes what nodes log (info and above) and what
   /// happened to prompts, one line each; null: nowhere.
   std::ostream* log = nullptr;
