@@ -3,7 +3,9 @@
 #   1. the whole suite (ctest),
 #   2. the whole suite again under AddressSanitizer + UBSan (preset asan),
 #      less three tests that train for a minute and test no code the others
-#      leave untested there (CMakePresets.json names them),
+#      leave untested there, and the out-of-tree build (it compiles the
+#      example and the packs again, unsanitised, against the installed SDK:
+#      a compiler's test, done in step 1) (CMakePresets.json names them),
 #   3. the graph parser/validator fuzzer, the upload (multipart) parser's,
 #      the DICOM reader's and the NIfTI reader's, each for a bounded time
 #      (FUZZ_SECONDS, 60).

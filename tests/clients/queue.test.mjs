@@ -158,6 +158,26 @@ test("nats-server killed and restarted mid-run: every prompt finishes, once", { 
   for (const id of ids) assert.equal(history[id].status.status_str, "success", JSON.stringify(history[id].status));
 });
 
+test("cozy serve killed and restarted mid-run: results sent meanwhile are recorded, every prompt once", { skip: noNats }, async (t) => {
+  const parts = await cluster(t);
+  const ids = [];
+  for (let i = 0; i < 10; i++) ids.push((await json(`${parts.server.url}/prompt`, { prompt: prompt(i) })).prompt_id);
+  for (let waited = 0; waited < 120000; waited += 100) {
+    if (Object.keys(await json(`${parts.server.url}/history`)).length >= 2) break;
+    await sleep(100);
+  }
+  await stopServer(parts.server.child, "SIGKILL");
+  await sleep(3000);  // the workers go on; their results wait in COZY_RESULTS
+  parts.server = await startServer(parts.work, ["--queue", parts.nats.url, "--ack-wait", ackWait]);
+  const history = await waitForHistory(parts.server, 10);
+  assert.deepEqual(Object.keys(history).sort(), [...ids].sort(), "each prompt in the history exactly once");
+  for (const id of ids) {
+    assert.equal(history[id].status.status_str, "success", JSON.stringify(history[id].status));
+    for (const image of history[id].outputs["4"].images)
+      assert.ok(existsSync(join(parts.work, "output", image.subfolder, image.filename)), image.filename);
+  }
+});
+
 test("a prompt that kills every worker that takes it fails after --max-deliveries; the rest run", { skip: noNats }, async (t) => {
   const plugins = ["--plugins", testPlugins];
   // A supervisor (systemd, a container runtime) starts a dead worker again,
