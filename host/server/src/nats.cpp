@@ -286,7 +286,10 @@ std::unique_ptr<Subscription> Connection::subscribe(const std::string& subject, 
             &subscription, connection_, subject.c_str(),
             [](natsConnection*, natsSubscription*, natsMsg* raw, void* closure) {
               Message message(raw);
-              (*static_cast<std::function<void(Message&)>*>(closure))(message);
+              try {  // nothing may be thrown into the C library
+                (*static_cast<std::function<void(Message&)>*>(closure))(message);
+              } catch (...) {
+              }
             },
             owned.get()),
         "cannot subscribe to " + subject);

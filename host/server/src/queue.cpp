@@ -130,8 +130,14 @@ void ServerQueue::publish_loop() {
       if (stopping_) return;
       submitted_ = false;
     }
-    std::vector<QueuedPrompt> queued = host_.store.pending();
-    for (auto& p : host_.store.running()) queued.push_back(std::move(p));
+    std::vector<QueuedPrompt> queued;
+    try {
+      queued = host_.store.pending();
+      for (auto& p : host_.store.running()) queued.push_back(std::move(p));
+    } catch (const std::exception& e) {
+      host_.log("queue: " + std::string(e.what()));
+      continue;
+    }
     for (const auto& prompt : queued) {
       if (published_.count(prompt.prompt_id)) continue;
       try {

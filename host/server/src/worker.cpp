@@ -99,7 +99,15 @@ void Worker::run() {
       std::lock_guard<std::mutex> lock(w.mutex);
       if (w.stopping) break;
     }
-    for (auto& message : subscription->fetch(1, std::chrono::milliseconds(500))) w.handle(*message, settings);
+    for (auto& message : subscription->fetch(1, std::chrono::milliseconds(500))) {
+      try {
+        w.handle(*message, settings);
+      } catch (const std::exception& e) {
+        // The queue went away mid-way (it reconnects): the prompt is not
+        // acknowledged, so it comes again, here or to another worker.
+        w.log("cozy worker: " + std::string(e.what()) + "; the prompt comes again after the ack wait");
+      }
+    }
   }
   subscription.reset();
   interrupts.reset();
@@ -228,7 +236,10 @@ std::size_t Worker::Impl::send_files(const std::string& prompt_id, const std::st
       std::ifstream in(file.path, std::ios::binary);
       std::ostringstream bytes;
       bytes << in.rdbuf();
-      if (!in) throw Error("cannot read " + file.path.string());
+      if (!in) {  // a later node removed it, say: the rest still goes back
+        log("prompt " + prompt_id + ": cannot read " + file.path.string() + " to send it; left out");
+        continue;
+      }
       const std::string data = bytes.str();
       const std::size_t parts = std::max<std::size_t>(1, (data.size() + part_size - 1) / part_size);
       for (std::size_t part = 0; part < parts; ++part) {
