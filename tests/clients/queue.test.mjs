@@ -234,6 +234,45 @@ test("a prompt deleted from the queue is not run; /interrupt reaches the worker 
   assert.equal(history[id].cozy.interrupted, true);
 });
 
+test("a worker started first waits for the queue; one stopped by SIGTERM mid-prompt gives it back at once", { skip: noNats }, async (t) => {
+  const work = mkdtempSync(join(tmpdir(), "cozy-queue-"));
+  const processes = [];
+  t.after(async () => {
+    for (const p of processes.reverse()) await stopServer(p.child, "SIGKILL");
+    rmSync(work, { recursive: true, force: true });
+  });
+  const nats = await startNats(join(work, "jetstream"));
+  processes.push(nats);
+  const first = await startWorker(work, nats.url, "w1", { outputs: "output-w1", ready: /waiting for `cozy serve --queue/ });
+  processes.push(first);
+  // A long ack wait: the prompt can only come back this quickly by the worker's nak.
+  const server = await startServer(work, ["--queue", nats.url, "--ack-wait", "60"]);
+  processes.push(server);
+  for (let waited = 0; !first.log().includes("taking prompts from"); waited += 50) {
+    assert.ok(waited < 30000, first.log());
+    await sleep(50);
+  }
+  const second = await startWorker(work, nats.url, "w2", { outputs: "output-w2" });
+  processes.push(second);
+  const slow = { size: 1536, batch: 6, sigma: 40 };
+  const ids = [];
+  for (let i = 0; i < 2; i++) ids.push((await json(`${server.url}/prompt`, { prompt: prompt(i, `queue/p${i}`, slow) })).prompt_id);
+  let held;
+  for (let waited = 0; waited < 60000 && !held; waited += 20) {
+    held = first.log().match(/prompt (\S+): started/)?.[1];
+    if (!held) await sleep(20);
+  }
+  assert.ok(held, "the first worker never started a prompt");
+  const stopped = performance.now();
+  await stopServer(first.child);
+  assert.equal(first.child.exitCode, 0, first.log());
+  assert.match(first.log(), new RegExp(`prompt ${held}: interrupted by this worker's stop; given back to the queue`));
+  const history = await waitForHistory(server, 2, 50000);
+  assert.ok(performance.now() - stopped < 50000, "back well before the 60 s ack wait");
+  assert.equal(history[held].status.status_str, "success");
+  assert.equal(history[held].cozy.worker, "w2");
+});
+
 test("a 3-node NATS cluster, --queue-replicas 3: one node killed mid-run, nothing lost", { skip: noNats }, async (t) => {
   const work = mkdtempSync(join(tmpdir(), "cozy-queue-"));
   const processes = [];

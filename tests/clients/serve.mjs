@@ -111,12 +111,12 @@ export async function startNatsCluster(dir) {
 
 // `cozy worker` on the queue at `url`, writing into work/<outputs>; `log`
 // collects what it says. {child, name, log()}.
-export async function startWorker(work, url, name, { outputs = "output", extra = [] } = {}) {
+export async function startWorker(work, url, name, { outputs = "output", extra = [], ready = /taking prompts from/ } = {}) {
   const child = spawn(cozy, ["worker", "--queue", url, "--name", name, "--threads", "1", "--jobs", "1",
     "--input-dir", join(work, "input"), "--output-dir", join(work, outputs), "--models-dir", join(root, "models"),
     ...extra], { stdio: ["ignore", "pipe", "pipe"] });
   let log = "";
   child.stderr.on("data", (chunk) => { log += chunk; });
-  await waitFor(child, /taking prompts from/, `cozy worker ${name}`);
+  await waitFor(child, ready, `cozy worker ${name}`);
   return { child, name, log: () => log };
 }

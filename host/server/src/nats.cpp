@@ -202,7 +202,7 @@ std::optional<ConsumerConfig> Connection::consumer(const std::string& stream, co
   jsConsumerInfo* info = nullptr;
   jsErrCode code = static_cast<jsErrCode>(0);
   natsStatus status = js_GetConsumerInfo(&info, jetstream_, stream.c_str(), durable.c_str(), nullptr, &code);
-  if (status == NATS_NOT_FOUND) {
+  if (status == NATS_NOT_FOUND || code == JSStreamNotFoundErr || code == JSConsumerNotFoundErr) {
     nats_GetLastError(nullptr);
     return std::nullopt;
   }
