@@ -233,7 +233,9 @@ TEST(ComfyDeclarations, MatchComfyUIsObjectInfo) {
     for (const char* key : {"display_name", "category", "output_node", "output", "output_name"})
       EXPECT_EQ(got[key], want[key]) << name << " " << key;
     for (const char* key : {"output_is_list", "is_input_list", "deprecated"})
-      if (want.contains(key)) EXPECT_EQ(got[key], want[key]) << name << " " << key;
+      if (want.contains(key)) {
+        EXPECT_EQ(got[key], want[key]) << name << " " << key;
+      }
     EXPECT_EQ(got.value("deprecated", false), want.value("deprecated", false)) << name << " deprecated";
     for (const char* group : {"required", "optional"}) {
       const nlohmann::json none = nlohmann::json::array();
@@ -247,7 +249,9 @@ TEST(ComfyDeclarations, MatchComfyUIsObjectInfo) {
         const auto& w = want["input"][group][in];
         const auto& g = got["input"][group][in];
         const bool files = w[0].is_array() && w[0].empty();  // a folder's files: whatever is there
-        if (!files) EXPECT_EQ(g[0], w[0]) << name << "." << in << " type";
+        if (!files) {
+          EXPECT_EQ(g[0], w[0]) << name << "." << in << " type";
+        }
         const nlohmann::json wo = w.size() > 1 ? w[1] : nlohmann::json::object();
         const nlohmann::json go = g.size() > 1 ? g[1] : nlohmann::json::object();
         for (const auto& [key, value] : wo.items()) {

@@ -3,8 +3,11 @@
 // generators and latent nodes.
 #include "test_nodes.hpp"
 
+#include "mixture.hpp"
+
 #include <cozy/host/validate.hpp>
 #include <cozy/models.hpp>
+#include <cozy/random.hpp>
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -173,6 +176,80 @@ TEST_F(Models, ModelCheckpointErrorsNameTheFile) {
 }
 
 // ------------------------------------------------------------------ VAE
+
+// Three Gaussians in 2-D, one with correlated axes: EM finds them again.
+TEST(LatentMixture, FitsAKnownMixtureAndSamplesFromIt) {
+  at::Generator gen = seeded_generator(5);
+  const at::Tensor means = at::tensor({-5.0, 0.0, 5.0, 0.0, 0.0, 6.0}, at::kDouble).view({3, 2});
+  const at::Tensor covs = at::tensor({1.0, 0.0, 0.0, 0.25, 1.0, 0.8, 0.8, 1.0, 0.5, 0.0, 0.0, 2.0}, at::kDouble).view({3, 2, 2});
+  const at::Tensor weights = at::tensor({0.5, 0.3, 0.2}, at::kDouble);
+  vae::LatentMixture truth;
+  truth.weights = weights, truth.means = means, truth.cholesky = at::linalg_cholesky(covs);
+  const at::Tensor z = truth.sample(9000, gen);
+
+  vae::LatentMixture fit = vae::fit_mixture(z, 3, /*diagonal=*/false, 500, gen);
+  // Components come in any order: match each true one to the nearest fitted mean.
+  for (int64_t c = 0; c < 3; ++c) {
+    const int64_t m = (fit.means - means[c]).pow(2).sum(1).argmin().item<int64_t>();
+    EXPECT_LT((fit.means[m] - means[c]).abs().max().item<double>(), 0.1) << "component " << c;
+    EXPECT_NEAR(fit.weights[m].item<double>(), weights[c].item<double>(), 0.02) << "component " << c;
+    const at::Tensor cov = at::matmul(fit.cholesky[m], fit.cholesky[m].t());
+    EXPECT_LT((cov - covs[c]).abs().max().item<double>(), 0.12) << "component " << c << ": " << cov;
+  }
+  // At least as likely as the mixture that made the data (it is fitted to these points).
+  EXPECT_GE(fit.log_likelihood, truth.log_density(z).mean().item<double>() - 1e-9);
+  EXPECT_GT(fit.iterations, 1);
+
+  // Its samples have its moments.
+  const at::Tensor s = fit.sample(40000, gen).to(at::kDouble);
+  EXPECT_EQ(s.sizes(), (at::IntArrayRef{40000, 2}));
+  const at::Tensor mean = at::matmul(fit.weights, fit.means);
+  EXPECT_LT((s.mean(0) - mean).abs().max().item<double>(), 0.08);
+
+  // Diagonal covariances stay diagonal; one component is the data's mean and variance.
+  vae::LatentMixture diagonal = vae::fit_mixture(z, 3, /*diagonal=*/true, 500, gen);
+  for (int64_t c = 0; c < 3; ++c) EXPECT_EQ(diagonal.cholesky[c][0][1].item<double>(), 0.0);
+  EXPECT_LT(diagonal.log_likelihood, fit.log_likelihood) << "the correlated component fits worse without covariance";
+  vae::LatentMixture one = vae::fit_mixture(z, 1, false, 50, gen);
+  EXPECT_TRUE(at::allclose(one.means[0], z.to(at::kDouble).mean(0), 1e-9, 1e-9));
+  EXPECT_TRUE(at::allclose(at::matmul(one.cholesky[0], one.cholesky[0].t()),
+                           at::cov(z.to(at::kDouble).t(), /*correction=*/0), 1e-6, 1e-4))
+      << "the covariance (and its floor, a millionth of the mean variance)";
+
+  try {
+    vae::fit_mixture(z.narrow(0, 0, 2), 3, false, 10, gen);
+    FAIL() << "three components from two latents";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "a mixture of 3 components needs at least as many latents, not 2");
+  }
+}
+
+TEST_F(Models, TheVaeSamplesFromItsPriorOrFromAMixtureFittedToItsLatents) {
+  const std::string shipped = (fs::path(COZY_SOURCE_DIR) / "models" / "fashion_vae_00001.pt").string();
+  json g = {{"1", {{"class_type", "LoadVAE"}, {"inputs", {{"checkpoint", shipped}}}}},
+            {"2", fashion("train", 3000, 1)},
+            {"3", {{"class_type", "FitLatentMixture"},
+                   {"inputs", {{"vae", {"1", 0}}, {"dataset", {"2", 0}}, {"components", 4}, {"seed", 2}}}}},
+            {"4", {{"class_type", "VAESample"}, {"inputs", {{"vae", {"1", 0}}, {"batch", 16}, {"seed", 3}}}}},
+            {"5", {{"class_type", "VAESample"},
+                   {"inputs", {{"vae", {"1", 0}}, {"batch", 16}, {"seed", 3}, {"mixture", {"3", 0}}}}}},
+            {"6", sink("4")}, {"7", sink("5")}, {"8", sink("5", 1)}, {"9", sink("3", 1)}, {"10", sink("4", 1)}};
+  RunReport r = run(g);
+  ASSERT_TRUE(r.success) << last_error;
+  for (const char* id : {"6", "7"}) {
+    EXPECT_EQ(tensor(r, id).sizes(), (at::IntArrayRef{16, 1, 28, 28}));
+    EXPECT_GE(tensor(r, id).min().item<float>(), 0.f);
+    EXPECT_LE(tensor(r, id).max().item<float>(), 1.f);
+  }
+  EXPECT_EQ(tensor(r, "8").sizes(), (at::IntArrayRef{16, 32}));
+  EXPECT_FALSE(at::equal(tensor(r, "8"), tensor(r, "10"))) << "the mixture's latents are not the prior's";
+  const json report = json::parse(r.outputs.at("9")[0].as_string());
+  EXPECT_EQ(report["components"], 4);
+  EXPECT_EQ(report["latents"], 3000);
+  EXPECT_EQ(report["covariance"], "full");
+  RunReport again = run(g);
+  EXPECT_TRUE(at::equal(tensor(again, "7"), tensor(r, "7"))) << "the same seeds give the same images";
+}
 
 TEST_F(Models, TheVaeLearnsAndItsNodesWork) {
   json g = {{"1", fashion("train", 2000, 1)},
