@@ -4,7 +4,12 @@
 // sampling images/s (generator forward, no gradients).
 //
 //   build/bench/bench_gan [--device cuda] [--repeats 5] [--threads 1,2] [--python /usr/bin/python3]
-//                         [--system-malloc | --small-pages]
+//                         [--system-malloc | --small-pages] [--options]
+//
+// --options: what each of TrainGAN's quality options costs a training step
+// instead (Cozy alone): the plain step against the step with the hinge
+// loss, and with the average of G's weights (ema) updated after it; the
+// variants take turns within each repeat.
 //
 // Cozy's side keeps freed memory for reuse as the `cozy` command does
 // (host::keep_freed_memory); --system-malloc leaves glibc's defaults,
@@ -42,8 +47,13 @@ struct Rates {
   double train = 0, sample = 0;
 };
 
+struct Variant {
+  std::string loss = "bce";
+  double ema = 0;
+};
+
 // One turn: a fresh model, 3 untimed steps, then `steps` timed steps of training, then of sampling.
-Rates measure(c10::Device device, int steps) {
+Rates measure(c10::Device device, int steps, const Variant& variant = {}) {
   torch::manual_seed(0);
   const int64_t batch = 64, nz = 100;
   DcganOptions o;  // the defaults: 28x28, w 64, latent 100, 1 channel, unconditional
@@ -56,6 +66,13 @@ Rates measure(c10::Device device, int steps) {
   d->to(device);
   torch::optim::Adam opt_g(g->parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.999}));
   torch::optim::Adam opt_d(d->parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.999}));
+  GeneratorNet average{nullptr};
+  if (variant.ema > 0) {
+    average = GeneratorNet(o);
+    average->to(device);
+    ema_update(*average, *g, 0.0, 0);
+  }
+  int64_t done = 0;
   at::Tensor real = torch::rand({batch, 1, 28, 28}, torch::TensorOptions().device(device)) * 2 - 1;
   at::Tensor none;
   auto sync = [&] {
@@ -67,15 +84,15 @@ Rates measure(c10::Device device, int steps) {
     at::Tensor d_real = d->forward(real, none);
     at::Tensor fake = g->forward(z, none);
     at::Tensor d_fake = d->forward(fake.detach(), none);
-    at::Tensor loss_d = torch::binary_cross_entropy_with_logits(d_real, torch::full_like(d_real, 0.9)) +
-                        torch::binary_cross_entropy_with_logits(d_fake, torch::zeros_like(d_fake));
+    at::Tensor loss_d = discriminator_loss(variant.loss, d_real, d_fake, 0.9f);
     loss_d.backward();
     opt_d.step();
     opt_g.zero_grad();
     at::Tensor d_on_fake = d->forward(fake, none);
-    at::Tensor loss_g = torch::binary_cross_entropy_with_logits(d_on_fake, torch::ones_like(d_on_fake));
+    at::Tensor loss_g = generator_loss(variant.loss, d_on_fake);
     loss_g.backward();
     opt_g.step();
+    if (average) ema_update(*average, *g, variant.ema, ++done);
     // As the Python peer does (loss.item()), and as TrainGAN does for its log.
     (void)loss_d.item<float>(), (void)loss_g.item<float>();
   };
@@ -123,9 +140,13 @@ int main(int argc, char** argv) {
   std::string device_name = "cpu", python = "/usr/bin/python3";
   int repeats = 5, steps = 10;
   std::vector<int> threads = {1, 2};
-  bool system_malloc = false, small_pages = false;
+  bool system_malloc = false, small_pages = false, options = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
+    if (arg == "--options") {
+      options = true;
+      continue;
+    }
     if (arg == "--system-malloc" || arg == "--small-pages") {
       (arg == "--small-pages" ? small_pages : system_malloc) = true;
       continue;
@@ -148,6 +169,26 @@ int main(int argc, char** argv) {
   }
   if (!system_malloc) cozy::host::keep_freed_memory(/*large_pages=*/!small_pages);
   const c10::Device device(device_name);
+  if (options) {
+    const std::vector<std::pair<std::string, Variant>> variants = {
+        {"plain (bce)", {}}, {"loss hinge", {"hinge", 0}}, {"ema 0.999", {"bce", 0.999}}};
+    std::printf("DCGAN 28x28 (w 64, latent 100), batch 64, %s: training images/s, median of %d turns of %d steps\n",
+                device.str().c_str(), repeats, steps);
+    std::printf("%-12s %3s | %10s | %s\n", "option", "thr", "images/s", "step time against plain");
+    for (int t : threads) {
+      at::set_num_threads(t);
+      std::vector<std::vector<double>> rates(variants.size());
+      for (int r = 0; r < repeats; ++r)
+        for (std::size_t v = 0; v < variants.size(); ++v) rates[v].push_back(measure(device, steps, variants[v].second).train);
+      const double plain = median(rates[0]);
+      for (std::size_t v = 0; v < variants.size(); ++v) {
+        const double rate = median(rates[v]);
+        std::printf("%-12s %3d | %10.1f | %.3fx\n", variants[v].first.c_str(), t, rate, plain / rate);
+      }
+      std::fflush(stdout);
+    }
+    return 0;
+  }
   std::printf("DCGAN 28x28 (w 64, latent 100), batch 64, %s; images/s, median of %d turns of %d steps each\n",
               device.str().c_str(), repeats, steps);
   std::printf("%-8s %3s | %10s %10s | %6s\n", "what", "thr", "cozy", "python", "ratio");

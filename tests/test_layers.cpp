@@ -110,3 +110,36 @@ TEST(ConvTranspose, ASequentialWithBiasesAsLibTorchRunsIt) {
 
 }  // namespace
 }  // namespace cozy::gan
+
+// The average of a generator's weights: d = min(decay, (1 + t) / (10 + t)).
+TEST(Ema, AveragesParametersAndCopiesBuffers) {
+  torch::manual_seed(1);
+  cozy::gan::DcganOptions o;
+  o.width = 4, o.latent = 8;
+  cozy::gan::GeneratorNet average(o), model(o);
+  std::vector<at::Tensor> before;
+  for (const auto& p : average->parameters()) before.push_back(p.detach().clone());
+  for (auto& b : model->buffers()) b.fill_(3);
+  cozy::gan::ema_update(*average, *model, 0.9, 100);  // min(0.9, 101 / 110) = 0.9
+  const auto after = average->parameters(), weights = model->parameters();
+  for (std::size_t i = 0; i < after.size(); ++i)
+    EXPECT_TRUE(at::allclose(after[i], 0.9 * before[i] + 0.1 * weights[i], 1e-6, 1e-7)) << i;
+  for (const auto& b : average->buffers()) EXPECT_TRUE(at::equal(b, at::full_like(b, 3)));
+  std::vector<at::Tensor> middle;
+  for (const auto& p : after) middle.push_back(p.detach().clone());
+  cozy::gan::ema_update(*average, *model, 0.999, 0);  // the first step: min(0.999, 1 / 10) = 0.1
+  const auto first = average->parameters();
+  for (std::size_t i = 0; i < first.size(); ++i)
+    EXPECT_TRUE(at::allclose(first[i], 0.1 * middle[i] + 0.9 * weights[i], 1e-6, 1e-6)) << i;
+}
+
+TEST(GanLoss, HingeAndBinaryCrossEntropyOnKnownLogits) {
+  const at::Tensor real = at::tensor({2.0f, 0.5f}), fake = at::tensor({-2.0f, 0.0f});
+  // hinge: mean(max(0, 1 - real)) + mean(max(0, 1 + fake)) = (0 + 0.5) / 2 + (0 + 1) / 2.
+  EXPECT_FLOAT_EQ(cozy::gan::discriminator_loss("hinge", real, fake, 1.0f).item<float>(), 0.75f);
+  EXPECT_FLOAT_EQ(cozy::gan::generator_loss("hinge", fake).item<float>(), 1.0f);
+  const float bce = (std::log1p(std::exp(-2.0f)) + std::log1p(std::exp(-0.5f))) / 2 +
+                    (std::log1p(std::exp(-2.0f)) + std::log(2.0f)) / 2;
+  EXPECT_NEAR(cozy::gan::discriminator_loss("bce", real, fake, 1.0f).item<float>(), bce, 1e-6);
+  EXPECT_NEAR(cozy::gan::generator_loss("bce", fake).item<float>(), (std::log1p(std::exp(2.0f)) + std::log(2.0f)) / 2, 1e-6);
+}

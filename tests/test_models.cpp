@@ -409,6 +409,37 @@ json gan_training(int steps, json extra = json::object()) {
           {"5", {{"class_type", "SaveModel"}, {"inputs", {{"model", {"2", 0}}, {"filename_prefix", "g"}}}}}};
 }
 
+TEST_F(Models, TrainGanAveragesItsGeneratorAndTakesTheHingeLoss) {
+  // ema: the node returns (and SaveModel saves) the average, not G's own weights.
+  RunReport averaged = run(gan_training(9, {{"ema", 0.9}}));
+  ASSERT_TRUE(averaged.success) << last_error;
+  RunReport plain = run(gan_training(9));
+  ASSERT_TRUE(plain.success) << last_error;
+  EXPECT_FALSE(at::equal(tensor(averaged, "4"), tensor(plain, "4")));
+  json load = {{"1", {{"class_type", "LoadGenerator"}, {"inputs", {{"checkpoint", "g_00001.pt"}}}}},
+               {"2", {{"class_type", "GANSample"}, {"inputs", {{"generator", {"1", 0}}, {"seed", 5}, {"batch", 10}}}}},
+               {"3", sink("2")}};
+  RunReport loaded = run(load);
+  ASSERT_TRUE(loaded.success) << last_error;
+  EXPECT_TRUE(at::equal(tensor(loaded, "3"), tensor(averaged, "4"))) << "the saved model is the average";
+  // The average is in the step checkpoints: a resumed run ends where the uninterrupted one did.
+  const fs::path step3 = options.output_dir / "run" / "g_step3_00001.pt";
+  ASSERT_TRUE(fs::exists(step3));
+  RunReport resumed = run(gan_training(9, {{"ema", 0.9}, {"resume", step3.string()}}));
+  ASSERT_TRUE(resumed.success) << last_error;
+  EXPECT_TRUE(at::equal(tensor(resumed, "4"), tensor(averaged, "4")));
+
+  // hinge: D's loss starts near 2 (max(0, 1 - 0) + max(0, 1 + 0)), where the bce loss starts near 1.39.
+  RunReport hinge = run(gan_training(9, {{"loss", "hinge"}, {"name", "hinge/g"}}));
+  ASSERT_TRUE(hinge.success) << last_error;
+  auto log = read_csv(options.output_dir / "hinge" / "g_losses_00001.csv");
+  ASSERT_EQ(log.size(), 9u);
+  EXPECT_NEAR(log[0][1], 2.0, 0.3);
+  EXPECT_FALSE(at::equal(tensor(hinge, "4"), tensor(plain, "4")));
+  EXPECT_FALSE(run(gan_training(3, {{"loss", "hinge"}, {"label_smoothing", 0.1}})).success);
+  EXPECT_EQ(last_error, "label_smoothing applies to the bce loss, not hinge");
+}
+
 TEST_F(Models, ResumingGivesTheUninterruptedResult) {
   // 128 images in batches of 32: 4 steps an epoch, so 9 steps cross two epochs.
   RunReport straight = run(gan_training(9));

@@ -97,4 +97,27 @@ void init_weights(nn::Module& module, at::Generator& generator) {
   }
 }
 
+void ema_update(nn::Module& average, const nn::Module& model, double decay, std::int64_t step) {
+  torch::NoGradGuard no_grad;
+  const double d = std::min(decay, double(1 + step) / double(10 + step));
+  auto to = average.parameters();
+  auto from = model.parameters();
+  for (std::size_t i = 0; i < to.size(); ++i) to[i].mul_(d).add_(from[i], 1 - d);
+  auto to_buffers = average.buffers();
+  auto from_buffers = model.buffers();
+  for (std::size_t i = 0; i < to_buffers.size(); ++i) to_buffers[i].copy_(from_buffers[i]);
+}
+
+torch::Tensor discriminator_loss(const std::string& loss, const torch::Tensor& d_real, const torch::Tensor& d_fake,
+                                 float real_target) {
+  if (loss == "hinge") return torch::relu(1 - d_real).mean() + torch::relu(1 + d_fake).mean();
+  return torch::binary_cross_entropy_with_logits(d_real, torch::full_like(d_real, real_target)) +
+         torch::binary_cross_entropy_with_logits(d_fake, torch::zeros_like(d_fake));
+}
+
+torch::Tensor generator_loss(const std::string& loss, const torch::Tensor& d_on_fake) {
+  if (loss == "hinge") return -d_on_fake.mean();
+  return torch::binary_cross_entropy_with_logits(d_on_fake, torch::ones_like(d_on_fake));
+}
+
 }  // namespace cozy::gan

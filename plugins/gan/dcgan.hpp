@@ -47,4 +47,17 @@ TORCH_MODULE(DiscriminatorNet);
 /// DCGAN's initialisation: conv weights N(0, 0.02), batch-norm N(1, 0.02).
 void init_weights(torch::nn::Module& module, at::Generator& generator);
 
+/// An exponential moving average of a network's weights (Yazici et al.
+/// 2019): after training step t, average = d average + (1 - d) weights with
+/// d = min(decay, (1 + t) / (10 + t)), so the first steps do not hold it at
+/// the initial weights; buffers (BatchNorm's statistics) are copied.
+void ema_update(torch::nn::Module& average, const torch::nn::Module& model, double decay, std::int64_t step);
+
+/// The losses of a discriminator's logits on real and fake images, and of
+/// the generator's on fakes: "bce" (the DCGAN's, real target `real_target`)
+/// or "hinge" (Lim and Ye 2017; Miyato et al. 2018).
+torch::Tensor discriminator_loss(const std::string& loss, const torch::Tensor& d_real, const torch::Tensor& d_fake,
+                                 float real_target);
+torch::Tensor generator_loss(const std::string& loss, const torch::Tensor& d_on_fake);
+
 }  // namespace cozy::gan

@@ -255,13 +255,15 @@ NodeDef train_gan() {
   d.spec.display_name = "Train GAN (DCGAN)";
   d.spec.category = "gan";
   d.spec.description =
-      "Adversarial training of a DCGAN on a data set (Adam, binary cross-entropy), unconditional or class-"
+      "Adversarial training of a DCGAN on a data set (Adam; loss: the DCGAN's binary cross-entropy, or hinge), unconditional or class-"
       "conditional (fake labels drawn from the data set's labels). Shows step, losses, images/s and ETA; writes "
       "<name>_losses.csv and .png, a grid of samples after every epoch and at the end, and a checkpoint every "
       "checkpoint_every steps (never replacing one) under the output folder. resume continues a step checkpoint "
       "(weights, optimiser state, random state, data order: the same result as an uninterrupted run). init_from "
       "starts from a trained GAN (transfer learning) and freeze_d freezes its first K discriminator convolutions "
-      "(FreezeD). adversarial perturbs the real images the discriminator sees by FGSM or PGD within epsilon "
+      "(FreezeD). ema keeps an exponential moving average of G's weights (its decay, warmed up over the first "
+      "steps): the sample grids show it and the node returns it, G's own weights staying in the checkpoints beside it. "
+      "adversarial perturbs the real images the discriminator sees by FGSM or PGD within epsilon "
       "(Rob-GAN). Cancelling stops after the current step with a last checkpoint. Deterministic for a seed on the CPU. "
       "Over several ranks (cozy run --nproc, torchrun: docs/distributed.md) each rank takes `batch` images of "
       "every global batch, gradients are averaged over the ranks, rank 0 alone writes files, and a restarted run "
@@ -276,6 +278,9 @@ NodeDef train_gan() {
                    InputSpec::Float("beta2", 0.999).range(0, 0.9999),
                    InputSpec::Int("seed", 0).range(0, 2147483647),
                    InputSpec::Float("label_smoothing", 0.0).range(0, 0.5).help("real target = 1 - this"),
+                   InputSpec::Choice("loss", {"bce", "hinge"}).help("the adversarial loss: the DCGAN's, or hinge"),
+                   InputSpec::Float("ema", 0.0).range(0, 0.99999).with_step(0.0001)
+                       .help("decay of an average of G's weights, which it returns and samples; 0: none"),
                    InputSpec::Boolean("conditional", true),
                    InputSpec::Int("width", 64).range(4, 512).help("w: channels of the last hidden layer"),
                    InputSpec::Int("latent", 100).range(1, 4096),
@@ -301,6 +306,10 @@ NodeDef train_gan() {
                   std::to_string(batch) + " on each of " + std::to_string(dp.world()) + " ranks");
     const int64_t steps = in.integer("epochs") > 0 ? in.integer("epochs") * dp.steps(dataset->size(), batch) : in.integer("steps");
     const float real_target = 1.0f - static_cast<float>(in.number("label_smoothing"));
+    const std::string loss_kind = in.string("loss");
+    const double ema = in.number("ema");
+    if (loss_kind == "hinge" && in.number("label_smoothing") > 0)
+      throw Error("label_smoothing applies to the bce loss, not hinge");
     const std::string name = in.string("name"), resume = in.string("resume"), init = in.string("init_from");
     const std::string attack = in.string("adversarial");
     const double eps = 2 * in.number("epsilon");  // images are on [-1, 1] inside
@@ -361,12 +370,20 @@ NodeDef train_gan() {
     const auto betas = std::make_tuple(in.number("beta1"), in.number("beta2"));
     torch::optim::Adam opt_g(g->parameters(), torch::optim::AdamOptions(in.number("lr_g")).betas(betas));
     torch::optim::Adam opt_d(d_params, torch::optim::AdamOptions(in.number("lr_d")).betas(betas));
+    // The average of G's weights: from the checkpoint resumed, else G's own.
+    GeneratorNet average{nullptr};
+    if (ema > 0) {
+      average = GeneratorNet(o);
+      average->to(device);
+      if (!(resuming && start->reader.read_module("generator_ema", *average))) ema_update(*average, *g, 0.0, 0);
+      average->eval();
+    }
 
     const std::vector<std::string> classes = o.classes ? dataset->class_names() : std::vector<std::string>{};
     nlohmann::json metadata = checkpoint::metadata("gan");
     metadata.update({{"architecture", "dcgan"}, {"latent", o.latent}, {"width", o.width}, {"channels", o.channels},
                      {"image_size", o.image_size}, {"classes", classes}, {"dataset", dataset->describe()},
-                     {"seed", seed}, {"steps", 0}, {"adversarial", attack}});
+                     {"seed", seed}, {"steps", 0}, {"adversarial", attack}, {"loss", loss_kind}, {"ema", ema}});
     if (!init.empty()) metadata.update({{"init_from", init}, {"freeze_d", freeze}});
 
     // Training state: the data order and where we are in it, the losses so far.
@@ -402,6 +419,7 @@ NodeDef train_gan() {
         checkpoint::save(t, metadata, [&](torch::serialize::OutputArchive& a) {
           checkpoint::write_module(a, "generator", *g);
           checkpoint::write_module(a, "discriminator", *dnet);
+          if (average) checkpoint::write_module(a, "generator_ema", *average);
           torch::serialize::OutputArchive og, od, state;
           opt_g.save(og);
           opt_d.save(od);
@@ -422,9 +440,10 @@ NodeDef train_gan() {
     auto sample_grid = [&](const std::string& suffix) {
       if (!dp.writes()) return;
       torch::NoGradGuard no_grad;
-      g->eval();
-      at::Tensor images = (g->forward(grid_z, grid_labels) + 1) / 2;
-      g->train();
+      GeneratorNet shown = average ? average : g;
+      shown->eval();
+      at::Tensor images = (shown->forward(grid_z, grid_labels) + 1) / 2;
+      if (!average) g->train();
       ctx.add_file(write_numbered_file(out_dir, stem + suffix, ".png",
                                        [&](const fs::path& t) { training::write_grid(images, o.classes ? o.classes : 8, t); }),
                    "output");
@@ -465,24 +484,23 @@ NodeDef train_gan() {
 
       opt_d.zero_grad();
       at::Tensor d_real = dnet->forward(real, real_labels);
-      at::Tensor loss_real = torch::binary_cross_entropy_with_logits(d_real, at::full_like(d_real, real_target));
       at::Tensor fake = g->forward(z, fake_labels);
       at::Tensor d_fake = dnet->forward(fake.detach(), fake_labels);
-      at::Tensor loss_fake = torch::binary_cross_entropy_with_logits(d_fake, at::zeros_like(d_fake));
-      at::Tensor loss_d = loss_real + loss_fake;
+      at::Tensor loss_d = discriminator_loss(loss_kind, d_real, d_fake, real_target);
       loss_d.backward();
       dp.average_gradients(*dnet);
       opt_d.step();
 
       opt_g.zero_grad();
       at::Tensor d_on_fake = dnet->forward(fake, fake_labels);
-      at::Tensor loss_g = torch::binary_cross_entropy_with_logits(d_on_fake, at::ones_like(d_on_fake));
+      at::Tensor loss_g = generator_loss(loss_kind, d_on_fake);
       loss_g.backward();
       dp.average_gradients(*g);
       opt_g.step();
       // BatchNorm normalises by each rank's own batch; its running statistics
       // (used when generating) are rank 0's everywhere.
       dp.broadcast_buffers(*g), dp.broadcast_buffers(*dnet);
+      if (average) ema_update(*average, *g, ema, step);  // the same on every rank, as G's weights are
 
       loss_rows.push_back(dp.average(at::stack({loss_d.detach(), loss_g.detach()}).cpu().to(at::kFloat)));
       done = step;
@@ -512,7 +530,7 @@ NodeDef train_gan() {
     summary << "DCGAN " << o.image_size << "x" << o.image_size << " trained to step " << done << " on "
             << dataset->describe();
     if (!log.empty()) summary << "; last losses D " << log.last()[0] << " G " << log.last()[1];
-    auto generator = std::make_shared<DcganGenerator>(g, dnet, classes, metadata);
+    auto generator = std::make_shared<DcganGenerator>(average ? average : g, dnet, classes, metadata);
     return {std::static_pointer_cast<Generator>(generator), summary.str(),
             std::static_pointer_cast<Discriminator>(std::make_shared<DcganDiscriminator>(dnet, classes))};
   };
