@@ -38,6 +38,17 @@ std::vector<host::Issue> confine_files(const host::Graph& graph, const host::Reg
   return issues;
 }
 
+host::RunOptions with_folders(host::RunOptions base, const std::filesystem::path& input,
+                              const std::filesystem::path& output, const std::filesystem::path& models,
+                              const std::filesystem::path& model_save, const std::filesystem::path& temp) {
+  base.input_dir = input;
+  base.output_dir = output;
+  base.model_dir = models;
+  base.model_save_dir = model_save;
+  base.temp_dir = temp;
+  return base;
+}
+
 namespace {
 
 // Receives a run's events on the executor's threads: forwards what

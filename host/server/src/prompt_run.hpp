@@ -33,6 +33,11 @@ struct PromptOutcome {
   std::vector<std::string> log;  ///< what happened, a line each ("prompt ID: done in S s")
 };
 
+/// `base` (device, jobs, threads) with the folders a run reads and writes.
+host::RunOptions with_folders(host::RunOptions base, const std::filesystem::path& input,
+                              const std::filesystem::path& output, const std::filesystem::path& models,
+                              const std::filesystem::path& model_save, const std::filesystem::path& temp);
+
 /// Runs `prompt` with `base` (device, jobs, threads, folders); its events go
 /// to `forward` (all but the final `executing` with a null node, which the
 /// caller sends once the history is written), node logs to `log`.

@@ -446,12 +446,8 @@ void Server::Impl::execute_loop() {
         send_status();
       });
 
-      host::RunOptions run = options.run;
-      run.input_dir = options.input_dir;
-      run.output_dir = options.output_dir;
-      run.model_dir = options.models_dir;
-      run.model_save_dir = options.model_save_dir;
-      run.temp_dir = options.temp_dir;
+      const host::RunOptions run = with_folders(options.run, options.input_dir, options.output_dir, options.models_dir,
+                                                options.model_save_dir, options.temp_dir);
       PromptOutcome outcome =
           run_prompt(*prompt, executor, *registry, folders, run, cancel, forward_event, node_log);
       {

@@ -174,12 +174,8 @@ void Worker::Impl::handle(nats::Message& message, const queue::Settings& setting
       }
     }
   });
-  host::RunOptions run = options.run;
-  run.input_dir = options.input_dir;
-  run.output_dir = options.output_dir;
-  run.model_dir = options.models_dir;
-  run.model_save_dir = options.model_save_dir;
-  run.temp_dir = options.temp_dir;
+  const host::RunOptions run = with_folders(options.run, options.input_dir, options.output_dir, options.models_dir,
+                                            options.model_save_dir, options.temp_dir);
   EventForward forward = [this, &token](const std::string& client, const std::string& type, nlohmann::json data) {
     connection->send(queue::events_prefix + token,
                      nlohmann::json{{"client", client}, {"type", type}, {"data", std::move(data)}}.dump());
