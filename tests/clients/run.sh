@@ -8,4 +8,5 @@ cd "$(dirname "$0")"
 ../../scripts/npm-ci.sh .
 # The files to run: those named, else the client and crash tests.
 (($#)) || set -- clients.test.mjs crash.test.mjs
-exec node --test "$@"
+# A test that hangs fails, named, after 5 minutes.
+exec node --test --test-timeout=300000 "$@"

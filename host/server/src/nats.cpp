@@ -132,6 +132,16 @@ Connection::Connection(const std::string& url, const std::string& name, std::fun
         if (!connection->closing_) (*connection->log_)("reconnected to the queue");
       },
       this);
+  // The last callback: after it the client's thread touches nothing of ours.
+  natsOptions_SetClosedCB(
+      options,
+      [](natsConnection*, void* self) {
+        auto* connection = static_cast<Connection*>(self);
+        std::lock_guard<std::mutex> lock(connection->closed_mutex_);
+        connection->closed_ = true;
+        connection->closed_cv_.notify_all();
+      },
+      this);
   natsStatus status = natsConnection_Connect(&connection_, options);
   if (status != NATS_OK) throw Error("cannot reach the queue at " + url + ": " + last_error(status));
   jsOptions js_options;
@@ -145,6 +155,11 @@ Connection::~Connection() {
   jsCtx_Destroy(jetstream_);
   if (connection_) {
     natsConnection_Close(connection_);
+    // The client calls back on a thread of its own, after Close returns:
+    // wait for the closed callback before this object goes.
+    std::unique_lock<std::mutex> lock(closed_mutex_);
+    closed_cv_.wait_for(lock, std::chrono::seconds(10), [this] { return closed_; });
+    lock.unlock();
     natsConnection_Destroy(connection_);
   }
 }

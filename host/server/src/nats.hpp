@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -142,6 +144,9 @@ class Connection {
   jsCtx* jetstream_ = nullptr;
   std::unique_ptr<std::function<void(const std::string&)>> log_;
   std::atomic<bool> closing_{false};
+  std::mutex closed_mutex_;
+  std::condition_variable closed_cv_;
+  bool closed_ = false;
 };
 
 /// A NATS subject token for any text (prompt ids may hold dots or spaces): its bytes in hex.
